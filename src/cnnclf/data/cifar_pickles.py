@@ -1,0 +1,72 @@
+"""The CIFAR-10 python folder (cifar-10-batches-py): data_batch_N, test_batch, batches.meta.
+
+These are pickles. Unpickling can run code, so a restricted unpickler admits only what
+plain numpy arrays are made of and refuses everything else, before it can execute.
+"""
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+
+from cnnclf.data.images import Images, hash_files
+from cnnclf.errors import DataError
+
+PLAIN_DATA = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module.replace("numpy._core", "numpy.core"), name) in PLAIN_DATA:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+
+
+def load(cfg) -> Images:
+    folder = Path(cfg.path)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; data.path must be the cifar-10-batches-py folder")
+    batches = sorted(folder.glob("data_batch_*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+    test, meta = folder / "test_batch", folder / "batches.meta"
+    for needed in (batches[:1] or [folder / "data_batch_1"]) + [test]:
+        if not needed.is_file():
+            raise DataError(f"{folder}: no {needed.name}; a CIFAR folder holds data_batch_1..N, "
+                            f"test_batch and batches.meta")
+    x_train, y_train = zip(*(_read_batch(p) for p in batches))
+    x_test, y_test = _read_batch(test)
+    names = [n.decode() if isinstance(n, bytes) else str(n)
+             for n in _unpickle(meta)[b"label_names"]] if meta.is_file() else None
+    return Images(np.concatenate(x_train), np.concatenate(y_train), x_test, y_test,
+                  class_names=names, files=hash_files([*batches, test] + ([meta] if meta.is_file() else [])))
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    batch = _unpickle(path)
+    try:
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        images = data.reshape(len(data), 3, 32, 32).transpose(0, 2, 3, 1)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{path}: not a CIFAR batch (a dict with b'data' of N x 3072 uint8 and "
+                        f"b'labels'): {e}") from None
+    return np.ascontiguousarray(images), labels
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            result = _PlainDataUnpickler(f, encoding="bytes").load()
+    except pickle.UnpicklingError as e:
+        raise DataError(f"{path}: {e}: CIFAR pickles may hold only plain data, so this file was "
+                        f"not loaded; use the official cifar-10-batches-py files") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise DataError(f"{path}: not a readable CIFAR pickle ({e.__class__.__name__}: {e})") from None
+    if not isinstance(result, dict):
+        raise DataError(f"{path}: expected a pickled dict, found {type(result).__name__}")
+    return result

@@ -1,0 +1,74 @@
+"""Kaggle-style CSV files: a header row, one label column and one column per pixel.
+
+Pixels are in row-major (height, width, channels) order. 784 columns mean 28x28x1 and
+3072 mean 32x32x3 unless data.image_shape says otherwise.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cnnclf.data.images import Images, hash_files
+from cnnclf.errors import DataError
+
+INFERRED_SHAPES = {784: (28, 28, 1), 3072: (32, 32, 3)}
+
+
+def load(cfg) -> Images:
+    x_train, y_train = read_csv(Path(cfg.path), cfg.label_column, cfg.image_shape)
+    x_test, y_test = read_csv(Path(cfg.test_path), cfg.label_column, cfg.image_shape)
+    return Images(x_train, y_train, x_test, y_test, files=hash_files([cfg.path, cfg.test_path]))
+
+
+def read_csv(path: Path, label_column: str, image_shape) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such CSV file; check data.path and data.test_path")
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if label_column not in header:
+        raise DataError(f"{path}: no label column {label_column!r} in the header (it starts "
+                        f"{', '.join(header[:3])}, ...); set data.label_column")
+    pixels = [c for c in header if c != label_column]
+    shape = _shape(path, len(pixels), image_shape)
+    dtypes = {c: np.uint8 for c in pixels} | {label_column: np.int64}
+    try:
+        # Explicit uint8 columns: pandas parses straight into small arrays and refuses
+        # (rather than wraps) anything that is not a whole number in 0-255.
+        frame = pd.read_csv(path, dtype=dtypes, engine="c")
+    except (ValueError, pd.errors.ParserError) as e:
+        raise _diagnose(path, header, label_column) or DataError(f"{path}: cannot parse the CSV ({e})") from None
+    labels = frame.pop(label_column).to_numpy()
+    images = frame.to_numpy(dtype=np.uint8).reshape(-1, *shape)
+    return images, labels
+
+
+def _shape(path: Path, columns: int, image_shape) -> tuple:
+    if image_shape is not None:
+        if int(np.prod(image_shape)) != columns:
+            raise DataError(f"{path}: {columns} pixel columns do not fit data.image_shape "
+                            f"{list(image_shape)} ({int(np.prod(image_shape))} pixels)")
+        return tuple(image_shape)
+    if columns not in INFERRED_SHAPES:
+        raise DataError(f"{path}: {columns} pixel columns; set data.image_shape: [height, width, channels]")
+    return INFERRED_SHAPES[columns]
+
+
+def _diagnose(path: Path, header: list[str], label_column: str) -> DataError | None:
+    """Find the first bad row (slowly, only after the fast parser failed) and say what is wrong."""
+    with open(path, newline="") as f:
+        rows = csv.reader(f)
+        next(rows)
+        for line, row in enumerate(rows, start=2):
+            if len(row) != len(header):
+                return DataError(f"{path}:{line}: row has {len(row)} values, the header has {len(header)}; "
+                                 f"fix or remove that row")
+            for column, value in zip(header, row):
+                try:
+                    number = int(value)
+                except ValueError:
+                    return DataError(f"{path}:{line}: column {column} holds {value!r}, not a whole number")
+                if column != label_column and not 0 <= number <= 255:
+                    return DataError(f"{path}:{line}: column {column} holds {number}, outside the pixel range 0-255")
+    return None

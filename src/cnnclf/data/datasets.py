@@ -1,0 +1,43 @@
+"""The datasets cnnclf knows by name: their image shape, class names and default source."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    shape: tuple[int, int, int]  # (height, width, channels)
+    class_names: tuple[str, ...]
+    default_source: str
+
+
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+
+KNOWN = {
+    "mnist": KnownDataset((28, 28, 1), DIGIT_NAMES, "keras"),
+    "fashion_mnist": KnownDataset(
+        (28, 28, 1),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "keras",
+    ),
+    "cifar10": KnownDataset(
+        (32, 32, 3),
+        ("airplane", "automobile", "bird", "cat", "deer",
+         "dog", "frog", "horse", "ship", "truck"),
+        "keras",
+    ),
+    "digits": KnownDataset((8, 8, 1), DIGIT_NAMES, "sklearn"),
+}
+
+DATASETS = (*KNOWN, "custom")
+
+# Which datasets each source can hold (custom: the user's own classes).
+SOURCES = {
+    "keras": ("mnist", "fashion_mnist", "cifar10"),
+    "sklearn": ("digits",),
+    "idx": ("mnist", "fashion_mnist", "custom"),
+    "csv": ("mnist", "fashion_mnist", "cifar10", "custom"),
+    "npz": ("mnist", "fashion_mnist", "cifar10", "custom"),
+    "cifar": ("cifar10", "custom"),
+    "folder": ("mnist", "fashion_mnist", "cifar10", "custom"),
+}

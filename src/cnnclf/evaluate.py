@@ -1,0 +1,69 @@
+"""Test-set evaluation of a run's best model: metrics.json and predictions.npz."""
+
+import io
+
+import keras
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from cnnclf.data.pipeline import evaluation_batches
+from cnnclf.runs import RunDir, write_bytes, write_json
+
+SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
+
+
+def load_model(run: RunDir) -> keras.Model:
+    """The run's best model, loaded with Keras safe mode on (no code from the file is run)."""
+    return keras.saving.load_model(run.model, safe_mode=True)
+
+
+def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
+    """Evaluate `model` on the test split; write metrics.json and predictions.npz; return the metrics."""
+    onehot = config.data.labels == "onehot"
+    test = evaluation_batches(splits.x_test, splits.y_test, config.train.eval_batch_size, splits.num_classes, onehot)
+    results = model.evaluate(test, return_dict=True, verbose=0)
+    probabilities = model.predict(test.map(lambda x, y: x), verbose=0).astype(np.float32)
+    y_true, y_pred = splits.y_test, probabilities.argmax(axis=1)
+    labels = list(range(splits.num_classes))
+    report = classification_report(y_true, y_pred, labels=labels, target_names=splits.class_names,
+                                   output_dict=True, zero_division=0)
+    metrics = {
+        "test_loss": float(results.pop("loss")),
+        **{f"test_{name}": float(value) for name, value in results.items()},
+        "test_images": int(len(y_true)),
+        "class_names": splits.class_names,
+        "per_class": {name: {"precision": report[name]["precision"], "recall": report[name]["recall"],
+                             "f1": report[name]["f1-score"], "support": int(report[name]["support"])}
+                      for name in splits.class_names},
+        "macro_avg": {k.replace("-score", ""): v for k, v in report["macro avg"].items() if k != "support"},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+    write_json(run.metrics, metrics)
+    order = np.argsort(y_pred == y_true, kind="stable")[:SAMPLES]  # wrong ones first
+    out = io.BytesIO()
+    np.savez_compressed(out, y_true=y_true, probabilities=probabilities, sample_index=order,
+                        sample_images=splits.x_test[order])
+    write_bytes(run.predictions, out.getvalue())
+    return metrics
+
+
+def evaluate_run(run: RunDir) -> dict:
+    """Reload a run's model and the test data its config names; evaluate again and rewrite the metrics."""
+    from cnnclf.config import load_config
+    from cnnclf.data.images import load_images
+    from cnnclf.data.split import split
+
+    config = load_config(run.config)
+    splits = split(load_images(config.data), config.data, config.seed)
+    return evaluate(run, load_model(run), splits, config)
+
+
+def report(metrics: dict) -> str:
+    """The per-class table and the totals, as text."""
+    width = max(len(n) for n in metrics["class_names"]) + 2
+    lines = [f"{'class':<{width}}precision  recall      f1  support"]
+    for name, row in metrics["per_class"].items():
+        lines.append(f"{name:<{width}}{row['precision']:9.4f}{row['recall']:8.4f}{row['f1']:8.4f}{row['support']:9d}")
+    lines.append(f"test_loss {metrics['test_loss']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
+                 f"({metrics['test_images']} images)")
+    return "\n".join(lines)

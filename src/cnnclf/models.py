@@ -1,0 +1,115 @@
+"""Build and compile a Keras model from the config: a declarative layer list or a preset."""
+
+import inspect
+
+import keras
+
+from cnnclf.errors import ConfigError, did_you_mean
+from cnnclf.presets import PRESETS
+
+
+def layer_specs(model_config) -> tuple[list[dict], str]:
+    """The layer list, and how to name it in messages."""
+    if model_config.preset is not None:
+        return PRESETS[model_config.preset], f"preset {model_config.preset}"
+    return model_config.layers, "model.layers"
+
+
+def build_model(config, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """Input (uint8 pixels, cast by Keras) -> optional x/255 -> the layers -> softmax classifier."""
+    keras.utils.set_random_seed(config.seed)
+    specs, where = layer_specs(config.model)
+    model = keras.Sequential(name=config.name.replace(".", "_"))
+    model.add(keras.Input(shape=input_shape))
+    if config.data.normalize == "scale":
+        model.add(keras.layers.Rescaling(1 / 255, name="scale"))
+    for i, spec in enumerate(specs):
+        ((name, kwargs),) = spec.items()
+        label = f"{where}[{i}].{name}"
+        layer = construct(getattr(keras.layers, name), kwargs, label)
+        before = model.output_shape
+        try:
+            model.add(layer)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{label}: cannot take input of shape {before}: {_first_line(e)}") from None
+    last = model.layers[-1]
+    if not _is_classifier(last):
+        model.add(keras.layers.Dense(num_classes, activation="softmax", name="classifier"))
+    elif model.output_shape[-1] != num_classes:
+        raise ConfigError(f"{where}[{len(specs) - 1}]: the last layer gives {model.output_shape[-1]} outputs but "
+                          f"the data has {num_classes} classes; set units: {num_classes}, or leave the "
+                          f"classifier out and cnnclf adds Dense({num_classes}, softmax)")
+    if model.output_shape != (None, num_classes):
+        raise ConfigError(f"{where}: the model's output has shape {model.output_shape}, expected "
+                          f"(None, {num_classes}); add Flatten or GlobalAveragePooling2D before the classifier")
+    return model
+
+
+def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int) -> None:
+    """Optimizer (with its learning-rate schedule), loss and metrics, as `train` (TrainConfig) says."""
+    model.compile(optimizer=make_optimizer(train, steps_per_epoch), loss=make_loss(train, labels),
+                  metrics=list(train.metrics))
+
+
+def make_optimizer(train, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    options = train.optimizer
+    cls = {n.lower(): getattr(keras.optimizers, n) for n in dir(keras.optimizers) if n[:1].isupper()}[options.name]
+    kwargs = dict(options.model_extra or {})
+    rate = options.learning_rate or inspect.signature(cls).parameters["learning_rate"].default
+    warmup = round(train.warmup_epochs * steps_per_epoch)
+    if train.lr_schedule == "cosine" or warmup:
+        total = train.epochs * steps_per_epoch
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else rate,
+            decay_steps=max(total - warmup, 1),
+            alpha=1.0 if train.lr_schedule == "constant" else 0.0,  # alpha 1: stay at the peak
+            warmup_target=rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    return construct(cls, {**kwargs, "learning_rate": rate}, "train.optimizer")
+
+
+def make_loss(train, labels: str):
+    if train.loss != "auto":
+        try:
+            return keras.losses.get(train.loss)
+        except ValueError:
+            raise ConfigError(f"train.loss: {train.loss!r} is not a Keras loss; use auto, or a name such as "
+                              f"categorical_crossentropy") from None
+    if labels == "onehot":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def construct(cls, kwargs: dict, label: str):
+    """cls(**kwargs), with a misspelled argument named and its nearest valid spelling suggested."""
+    accepted = _arguments(cls)
+    for key in kwargs:
+        if key not in accepted:
+            raise ConfigError(f"{label}: unknown argument {key!r}{did_you_mean(key, accepted)}; "
+                              f"{cls.__name__} takes {', '.join(sorted(accepted))}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{label}: {_first_line(e)}") from None
+
+
+def _arguments(cls) -> set[str]:
+    """Keyword arguments a Keras class accepts: the named ones of every __init__ up its bases
+    (each passes **kwargs on to the next, which checks them)."""
+    names = set()
+    for klass in cls.__mro__[:-1]:
+        if "__init__" in vars(klass):
+            parameters = inspect.signature(klass.__init__).parameters.values()
+            names |= {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    names.discard("self")
+    return names | {"input_shape", "input_dim"} if issubclass(cls, keras.layers.Layer) else names
+
+
+def _is_classifier(layer) -> bool:
+    activation = getattr(layer, "activation", None)
+    return isinstance(layer, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [error.__class__.__name__])[0]

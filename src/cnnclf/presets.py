@@ -1,0 +1,33 @@
+"""Built-in architectures, written exactly as a config's model.layers would be.
+
+The tutorial presets reproduce the seed tutorials layer for layer; their parameter counts
+(for 10 classes) are pinned in tests. The classifier, Dense(num_classes, softmax), is
+added by build_model, so every preset works for any number of classes.
+"""
+
+
+def conv(filters, kernel_size=3, **kwargs):
+    return {"Conv2D": {"filters": filters, "kernel_size": kernel_size, "activation": "relu", **kwargs}}
+
+
+def dense(units, **kwargs):
+    return {"Dense": {"units": units, "activation": "relu", **kwargs}}
+
+
+POOL = {"MaxPooling2D": {"pool_size": 2}}
+FLATTEN = {"Flatten": {}}
+HE = {"kernel_initializer": "he_uniform"}
+
+PRESETS = {
+    # Fashion-MNIST from Kaggle CSVs; 93,322 parameters.
+    "s000_fashion_csv": [conv(32), POOL, conv(64), POOL, conv(64), FLATTEN, dense(64)],
+    # MNIST with he_uniform init and dropout; 628,630 parameters.
+    "s002_mnist": [conv(32, padding="same", **HE), POOL, FLATTEN, dense(100, **HE), {"Dropout": {"rate": 0.2}}],
+    # CIFAR-10, the same family; 430,102 parameters.
+    "s002_cifar10": [conv(32, padding="same", **HE), POOL, conv(64, padding="same", **HE), POOL, FLATTEN,
+                     dense(100, **HE), {"Dropout": {"rate": 0.2}}],
+    # Fashion-MNIST, the Keras basic tutorial's CNN; 121,930 parameters.
+    "s003_fashion": [conv(32), POOL, conv(64), POOL, FLATTEN, dense(64)],
+    # MNIST without pooling; 183,242 parameters.
+    "s004_mnist": [conv(64), conv(32), conv(32), FLATTEN],
+}

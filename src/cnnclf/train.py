@@ -1,0 +1,187 @@
+"""train(config) and resume(run): data -> model -> fit -> evaluate -> plots, in one run directory.
+
+Everything that can be wrong with the config or the data is found before the run
+directory is created, so a failed start leaves nothing that looks like a result.
+"""
+
+import contextlib
+import logging
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from cnnclf import __version__, plots
+from cnnclf.callbacks import HistoryFile, Progress, StopOnNaN, TrainingState
+from cnnclf.config import Config, load_config
+from cnnclf.data.images import load_images
+from cnnclf.data.pipeline import evaluation_batches, training_batches
+from cnnclf.data.split import Splits, split
+from cnnclf.errors import CnnclfError, Interrupted, NotARunError
+from cnnclf.evaluate import evaluate, load_model
+from cnnclf.models import build_model, compile_model
+from cnnclf.runs import RunDir, interrupts_raised, write_json, write_text
+from cnnclf.runtime import describe_device
+
+log = logging.getLogger("cnnclf")
+
+SMOKE_PER_CLASS = {"train": 20, "test": 10}  # images per class for --smoke, one epoch
+
+
+@dataclass
+class Session:
+    """A run's inputs, checked: the config, the data split and the compiled model."""
+
+    config: Config
+    splits: Splits
+    model: keras.Model
+    data_fingerprint: dict
+
+
+def train(config: Config, smoke: bool = False, started: float | None = None) -> RunDir:
+    """Train as `config` says into a new run directory; return it."""
+    started = started or time.time()
+    session = prepare(config, smoke)
+    run = RunDir.create(session.config.output.runs_dir, session.config.name)
+    log.info(f"run directory: {run.path}")
+    write_text(run.config, session.config.to_yaml())
+    write_json(run.env, _environment(session))
+    lines = []
+    session.model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
+    write_text(run.summary, "\n".join(lines) + "\n")
+    return _fit_and_finish(run, session, started)
+
+
+def resume(path, started: float | None = None) -> RunDir:
+    """Continue an interrupted or failed run from its last finished epoch."""
+    started = started or time.time()
+    run = RunDir.open(path)
+    state = run.status()
+    if state["status"] == "completed":
+        raise NotARunError(f"{run.path}: this run completed; nothing to resume (`cnnclf train --from` reruns it)")
+    if run.is_alive():
+        raise NotARunError(f"{run.path}: this run is still training (process {state['pid']}); wait or stop it first")
+    session = prepare(load_config(run.config))
+    log.info(f"resuming {run.path} (status {state['status']})")
+    return _fit_and_finish(run, session, started)
+
+
+def prepare(config: Config, smoke: bool = False) -> Session:
+    """Load and split the data and build the model: every check that needs no run directory."""
+    images = load_images(config.data)
+    if images.skipped:
+        log.warning(f"skipped {len(images.skipped)} unreadable image files (data.skip_bad_images), "
+                    f"the first: {images.skipped[0]}")
+    if smoke:
+        k = images.num_classes
+        config = config.with_overrides({"data.limit_train": SMOKE_PER_CLASS["train"] * k,
+                                        "data.limit_test": SMOKE_PER_CLASS["test"] * k, "train.epochs": 1})
+    splits = split(images, config.data, config.seed)
+    fingerprint = {**images.fingerprint(), "skipped_files": images.skipped, "split_sha256": splits.fingerprint,
+                   "sizes": {"train": len(splits.y_train), "validation": len(splits.y_val),
+                             "test": len(splits.y_test)}}
+    del images  # the splits hold the only copies training needs
+    model = build_model(config, splits.shape, splits.num_classes)
+    steps = -(-len(splits.y_train) // config.train.batch_size)
+    compile_model(model, config.train, config.data.labels, steps)
+    return Session(config, splits, model, fingerprint)
+
+
+def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir:
+    config, splits, model = session.config, session.splits, session.model
+    train_cfg, onehot = config.train, config.data.labels == "onehot"
+    early_stopping = checkpoint = None
+    if train_cfg.early_stopping is not None:
+        early_stopping = keras.callbacks.EarlyStopping(**train_cfg.early_stopping.model_dump())
+    if train_cfg.checkpoint is not None:
+        checkpoint = keras.callbacks.ModelCheckpoint(run.backup / "best.keras", save_best_only=True,
+                                                     **train_cfg.checkpoint.model_dump())
+    state = TrainingState(run, early_stopping, checkpoint)
+    first_epoch = state.first_epoch()
+    progress = Progress(train_cfg.epochs, started)
+    run.set_status("running", epochs_done=first_epoch)
+    log_file = logging.FileHandler(run.log)
+    log.addHandler(log_file)
+    try:
+        with _outcome_recorded(run, state):
+            fit_started = time.time()
+            if not state.finished():
+                batches, steps = training_batches(splits.x_train, splits.y_train, train_cfg.batch_size, config.seed,
+                                                  first_epoch, train_cfg.epochs, splits.num_classes, onehot)
+                validation = evaluation_batches(splits.x_val, splits.y_val, train_cfg.eval_batch_size,
+                                                splits.num_classes, onehot)
+                callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint]),
+                             HistoryFile(run.history, first_epoch), state]
+                model.fit(batches, epochs=train_cfg.epochs, steps_per_epoch=steps, validation_data=validation,
+                          callbacks=callbacks, shuffle=False, verbose=0)
+            fit_seconds = time.time() - fit_started
+            if not run.model.exists():  # no checkpoint configured: keep the final model
+                model.save(run.backup / "final.keras")
+                (run.backup / "final.keras").replace(run.model)
+            metrics = evaluate(run, load_model(run), splits, config)
+            plots.draw_all(run)
+    finally:
+        log.removeHandler(log_file)
+        log_file.close()
+    epochs_done = state.first_epoch()
+    run.set_status("completed", epochs_done=epochs_done, wall_seconds=round(time.time() - started, 2),
+                   fit_seconds=round(fit_seconds, 2),
+                   time_to_first_step_seconds=_round(progress.time_to_first_step),
+                   train_images_per_second=round(len(splits.y_train) * (epochs_done - first_epoch)
+                                                 / max(fit_seconds, 1e-9), 1))
+    shutil.rmtree(run.backup, ignore_errors=True)
+    log.info(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}")
+    return run
+
+
+@contextlib.contextmanager
+def _outcome_recorded(run: RunDir, state: TrainingState):
+    """Ctrl-C or SIGTERM marks the run interrupted, any other failure marks it failed; both re-raise."""
+    try:
+        with interrupts_raised():
+            yield
+    except (Interrupted, KeyboardInterrupt) as e:
+        epochs = state.first_epoch()
+        run.set_status("interrupted", epochs_done=epochs)
+        signal_number = e.exit_code - 128 if isinstance(e, Interrupted) else signal.SIGINT
+        raise Interrupted(f"{e or 'stopped by SIGINT'} after {epochs} finished epochs; "
+                          f"continue with: cnnclf resume {run.path}", signal_number) from None
+    except Exception as e:
+        message = str(e) if isinstance(e, CnnclfError) else f"{e.__class__.__name__}: {e}"
+        run.set_status("failed", epochs_done=state.first_epoch(), error=message)
+        if isinstance(e, CnnclfError):
+            e.args = (f"{message} (run {run.path} is marked failed)",)
+        raise
+
+
+def _environment(session: Session) -> dict:
+    import tensorflow as tf
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = git.stdout.strip() if git.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "cnnclf": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": describe_device(),
+        "seed": session.config.seed,
+        "command": sys.argv,
+        "git_commit": commit or None,
+        "data": session.data_fingerprint,
+    }
+
+
+def _round(value):
+    return None if value is None else round(value, 2)
