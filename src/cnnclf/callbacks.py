@@ -136,7 +136,7 @@ class TrainingState(keras.callbacks.BackupAndRestore):
             es = self.early_stopping
             if es is not None and es.best_weights is not None and es.best_epoch == epoch:
                 _write_arrays(self.run.backup / "early_stopping_best.npz", es.best_weights)
-            _write_arrays(self.run.backup / "random_state.npz", [np.asarray(v) for v in _random_state(self.model)])
+            _write_arrays(self.run.backup / "random_state.npz", [v.numpy() for v in _random_state(self.model)])
             state = {"epoch": epoch + 1, "finished": False}
             if es is not None:
                 state["early_stopping"] = {"wait": es.wait, "best": _plain(es.best), "best_epoch": es.best_epoch,

@@ -13,6 +13,13 @@ from cnnclf import __version__
 from cnnclf.errors import CnnclfError
 
 
+class _StderrHandler(logging.Handler):
+    """Log lines to whatever sys.stderr is now (click's test runner swaps it)."""
+
+    def emit(self, record):
+        sys.stderr.write(self.format(record) + "\n")
+
+
 class _Cli(click.Group):
     """Turns domain errors into `Error: ...` on stderr and their exit code (no traceback unless --debug)."""
 
@@ -50,10 +57,8 @@ def cli(ctx, debug):
     ctx.obj.setdefault("started", time.time())
     ctx.obj["debug"] = debug
     logger = logging.getLogger("cnnclf")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
     logger.setLevel(logging.INFO)
 
 

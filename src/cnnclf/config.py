@@ -243,8 +243,8 @@ def _set_path(raw: dict, parts: tuple, value, key: str) -> None:
         here = _dotted(parts[: depth + 1])
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
-                size = len(node) if isinstance(node, list) else 0
-                raise ConfigError(f"--set {key}: {here} does not exist ({_dotted(parts[:depth])} has {size} items)")
+                has = f"has {len(node)} items" if isinstance(node, list) else "is not a list"
+                raise ConfigError(f"--set {key}: {here} does not exist ({_dotted(parts[:depth])} {has})")
         else:
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {_dotted(parts[:depth])} has no keys; set it as a whole")

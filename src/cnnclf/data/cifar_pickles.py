@@ -18,6 +18,7 @@ PLAIN_DATA = {
     ("numpy.core.multiarray", "scalar"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol 2: data in, data out
 }
 
 

@@ -72,3 +72,11 @@ def _diagnose(path: Path, header: list[str], label_column: str) -> DataError | N
                 if column != label_column and not 0 <= number <= 255:
                     return DataError(f"{path}:{line}: column {column} holds {number}, outside the pixel range 0-255")
     return None
+
+
+def write_csv(path: Path, images: np.ndarray, labels: np.ndarray, label_column: str = "label") -> None:
+    """Write images as a Kaggle-style CSV: label, pixel1, pixel2, ... (row-major H, W, C)."""
+    flat = images.reshape(len(images), -1)
+    header = ",".join([label_column] + [f"pixel{i + 1}" for i in range(flat.shape[1])])
+    table = np.column_stack([labels, flat]).astype(np.int64)
+    np.savetxt(path, table, fmt="%d", delimiter=",", header=header, comments="")

@@ -76,9 +76,13 @@ def _check(images: Images, cfg) -> None:
     if images.class_names is None:
         count = len(known.class_names) if known else int(images.y_train.max()) + 1
         images.class_names = list(known.class_names) if known else [str(i) for i in range(count)]
-    elif known and len(images.class_names) != len(known.class_names):
-        raise DataError(f"{where}: {len(images.class_names)} classes found, but {cfg.dataset} has "
-                        f"{len(known.class_names)}; set data.dataset: custom")
+    elif known and images.class_names != list(known.class_names):
+        # Folder names must be the dataset's classes (or 0..K-1), so label i means class i.
+        if images.class_names != [str(i) for i in range(len(known.class_names))]:
+            raise DataError(f"{where}: classes {', '.join(images.class_names)} are not the {cfg.dataset} classes "
+                            f"({', '.join(known.class_names)}, or 0-{len(known.class_names) - 1}); "
+                            f"rename them or set data.dataset: custom")
+        images.class_names = list(known.class_names)
     k = images.num_classes
     for part in ("train", "test"):
         y = getattr(images, f"y_{part}")

@@ -1,0 +1,127 @@
+"""Shared fixtures: tiny real data (from the MNIST sample in data/) written in every source
+format, and a way to run the CLI in-process and read its stdout, stderr and exit code."""
+
+import io
+import pickle
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from cnnclf import runtime
+from cnnclf.data.csv_files import write_csv
+from cnnclf.data.idx import read_idx, write_idx
+
+runtime.start()  # the quiet TensorFlow import, once for the session
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "mnist-sample"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def cnnclf(*args):
+    """Run the CLI in-process; the result has exit_code, stdout and stderr."""
+    from cnnclf.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], obj={"started": time.time()})
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """Real MNIST digits: 300 train and 100 test images, (N, 28, 28, 1) uint8, labels 0-9."""
+    x_train = read_idx(SAMPLE / "train-images-idx3-ubyte.gz", "images")[:300, ..., None]
+    y_train = read_idx(SAMPLE / "train-labels-idx1-ubyte.gz", "labels")[:300].astype(np.int64)
+    x_test = read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:100, ..., None]
+    y_test = read_idx(SAMPLE / "t10k-labels-idx1-ubyte.gz", "labels")[:100].astype(np.int64)
+    return x_train, y_train, x_test, y_test
+
+
+@pytest.fixture(scope="session")
+def color():
+    """32x32 RGB images (the CIFAR shape): a coloured square whose colour is the class (4 classes)."""
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        y = np.arange(n) % 4
+        x = rng.integers(0, 40, (n, 32, 32, 3)).astype(np.uint8)
+        for i, label in enumerate(y):
+            x[i, 8:24, 8:24, label % 3] = 200 + 10 * (label // 3)
+        return x, y.astype(np.int64)
+
+    return (*make(40), *make(20))
+
+
+@pytest.fixture(scope="session")
+def formats(tmp_path_factory, digits, color):
+    """The same tiny datasets written as idx, csv, npz, cifar pickles, an image folder and a zip."""
+    root = tmp_path_factory.mktemp("formats")
+    x_train, y_train, x_test, y_test = digits
+    (root / "idx").mkdir()
+    for part, x, y in (("train", x_train, y_train), ("t10k", x_test, y_test)):
+        write_idx(root / "idx" / f"{part}-images-idx3-ubyte.gz", x[..., 0], "images")
+        write_idx(root / "idx" / f"{part}-labels-idx1-ubyte.gz", y.astype(np.uint8), "labels")
+    write_csv(root / "train.csv", x_train, y_train)
+    write_csv(root / "test.csv", x_test, y_test)
+    np.savez(root / "digits.npz", x_train=x_train[..., 0], y_train=y_train, x_test=x_test[..., 0], y_test=y_test)
+    write_cifar(root / "cifar-10-batches-py", *color)
+    write_folder(root / "folder", *digits)
+    with zipfile.ZipFile(root / "folder.zip", "w") as archive:
+        for path in sorted((root / "folder").rglob("*.png")):
+            archive.write(path, "digits/" + str(path.relative_to(root / "folder")))
+    return root
+
+
+def write_cifar(folder: Path, x_train, y_train, x_test, y_test, names=("a", "b", "c", "d"), protocol=2):
+    """The cifar-10-batches-py layout: pickled dicts with bytes keys, N x 3072 channel-first rows."""
+    folder.mkdir()
+
+    def dump(path, x, y):
+        rows = x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+        path.write_bytes(pickle.dumps({b"data": rows, b"labels": [int(v) for v in y]}, protocol=protocol))
+
+    half = len(x_train) // 2
+    dump(folder / "data_batch_1", x_train[:half], y_train[:half])
+    dump(folder / "data_batch_2", x_train[half:], y_train[half:])
+    dump(folder / "test_batch", x_test, y_test)
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [n.encode() for n in names]},
+                                                       protocol=protocol))
+
+
+def write_folder(folder: Path, x_train, y_train, x_test, y_test, names=None):
+    for part, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for i, (image, label) in enumerate(zip(x, y)):
+            path = folder / part / (names[label] if names else str(label)) / f"{i:04d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A config that trains for real on 1,000 MNIST sample images in a few seconds."""
+    return {
+        "name": "tiny",
+        "data": {"dataset": "mnist", "source": "idx", "path": str(SAMPLE), "limit_train": 1000, "limit_test": 200},
+        "model": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
+                             {"MaxPooling2D": {"pool_size": 2}}, {"Flatten": {}}]},
+        "train": {"epochs": 2, "batch_size": 32},
+        "output": {"runs_dir": str(tmp_path / "runs")},
+    }
+
+
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")

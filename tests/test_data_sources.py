@@ -1,0 +1,131 @@
+"""Every source reads the same tiny datasets to the same arrays; keras downloads are mocked."""
+
+import gzip
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from cnnclf.config import DataConfig
+from cnnclf.data.images import load_images
+from cnnclf.data.split import split
+from cnnclf.errors import DataError
+
+from conftest import write_cifar, write_folder
+
+
+def data(**kwargs):
+    return DataConfig(**kwargs)
+
+
+@pytest.mark.parametrize("source, path, test_path", [
+    ("idx", "idx", None),
+    ("csv", "train.csv", "test.csv"),
+    ("npz", "digits.npz", None),
+    ("folder", "folder", None),
+    ("folder", "folder.zip", None),
+])
+def test_every_local_source_reads_the_same_digits(formats, digits, source, path, test_path):
+    images = load_images(data(dataset="mnist", source=source, path=str(formats / path),
+                              test_path=str(formats / test_path) if test_path else None))
+    x_train, y_train, x_test, y_test = digits
+    order = np.argsort(y_train, kind="stable") if source == "folder" else slice(None)  # folders group by class
+    test_order = np.argsort(y_test, kind="stable") if source == "folder" else slice(None)
+    assert images.x_train.dtype == np.uint8 and images.x_train.shape == (300, 28, 28, 1)
+    np.testing.assert_array_equal(images.x_train, x_train[order])
+    np.testing.assert_array_equal(images.y_train, y_train[order])
+    np.testing.assert_array_equal(images.x_test, x_test[test_order])
+    np.testing.assert_array_equal(images.y_test, y_test[test_order])
+    assert images.class_names == [str(i) for i in range(10)]
+    assert images.files and all(len(h) == 64 for h in images.files.values())
+
+
+def test_custom_folder_takes_class_names_from_folders(tmp_path, color):
+    write_folder(tmp_path / "shapes", *color, names=("circle", "square", "star", "tri"))
+    images = load_images(data(dataset="custom", source="folder", path=str(tmp_path / "shapes")))
+    assert images.class_names == ["circle", "square", "star", "tri"] and images.shape == (32, 32, 3)
+
+
+def test_folder_converts_and_resizes_to_image_shape(formats):
+    images = load_images(data(dataset="custom", source="folder", path=str(formats / "folder"), image_shape=[16, 20, 3]))
+    assert images.x_train.shape == (300, 16, 20, 3)
+    np.testing.assert_array_equal(images.x_train[..., 0], images.x_train[..., 2])  # grey made RGB
+
+
+def test_cifar_pickles(formats, color):
+    images = load_images(data(dataset="custom", source="cifar", path=str(formats / "cifar-10-batches-py")))
+    np.testing.assert_array_equal(images.x_train, color[0])
+    np.testing.assert_array_equal(images.y_test, color[3])
+    assert images.class_names == ["a", "b", "c", "d"]
+
+
+def test_digits_from_sklearn():
+    images = load_images(data(dataset="digits"))
+    assert images.x_train.shape[1:] == (8, 8, 1) and len(images.y_train) + len(images.y_test) == 1797
+    assert images.x_train.max() == 255
+
+
+def test_keras_download_path_with_the_download_mocked(monkeypatch, tmp_path, digits):
+    """keras.datasets.*.load_data() runs for real; only get_file (the download) is replaced."""
+    import keras.src.datasets.cifar10 as cifar_module
+    import keras.src.datasets.fashion_mnist as fashion_module
+    import keras.src.datasets.mnist as mnist_module
+
+    x_train, y_train, x_test, y_test = digits
+    np.savez(tmp_path / "mnist.npz", x_train=x_train[..., 0], y_train=y_train, x_test=x_test[..., 0], y_test=y_test)
+    monkeypatch.setattr(mnist_module, "get_file", lambda fname, **kw: str(tmp_path / "mnist.npz"))
+    mnist = load_images(data(dataset="mnist", source="keras"))
+    np.testing.assert_array_equal(mnist.x_train, x_train)
+
+    fashion_dir = tmp_path / "fashion"
+    fashion_dir.mkdir()
+    for part, x, y in (("train", x_train, y_train), ("t10k", x_test, y_test)):
+        header = lambda magic, shape: magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in shape)
+        (fashion_dir / f"{part}-labels-idx1-ubyte.gz").write_bytes(
+            gzip.compress(header(2049, y.shape) + y.astype(np.uint8).tobytes()))
+        (fashion_dir / f"{part}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(header(2051, x.shape[:3]) + x.tobytes()))
+    monkeypatch.setattr(fashion_module, "get_file", lambda fname, origin, cache_subdir, **kw: str(fashion_dir / fname))
+    fashion = load_images(data(dataset="fashion_mnist", source="keras"))
+    np.testing.assert_array_equal(fashion.y_test, y_test)
+    assert fashion.class_names[0] == "T-shirt/top"
+
+    cifar_dir = tmp_path / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    cifar_dir.parent.mkdir()
+    x = np.zeros((20000, 32, 32, 3), np.uint8)  # keras reads five batches of exactly 10,000
+    x[:, 0, 0, :] = np.arange(20000)[:, None] % 10
+    write_cifar(cifar_dir, x, np.arange(20000) % 10, x[:10], np.arange(10), protocol=3)
+    (cifar_dir / "data_batch_2").unlink()
+    for i in range(2, 6):
+        (cifar_dir / f"data_batch_{i}").symlink_to(cifar_dir / "data_batch_1")
+    monkeypatch.setattr(cifar_module, "get_file", lambda **kw: str(cifar_dir.parent))
+    cifar = load_images(data(dataset="cifar10", source="keras"))
+    assert cifar.x_train.shape == (50000, 32, 32, 3) and cifar.class_names[0] == "airplane"
+    np.testing.assert_array_equal(cifar.x_train[:20, 0, 0, 0], cifar.y_train[:20])
+
+
+def test_keras_download_failure_is_one_clear_line(monkeypatch):
+    import keras.src.datasets.mnist as mnist_module
+
+    def offline(**kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(mnist_module, "get_file", offline)
+    with pytest.raises(DataError, match=r"^keras.datasets.mnist.load_data\(\) failed \(ConnectionError: no network\); "
+                                        r"check the network, or point data.source/data.path at local files$"):
+        load_images(data(dataset="mnist", source="keras"))
+
+
+def test_split_is_stratified_seeded_and_fingerprinted(formats):
+    images = load_images(data(dataset="mnist", source="idx", path=str(formats / "idx")))
+    cfg = data(dataset="mnist", source="idx", path=str(formats / "idx"), limit_train=200, validation_split=0.25)
+    a, b = split(images, cfg, seed=1), split(images, cfg, seed=1)
+    c = split(images, cfg, seed=2)
+    assert (len(a.y_train), len(a.y_val), len(a.y_test)) == (150, 50, 100)
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    counts = np.bincount(a.y_val, minlength=10)
+    assert counts.max() - counts.min() <= 2  # stratified
+    on_test = split(images, data(dataset="mnist", source="idx", path=str(formats / "idx"), validation="test"), seed=1)
+    np.testing.assert_array_equal(on_test.x_val, on_test.x_test)

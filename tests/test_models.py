@@ -1,0 +1,67 @@
+"""Model building: presets pinned to the tutorials' parameter counts, and clear errors."""
+
+import pytest
+
+from cnnclf.config import Config
+from cnnclf.errors import ConfigError
+from cnnclf.models import build_model, make_optimizer
+
+# Parameter counts printed by the tutorials' model.summary() (10 classes).
+TUTORIAL_PARAMS = {
+    "s000_fashion_csv": ((28, 28, 1), 93_322),
+    "s002_mnist": ((28, 28, 1), 628_630),
+    "s002_cifar10": ((32, 32, 3), 430_102),
+    "s003_fashion": ((28, 28, 1), 121_930),
+    "s004_mnist": ((28, 28, 1), 183_242),
+}
+
+
+def config(model, **train):
+    return Config.model_validate({"name": "t", "model": model, "train": train})
+
+
+@pytest.mark.parametrize("preset", TUTORIAL_PARAMS)
+def test_tutorial_presets_match_their_published_parameter_counts(preset):
+    shape, params = TUTORIAL_PARAMS[preset]
+    model = build_model(config({"preset": preset}), shape, 10)
+    assert model.count_params() == params
+    assert model.output_shape == (None, 10)
+
+
+def test_classifier_is_added_when_left_out_and_kept_when_given():
+    added = build_model(config({"layers": [{"Flatten": {}}]}), (8, 8, 1), 3)
+    assert [layer.name for layer in added.layers][-1] == "classifier" and added.output_shape == (None, 3)
+    given = build_model(config({"layers": [{"Flatten": {}}, {"Dense": {"units": 3, "activation": "softmax"}}]}),
+                        (8, 8, 1), 3)
+    assert len(given.layers) == len(added.layers) and given.layers[-1].name != "classifier"
+
+
+@pytest.mark.parametrize("layers, message", [
+    ([{"Flatten": {}}, {"Dense": {"units": 5, "activation": "softmax"}}],
+     "model.layers[1]: the last layer gives 5 outputs but the data has 3 classes; set units: 3, or leave the "
+     "classifier out and cnnclf adds Dense(3, softmax)"),
+    ([{"Conv2D": {"filter": 8, "kernel_size": 3}}],
+     "model.layers[0].Conv2D: unknown argument 'filter'; did you mean 'filters'?; Conv2D takes "),
+    ([{"Conv2D": {"filters": 8, "kernel_size": 3, "padding": "sideways"}}], "model.layers[0].Conv2D: "),
+    ([{"MaxPooling2D": {"pool_size": 16}}],
+     "model.layers[0].MaxPooling2D: cannot take input of shape (None, 8, 8, 1): "),
+    ([{"Conv2D": {"filters": 4, "kernel_size": 3}}],
+     "model.layers: the model's output has shape (None, 6, 6, 3), expected (None, 3); add Flatten or "
+     "GlobalAveragePooling2D before the classifier"),
+])
+def test_layer_mistakes_are_config_errors(layers, message):
+    with pytest.raises(ConfigError) as caught:
+        build_model(config({"layers": layers}), (8, 8, 1), 3)
+    assert str(caught.value).startswith(message)
+
+
+def test_optimizer_arguments_and_schedule():
+    cfg = config({"preset": "s002_mnist"}, optimizer={"name": "sgd", "learning_rate": 0.1, "momentum": 0.9},
+                 lr_schedule="cosine", warmup_epochs=1, epochs=4)
+    optimizer = make_optimizer(cfg.train, steps_per_epoch=10)
+    assert optimizer.momentum == 0.9
+    schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
+    rates = [float(schedule(step)) for step in (0, 10, 40)]
+    assert rates[0] == 0.0 and abs(rates[1] - 0.1) < 1e-6 and rates[2] < 1e-6  # warm-up, peak, decayed
+    with pytest.raises(ConfigError, match="^train.optimizer: unknown argument 'momentun'; did you mean 'momentum'"):
+        make_optimizer(config({"preset": "s002_mnist"}, optimizer={"name": "sgd", "momentun": 0.9}).train, 10)

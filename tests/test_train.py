@@ -1,0 +1,136 @@
+"""End to end through the CLI: train, evaluate and plot on tiny real data, and the run directory."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import cnnclf, write_config
+
+RUN_FILES = {"run.json", "config.yaml", "model.keras", "history.csv", "metrics.json", "predictions.npz",
+             "summary.txt", "env.json", "train.log", "plots"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One real training run (1,000 MNIST images, 2 epochs), shared by the tests that read it."""
+    tmp = tmp_path_factory.mktemp("trained")
+    config = {
+        "name": "tiny",
+        "data": {"dataset": "mnist", "source": "idx", "path": "data/mnist-sample", "limit_train": 1000,
+                 "limit_test": 200},
+        "model": {"layers": [{"Conv2D": {"filters": 16, "kernel_size": 3, "activation": "relu"}},
+                             {"MaxPooling2D": {"pool_size": 2}}, {"Flatten": {}}]},
+        "train": {"epochs": 2, "batch_size": 16},
+        "output": {"runs_dir": str(tmp / "runs")},
+    }
+    result = cnnclf("train", write_config(tmp / "tiny.yaml", config))
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.strip().splitlines()[-1]), result
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    run, result = trained
+    assert {p.name for p in run.iterdir()} == RUN_FILES  # backup/ removed once completed
+    assert run.name.endswith("-tiny") and run.parent.name == "runs"
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    assert "epoch 2/2" in result.stderr and "epoch 2/2" in (run / "train.log").read_text()
+    assert sorted(p.name for p in (run / "plots").iterdir()) == ["confusion_matrix.png", "learning_curves.png"]
+
+
+def test_metrics_are_sane(trained):
+    run, _ = trained
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.8 < metrics["test_accuracy"] <= 1.0 and 0 < metrics["test_loss"] < 1.0
+    assert metrics["test_images"] == 200 and len(metrics["per_class"]) == 10
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == 200
+    assert abs(np.trace(cm) / 200 - metrics["test_accuracy"]) < 1e-6
+    assert set(metrics["per_class"]["7"]) == {"precision", "recall", "f1", "support"}
+    with np.load(run / "predictions.npz") as p:
+        assert p["probabilities"].shape == (200, 10) and np.allclose(p["probabilities"].sum(axis=1), 1, atol=1e-4)
+
+
+def test_history_has_one_row_per_epoch(trained):
+    run, _ = trained
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(rows[0])
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])
+
+
+def test_config_env_and_summary_are_recorded(trained):
+    run, _ = trained
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["path"] == str(Path("data/mnist-sample").resolve())  # absolute: evaluate works anywhere
+    assert config["train"]["early_stopping"]["patience"] == 2  # defaults written out
+    env = json.loads((run / "env.json").read_text())
+    assert {"python", "tensorflow", "keras", "seed", "device", "command", "git_commit", "data"} <= set(env)
+    assert env["data"]["sizes"] == {"train": 900, "validation": 100, "test": 200}
+    assert len(env["data"]["split_sha256"]) == 64 and len(env["data"]["files"]) == 4
+    summary = (run / "summary.txt").read_text()
+    assert "classifier (Dense)" in summary and "Total params: 27,210" in summary
+
+
+def test_evaluate_reloads_the_run_and_prints_json(trained):
+    run, _ = trained
+    before = json.loads((run / "metrics.json").read_text())
+    result = cnnclf("evaluate", run, "--json")
+    assert result.exit_code == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["test_accuracy"] == pytest.approx(before["test_accuracy"])
+    assert printed["confusion_matrix"] == before["confusion_matrix"]
+    table = cnnclf("evaluate", run)
+    assert table.exit_code == 0 and "precision  recall" in table.stdout and "test_accuracy" in table.stdout
+
+
+def test_plot_redraws_from_the_run_directory_alone(trained):
+    run, _ = trained
+    for png in (run / "plots").iterdir():
+        png.unlink()
+    result = cnnclf("plot", run)
+    assert result.exit_code == 0
+    paths = result.stdout.split()
+    assert len(paths) == 2 and all(Path(p).stat().st_size > 10_000 for p in paths)
+
+
+@pytest.mark.parametrize("source, path, test_path, dataset", [
+    ("csv", "train.csv", "test.csv", "mnist"),
+    ("npz", "digits.npz", None, "mnist"),
+    ("folder", "folder.zip", None, "mnist"),
+    ("cifar", "cifar-10-batches-py", None, "custom"),
+    ("sklearn", None, None, "digits"),
+])
+def test_smoke_runs_on_every_source(tmp_path, formats, source, path, test_path, dataset):
+    data = {"dataset": dataset, "source": source}
+    if path:
+        data["path"] = str(formats / path)
+    if test_path:
+        data["test_path"] = str(formats / test_path)
+    config = write_config(tmp_path / "smoke.yaml", {"data": data, "model": {"layers": [{"Flatten": {}}]},
+                                                    "output": {"runs_dir": str(tmp_path / "runs")}})
+    result = cnnclf("train", config, "--smoke")
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.strip().splitlines()[-1])
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["train"]["epochs"] == 1 and resolved["data"]["limit_train"] == 20 * (4 if source == "cifar" else 10)
+    assert json.loads((run / "metrics.json").read_text())["test_images"] > 0
+
+
+def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
+    from cnnclf.runs import RunDir
+
+    first, second = RunDir.create(tmp_path, "same"), RunDir.create(tmp_path, "same")
+    assert first.path != second.path and second.path.name == first.path.name + "-2"
+
+
+def test_every_command_has_help_with_an_example():
+    from cnnclf.cli import cli
+
+    for name, command in cli.commands.items():
+        result = cnnclf(name, "--help")
+        assert result.exit_code == 0 and "Example" in result.stdout, name
+    assert cnnclf("--version").stdout.startswith("cnnclf, version")
