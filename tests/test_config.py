@@ -81,8 +81,6 @@ def test_overrides_reach_nested_keys_and_layer_arguments(tmp_path):
      "exp.yaml:1: source idx cannot hold dataset cifar10; it holds mnist, fashion_mnist, custom"),
     ("data: {dataset: custom}\nmodel: {preset: s002_mnist}\n",
      "exp.yaml:1: dataset custom needs data.source; one of keras, sklearn, idx, csv, npz, cifar, folder"),
-    ("data: {label_column: y}\nmodel: {preset: s002_mnist}\n",
-     "exp.yaml:1: data.label_column applies to source csv only; remove it"),
     ("model: {preset: s002_mnist}\ntrain: {label_smoothing: 0.1}\n",
      "exp.yaml:2: label smoothing needs one-hot labels: set data.labels: onehot"),
     ("data: {dataset: mnist, image_shape: [32, 32, 3]}\nmodel: {preset: s002_mnist}\n",
@@ -123,3 +121,13 @@ def test_validation_does_not_import_tensorflow(tmp_path):
     code = ("import sys; from cnnclf.config import load_config; load_config(sys.argv[1]); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code, str(write(tmp_path, GOOD))], check=True)
+
+
+def test_keys_of_another_source_are_ignored_with_a_warning(tmp_path, caplog):
+    text = ("data: {dataset: fashion_mnist, source: keras, path: train.csv, test_path: test.csv, label_column: y}\n"
+            "model: {preset: s003_fashion}\n")
+    config = load_config(write(tmp_path, text))
+    assert config.data.source == "keras"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [f"{tmp_path / 'exp.yaml'}:1: warning: data.{key} is not used by source keras; ignored"
+                        for key in ("path", "test_path", "label_column")]

@@ -129,3 +129,15 @@ def test_split_is_stratified_seeded_and_fingerprinted(formats):
     assert counts.max() - counts.min() <= 2  # stratified
     on_test = split(images, data(dataset="mnist", source="idx", path=str(formats / "idx"), validation="test"), seed=1)
     np.testing.assert_array_equal(on_test.x_val, on_test.x_test)
+
+
+def test_folder_decoding_in_worker_processes_gives_the_same_arrays(formats, monkeypatch):
+    from cnnclf.data import image_folder
+
+    cfg = data(dataset="mnist", source="folder", path=str(formats / "folder.zip"))
+    alone = load_images(cfg)
+    monkeypatch.setattr(image_folder, "PARALLEL_FROM", 1)
+    pooled = load_images(cfg)
+    np.testing.assert_array_equal(alone.x_train, pooled.x_train)
+    np.testing.assert_array_equal(alone.y_test, pooled.y_test)
+    assert alone.files == pooled.files

@@ -4,6 +4,7 @@ load_config(path, overrides) reads YAML safely, applies `--set key.path=value` o
 validates, and raises ConfigError naming the file, line, key, what was found and the fix.
 """
 
+import logging
 import os
 import re
 import typing
@@ -29,6 +30,8 @@ from pydantic import (
 from cnnclf import keras_api
 from cnnclf.data.datasets import DATASETS, KNOWN, SOURCES
 from cnnclf.errors import ConfigError, did_you_mean
+
+log = logging.getLogger("cnnclf")
 
 
 class Section(BaseModel):
@@ -347,16 +350,15 @@ def _check_consistency(cfg: Config, where) -> None:
     local = data.source not in ("keras", "sklearn")
     if local and data.path is None:
         fail(("data", "path"), f"source {data.source} reads local files: set data.path")
-    if not local and data.path is not None:
-        fail(("data", "path"), f"source {data.source} does not read data.path; remove it or set data.source")
     if data.source == "csv" and data.test_path is None:
         fail(("data", "test_path"), "source csv needs data.test_path, the test CSV file")
-    if data.test_path is not None and data.source not in ("csv", "folder"):
-        fail(("data", "test_path"), f"source {data.source} does not read data.test_path; remove it")
+    # Keys another source would read are ignored, not refused, so that switching a config
+    # between sources (a local copy, or keras's download) means changing data.source alone.
     defaults = DataConfig.model_fields
-    for key, source in (("label_column", "csv"), ("skip_bad_images", "folder")):
-        if getattr(data, key) != defaults[key].default and data.source != source:
-            fail(("data", key), f"data.{key} applies to source {source} only; remove it")
+    for key, used_by in (("path", SOURCES.keys() - {"keras", "sklearn"}), ("test_path", {"csv", "folder"}),
+                         ("label_column", {"csv"}), ("skip_bad_images", {"folder"})):
+        if getattr(data, key) != defaults[key].default and data.source not in used_by:
+            log.warning(f"{where(('data', key))}: warning: data.{key} is not used by source {data.source}; ignored")
     known = KNOWN.get(data.dataset)
     if known and data.image_shape and tuple(data.image_shape) != known.shape:
         fail(("data", "image_shape"), f"dataset {data.dataset} has images of shape {list(known.shape)}, "
