@@ -66,8 +66,9 @@ class HistoryFile(keras.callbacks.Callback):
         self.epoch_started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-               "seconds": round(time.time() - self.epoch_started, 3)}
+               "seconds": round(now - self.epoch_started, 3), "time": round(now, 3)}  # time: Unix, epoch end
         self.rows.append(row)
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(row), extrasaction="ignore", lineterminator="\n")

@@ -6,6 +6,7 @@ TensorFlow is imported only by commands that need it, so --help and config check
 import logging
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -151,6 +152,50 @@ def plot(run_path):
 
     for path in plots.draw_all(RunDir.open(run_path)):
         click.echo(path)
+
+
+@cli.command()
+@click.argument("configs", nargs=-1, required=True)
+@click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(path_type=Path),
+              help="Folder with mnist/, fashion-mnist/ (IDX) and cifar10/cifar10-jpg.zip.")
+@click.option("--limit", type=click.IntRange(1), help="Quick pass: this many training and test images.")
+@click.option("--epochs", type=click.IntRange(1), help="Quick pass: this many epochs.")
+@click.option("--section", default="latest", show_default=True, help="Name of the table's section in --out.")
+@click.option("--out", default="BENCHMARKS.md", show_default=True, type=click.Path(path_type=Path),
+              help="Markdown file whose section gets the table (the rest of it is kept).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Results as JSON [bench/SECTION.json].")
+@click.option("--work-dir", default="bench", show_default=True, type=click.Path(path_type=Path),
+              help="Where runs, logs and the CSV cache go.")
+@click.pass_context
+def bench(ctx, configs, data_dir, limit, epochs, section, out, json_path, work_dir):
+    """Train CONFIGS on the full datasets, each in its own process, and tabulate wall time,
+    time to the tutorial's figure, images/s, peak memory and test accuracy.
+
+    \b
+    Example:
+      cnnclf bench configs/seeds/*.yaml configs/fast/*.yaml --section cpu
+      cnnclf bench configs/seeds/s002_mnist.yaml --limit 2000 --epochs 1 --section quick
+    """
+    import json
+    import shlex
+
+    from cnnclf.errors import DataError
+
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such folder; pass --data-dir with mnist/, fashion-mnist/ and cifar10/")
+    _start_tensorflow(ctx)
+    from cnnclf import bench as benchmark
+
+    results = benchmark.run_bench(list(configs), data_dir.resolve(), work_dir / "cache", work_dir / "runs",
+                                  limit, epochs, log=logging.getLogger("cnnclf").info)
+    json_path = json_path or work_dir / f"{section}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    command = "cnnclf bench " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("bench") + 1:]) \
+        if "bench" in sys.argv else "cnnclf bench " + " ".join(configs)
+    benchmark.write_section(out, section, benchmark.report(results, command))
+    click.echo(out)
+    click.echo(json_path)
 
 
 def main():

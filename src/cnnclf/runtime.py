@@ -15,6 +15,8 @@ def start(debug: bool = False, deterministic: bool = False):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
     with contextlib.nullcontext() if debug else _native_stderr_discarded():
         import tensorflow as tf
+    if not debug:
+        tf.get_logger().setLevel("ERROR")  # deprecation notices from inside TensorFlow's own modules
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     return tf

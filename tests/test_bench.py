@@ -1,0 +1,43 @@
+"""The benchmark's quick pass, on the small samples in data/ standing in for the full datasets."""
+
+import json
+
+from cnnclf.bench import write_section
+from conftest import ROOT, cnnclf
+
+
+def test_quick_pass_tabulates_each_config(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "mnist").symlink_to(ROOT / "data" / "mnist-sample")
+    (data_dir / "fashion-mnist").symlink_to(ROOT / "data" / "fashion-mnist-sample")
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\nNotes that must survive.\n")
+    result = cnnclf("bench", ROOT / "configs/seeds/s002_mnist.yaml", ROOT / "configs/seeds/s000_fashion_csv.yaml",
+                    "--data-dir", data_dir, "--limit", 400, "--epochs", 1, "--section", "quick", "--out", out,
+                    "--work-dir", tmp_path / "work")
+    assert result.exit_code == 0, result.stderr
+    results = json.loads((tmp_path / "work" / "quick.json").read_text())
+    assert results["limit"] == 400 and results["peak_gflops"] > 1
+    rows = results["results"]
+    assert [r["name"] for r in rows] == ["s002_mnist", "s000_fashion_csv"]
+    for row in rows:
+        assert row["status"] == "completed" and row["epochs"] == 1
+        assert 0.05 < row["test_accuracy"] <= 1 and row["peak_rss_mb"] > 100 and row["wall_seconds"] > 1
+        assert row["train_images_per_second"] > 0 and row["train_gflops_per_image"] > 0
+    assert rows[0]["train_gflops_per_image"] == 0.0053  # s002_mnist: about 1.7 MFLOP forward, x3
+    assert rows[1]["figure"] == 0.869 and rows[1]["seconds_to_figure"] is None  # 400 images: far from it
+    header = (tmp_path / "work" / "cache" / "fashion-mnist_train.csv").read_text()[:20]
+    assert header == "label,pixel1,pixel2,"
+    text = out.read_text()
+    assert "Notes that must survive." in text and text.count("<!-- bench:quick -->") == 1
+    assert "| configs/seeds/s002_mnist.yaml | mnist | 1 |" in text.replace(str(ROOT) + "/", "")
+
+
+def test_a_section_is_replaced_in_place(tmp_path):
+    out = tmp_path / "B.md"
+    write_section(out, "a", "first\n")
+    write_section(out, "b", "other\n")
+    write_section(out, "a", "second\n")
+    text = out.read_text()
+    assert "second" in text and "first" not in text and text.index("second") < text.index("other")
