@@ -63,6 +63,9 @@ def test_overrides_reach_nested_keys_and_layer_arguments(tmp_path):
      "exp.yaml:1: data.validation_split: got 1.0; input should be less than 1"),
     ("data: {dataset: mnist}\nmodel: {preset: s002_mnist}\ntrain: {epochs: ten}\n",
      "exp.yaml:3: train.epochs: got 'ten'; input should be a valid integer, unable to parse string as an integer"),
+    ("model: {preset: s002_mnist}\ntrain: {steps_per_execution: fast}\n",
+     "exp.yaml:2: train.steps_per_execution: got 'fast'; input should be 'auto' or input should be a valid integer, "
+     "unable to parse string as an integer"),
     ("data: {dataset: mnst}\nmodel: {preset: s002_mnist}\n",
      "exp.yaml:1: data.dataset: got 'mnst'; input should be 'mnist', 'fashion_mnist', 'cifar10', 'digits' or 'custom'"),
     ("model:\n  layers:\n    - Conv2d: {filters: 8}\n",

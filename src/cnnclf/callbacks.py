@@ -32,7 +32,7 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
 
 
 class Progress(keras.callbacks.Callback):
-    """One line per epoch on stderr (and in train.log); times the first training step."""
+    """One line per epoch on stderr (and in train.log); times the start of the first training step."""
 
     def __init__(self, epochs: int, started: float):
         super().__init__()
@@ -42,8 +42,8 @@ class Progress(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.time()
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.time_to_first_step is None:
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.time_to_first_step is None:  # start-up: imports, data, model; not the step's tracing
             self.time_to_first_step = time.time() - self.started
 
     def on_epoch_end(self, epoch, logs=None):

@@ -63,10 +63,10 @@ def cli(ctx, debug):
     logger.setLevel(logging.INFO)
 
 
-def _start_tensorflow(ctx, deterministic=False):
+def _start_tensorflow(ctx, train=None):
     from cnnclf import runtime
 
-    runtime.start(debug=ctx.obj["debug"], deterministic=deterministic)
+    runtime.start(debug=ctx.obj["debug"], train=train)
 
 
 @cli.command()
@@ -88,7 +88,7 @@ def train(ctx, config_path, overrides, name, runs_dir, smoke):
 
     overrides += tuple(f"{key}={value}" for key, value in (("name", name), ("output.runs_dir", runs_dir)) if value)
     config = load_config(config_path, overrides)
-    _start_tensorflow(ctx, config.train.deterministic)
+    _start_tensorflow(ctx, config.train)
     from cnnclf.train import train as train_run
 
     run = train_run(config, smoke=smoke, started=ctx.obj["started"])
@@ -109,7 +109,7 @@ def resume(ctx, run_path):
     from cnnclf.runs import RunDir
 
     config = load_config(RunDir.open(run_path).config)
-    _start_tensorflow(ctx, config.train.deterministic)
+    _start_tensorflow(ctx, config.train)
     from cnnclf.train import resume as resume_run
 
     click.echo(resume_run(run_path, started=ctx.obj["started"]).path)

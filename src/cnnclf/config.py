@@ -9,7 +9,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (
@@ -132,6 +132,11 @@ class TrainConfig(Section):
     early_stopping: Optional[EarlyStoppingConfig] = EarlyStoppingConfig()  # or false
     checkpoint: Optional[CheckpointConfig] = CheckpointConfig()  # or false: keep the last epoch's model
     deterministic: bool = False  # TensorFlow's deterministic ops: same config and seed, same metrics
+    # Compute levers; auto picks what the benchmark measured fastest on the device (BENCHMARKS.md).
+    steps_per_execution: Union[Literal["auto"], PositiveInt] = "auto"  # training steps per call into TF
+    jit_compile: Union[Literal["auto"], bool] = "auto"  # XLA; auto: on GPUs, off on CPUs
+    mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    threads: Union[Literal["auto"], PositiveInt] = "auto"  # TensorFlow's intra-op threads; auto: all cores
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -311,7 +316,7 @@ def _parse(raw: dict, where) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_describe(e.errors()[0], where)) from None
+        raise ConfigError(_describe(e.errors(), where)) from None
 
 
 def _validate(raw: dict, where) -> Config:
@@ -320,8 +325,13 @@ def _validate(raw: dict, where) -> Config:
     return config
 
 
-def _describe(error: dict, where) -> str:
-    loc = tuple(error["loc"])
+_UNION_TAG = re.compile(r"[\[(]|^(int|bool|str|float|none|constrained-\w+)$")
+
+
+def _describe(errors: list[dict], where) -> str:
+    """One line for the first mistake; the alternatives of a union (auto or a number) are joined."""
+    located = [(tuple(p for p in e["loc"] if not (isinstance(p, str) and _UNION_TAG.search(p))), e) for e in errors]
+    loc, error = located[0]
     key = _dotted(loc)
     if error["type"] == "extra_forbidden":
         schema = Config
@@ -331,8 +341,9 @@ def _describe(error: dict, where) -> str:
         return f"{where(loc)}: unknown key {key!r}{did_you_mean(str(loc[-1]), _fields_of(schema) or ())}"
     if error["type"] == "missing":
         return f"{where(loc)}: {key} is required"
-    msg = error["msg"].removeprefix("Value error, ")
-    return f"{where(loc)}: {key}: got {error['input']!r}; {msg[0].lower()}{msg[1:]}"
+    messages = dict.fromkeys(e["msg"].removeprefix("Value error, ") for place, e in located if place == loc)
+    message = " or ".join(m[0].lower() + m[1:] for m in messages)
+    return f"{where(loc)}: {key}: got {error['input']!r}; {message}"
 
 
 def _check_consistency(cfg: Config, where) -> None:

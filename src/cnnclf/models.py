@@ -15,9 +15,12 @@ def layer_specs(model_config) -> tuple[list[dict], str]:
     return model_config.layers, "model.layers"
 
 
-def build_model(config, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-    """Input (uint8 pixels, cast by Keras) -> optional x/255 -> the layers -> softmax classifier."""
+def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
+                precision: str = "float32") -> keras.Model:
+    """Input (uint8 pixels, cast by Keras) -> optional x/255 -> the layers -> softmax classifier.
+    Under a mixed precision policy the output is cast back to float32, for a stable loss."""
     keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(precision)
     specs, where = layer_specs(config.model)
     model = keras.Sequential(name=config.name.replace(".", "_"))
     model.add(keras.Input(shape=input_shape))
@@ -42,13 +45,17 @@ def build_model(config, input_shape: tuple[int, int, int], num_classes: int) -> 
     if model.output_shape != (None, num_classes):
         raise ConfigError(f"{where}: the model's output has shape {model.output_shape}, expected "
                           f"(None, {num_classes}); add Flatten or GlobalAveragePooling2D before the classifier")
+    if precision != "float32":
+        model.add(keras.layers.Activation("linear", dtype="float32", name="float32_output"))
     return model
 
 
-def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int) -> None:
-    """Optimizer (with its learning-rate schedule), loss and metrics, as `train` (TrainConfig) says."""
+def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, compute: dict) -> None:
+    """Optimizer (with its learning-rate schedule), loss and metrics, as `train` (TrainConfig) says;
+    `compute` holds the resolved steps_per_execution and jit_compile."""
     model.compile(optimizer=make_optimizer(train, steps_per_epoch), loss=make_loss(train, labels),
-                  metrics=list(train.metrics))
+                  metrics=list(train.metrics), steps_per_execution=compute["steps_per_execution"],
+                  jit_compile=compute["jit_compile"])
 
 
 def make_optimizer(train, steps_per_epoch: int) -> keras.optimizers.Optimizer:

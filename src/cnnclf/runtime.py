@@ -9,17 +9,41 @@ import os
 import platform
 
 
-def start(debug: bool = False, deterministic: bool = False):
+def start(debug: bool = False, train=None):
     """Import TensorFlow (its native start-up chatter, e.g. CUDA probing on machines without
-    a GPU, is discarded unless `debug`) and apply process-wide settings. Returns the module."""
+    a GPU, is discarded unless `debug`) and apply the process-wide settings of `train`
+    (a TrainConfig): threads and deterministic ops. Returns the module."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
     with contextlib.nullcontext() if debug else _native_stderr_discarded():
         import tensorflow as tf
     if not debug:
         tf.get_logger().setLevel("ERROR")  # deprecation notices from inside TensorFlow's own modules
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
+    if train is not None:
+        if train.threads != "auto":
+            tf.config.threading.set_intra_op_parallelism_threads(train.threads)
+        if train.deterministic:
+            tf.config.experimental.enable_op_determinism()
     return tf
+
+
+def compute_settings(train) -> dict:
+    """The compute levers with `auto` resolved for this device, as measured (BENCHMARKS.md):
+    on CPUs without native bfloat16, float32 (mixed_bfloat16 ran 5x and mixed_float16 2x
+    slower on the 2-core AMD EPYC); 32 steps per execution (10-25% more images/s than 1).
+    NVIDIA GPUs from compute capability 7.0 (tensor cores) get mixed_float16."""
+    import tensorflow as tf
+
+    precision = train.mixed_precision
+    if precision == "auto":
+        gpus = tf.config.list_physical_devices("GPU")
+        capable = gpus and all(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
+                               >= (7, 0) for g in gpus)
+        precision = "mixed_float16" if capable else "float32"
+    return {
+        "steps_per_execution": 32 if train.steps_per_execution == "auto" else train.steps_per_execution,
+        "jit_compile": train.jit_compile,  # auto is Keras's own rule: XLA on GPUs, not on CPUs
+        "mixed_precision": precision,
+    }
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from cnnclf.errors import CnnclfError, Interrupted, NotARunError
 from cnnclf.evaluate import evaluate, load_model
 from cnnclf.models import build_model, compile_model
 from cnnclf.runs import RunDir, interrupts_raised, write_json, write_text
-from cnnclf.runtime import describe_device
+from cnnclf.runtime import compute_settings, describe_device
 
 log = logging.getLogger("cnnclf")
 
@@ -42,6 +42,7 @@ class Session:
     splits: Splits
     model: keras.Model
     data_fingerprint: dict
+    compute: dict  # the compute levers, auto resolved
 
 
 def train(config: Config, smoke: bool = False, started: float | None = None) -> RunDir:
@@ -87,10 +88,12 @@ def prepare(config: Config, smoke: bool = False) -> Session:
                    "sizes": {"train": len(splits.y_train), "validation": len(splits.y_val),
                              "test": len(splits.y_test)}}
     del images  # the splits hold the only copies training needs
-    model = build_model(config, splits.shape, splits.num_classes)
+    compute = compute_settings(config.train)
+    model = build_model(config, splits.shape, splits.num_classes, compute["mixed_precision"])
     steps = -(-len(splits.y_train) // config.train.batch_size)
-    compile_model(model, config.train, config.data.labels, steps)
-    return Session(config, splits, model, fingerprint)
+    compile_model(model, config.train, config.data.labels, steps, compute)
+    compute["jit_compile"] = bool(model.jit_compile)  # as Keras resolved auto
+    return Session(config, splits, model, fingerprint, compute)
 
 
 def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir:
@@ -112,14 +115,14 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir:
         with _outcome_recorded(run, state):
             fit_started = time.time()
             if not state.finished():
-                batches, steps = training_batches(splits.x_train, splits.y_train, train_cfg.batch_size, config.seed,
-                                                  first_epoch, train_cfg.epochs, splits.num_classes, onehot)
+                batches, _ = training_batches(splits.x_train, splits.y_train, train_cfg.batch_size, config.seed,
+                                              model.optimizer.iterations, splits.num_classes, onehot)
                 validation = evaluation_batches(splits.x_val, splits.y_val, train_cfg.eval_batch_size,
                                                 splits.num_classes, onehot)
                 callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint]),
                              HistoryFile(run.history, first_epoch), state]
-                model.fit(batches, epochs=train_cfg.epochs, steps_per_epoch=steps, validation_data=validation,
-                          callbacks=callbacks, shuffle=False, verbose=0)
+                model.fit(batches, epochs=train_cfg.epochs, validation_data=validation, callbacks=callbacks,
+                          shuffle=False, verbose=0)
             fit_seconds = time.time() - fit_started
             if not run.model.exists():  # no checkpoint configured: keep the final model
                 model.save(run.backup / "final.keras")
@@ -177,6 +180,7 @@ def _environment(session: Session) -> dict:
         "platform": platform.platform(),
         "device": describe_device(),
         "seed": session.config.seed,
+        "compute": session.compute,
         "command": sys.argv,
         "git_commit": commit or None,
         "data": session.data_fingerprint,

@@ -7,23 +7,27 @@ import numpy as np
 import tensorflow as tf
 
 
-def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int,
-                     epochs: int, num_classes: int, onehot: bool) -> tuple[tf.data.Dataset, int]:
-    """Batches for epochs first_epoch..epochs-1 in one stream, and the steps per epoch.
+def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, step_counter,
+                     num_classes: int, onehot: bool) -> tuple[tf.data.Dataset, int]:
+    """One epoch of shuffled batches (Keras iterates it once per epoch), and its length in steps.
 
-    Each epoch's order is a pure function of (seed, epoch), so a resumed run sees exactly
-    the batches an uninterrupted one would have seen.
+    Each epoch's order is a pure function of (seed, epoch), the epoch read from the
+    optimizer's step counter when the epoch's iteration starts: a resumed run (its counter
+    restored from the backup) sees exactly the batches an uninterrupted one would have,
+    and steps_per_execution cannot shift batches across epochs.
     """
     n = len(x)
-    images, labels = tf.constant(x), tf.constant(y)
+    steps = math.ceil(n / batch_size)
 
-    def epoch_order(epoch):
+    def epoch_order(_):
+        epoch = tf.cast(tf.convert_to_tensor(step_counter.value), tf.int64) // steps
         order = tf.random.experimental.stateless_shuffle(
             tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
-    batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_order)
-    return _gather(batches, images, labels, num_classes, onehot), math.ceil(n / batch_size)
+    batches = tf.data.Dataset.from_tensors(0).flat_map(epoch_order)
+    batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
+    return _gather(batches, tf.constant(x), tf.constant(y), num_classes, onehot), steps
 
 
 def evaluation_batches(x: np.ndarray, y: np.ndarray, batch_size: int, num_classes: int,
