@@ -3,6 +3,7 @@ format, and a way to run the CLI in-process and read its stdout, stderr and exit
 
 import io
 import pickle
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -111,17 +112,33 @@ def png_bytes(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture
-def tiny_config(tmp_path):
+def tiny_config(runs_dir: Path, **train) -> dict:
     """A config that trains for real on 1,000 MNIST sample images in a few seconds."""
     return {
         "name": "tiny",
         "data": {"dataset": "mnist", "source": "idx", "path": str(SAMPLE), "limit_train": 1000, "limit_test": 200},
-        "model": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
+        "model": {"layers": [{"Conv2D": {"filters": 16, "kernel_size": 3, "activation": "relu"}},
                              {"MaxPooling2D": {"pool_size": 2}}, {"Flatten": {}}]},
-        "train": {"epochs": 2, "batch_size": 32},
-        "output": {"runs_dir": str(tmp_path / "runs")},
+        "train": {"epochs": 2, "batch_size": 16, **train},
+        "output": {"runs_dir": str(runs_dir)},
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One completed training run of tiny_config, and what the CLI printed; do not modify it."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    result = cnnclf("train", write_config(tmp / "tiny.yaml", tiny_config(tmp / "runs")))
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.strip().splitlines()[-1]), result
+
+
+@pytest.fixture
+def trained_run(tiny_run, tmp_path):
+    """A copy of the tiny run that a test may change."""
+    copy = tmp_path / tiny_run[0].name
+    shutil.copytree(tiny_run[0], copy)
+    return copy
 
 
 needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")

@@ -14,22 +14,9 @@ RUN_FILES = {"run.json", "config.yaml", "model.keras", "history.csv", "metrics.j
              "summary.txt", "env.json", "train.log", "plots"}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One real training run (1,000 MNIST images, 2 epochs), shared by the tests that read it."""
-    tmp = tmp_path_factory.mktemp("trained")
-    config = {
-        "name": "tiny",
-        "data": {"dataset": "mnist", "source": "idx", "path": "data/mnist-sample", "limit_train": 1000,
-                 "limit_test": 200},
-        "model": {"layers": [{"Conv2D": {"filters": 16, "kernel_size": 3, "activation": "relu"}},
-                             {"MaxPooling2D": {"pool_size": 2}}, {"Flatten": {}}]},
-        "train": {"epochs": 2, "batch_size": 16},
-        "output": {"runs_dir": str(tmp / "runs")},
-    }
-    result = cnnclf("train", write_config(tmp / "tiny.yaml", config))
-    assert result.exit_code == 0, result.stderr
-    return Path(result.stdout.strip().splitlines()[-1]), result
+@pytest.fixture
+def trained(tiny_run):
+    return tiny_run
 
 
 def test_train_writes_a_complete_run_directory(trained):

@@ -28,7 +28,9 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise NonFiniteLoss(self.epoch + 1, batch + 1, float(loss))
+            # Keras reports every steps_per_execution steps: the loss went bad in that group.
+            first = max(batch + 1 - self.model.steps_per_execution + 1, 1)
+            raise NonFiniteLoss(self.epoch + 1, first, batch + 1, float(loss))
 
 
 class Progress(keras.callbacks.Callback):

@@ -148,9 +148,15 @@ def plot(run_path):
       cnnclf plot runs/20261121T101500Z-fashion
     """
     from cnnclf import plots
+    from cnnclf.errors import NotARunError
     from cnnclf.runs import RunDir
 
-    for path in plots.draw_all(RunDir.open(run_path)):
+    run = RunDir.open(run_path)
+    drawn = plots.draw_all(run)
+    if not drawn:
+        raise NotARunError(f"{run.path}: nothing to plot yet (no history.csv: no epoch has finished); "
+                           f"`cnnclf resume {run.path}` continues its training")
+    for path in drawn:
         click.echo(path)
 
 

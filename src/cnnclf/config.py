@@ -258,7 +258,7 @@ def _set_path(raw: dict, parts: tuple, value, key: str) -> None:
                 raise ConfigError(f"--set {key}: {_dotted(parts[:depth])} has no keys; set it as a whole")
             fields = _fields_of(schema)
             if fields is not None and part not in fields:
-                raise ConfigError(f"--set {key}: unknown key {here!r}{did_you_mean(part, fields)}")
+                raise ConfigError(f"--set {key}: unknown key {here!r}{_nearest_key(part, fields)}")
             schema = _model_in(fields[part]) if fields is not None else None
         if depth == len(parts) - 1:
             node[part] = value
@@ -281,6 +281,22 @@ def _fields_of(model) -> Optional[dict]:
     if model is None or model.model_config.get("extra") == "allow":
         return None
     return {name: field.annotation for name, field in model.model_fields.items()}
+
+
+def _nearest_key(name: str, siblings) -> str:
+    """A close sibling key, else the full path of a key of that name elsewhere in the schema."""
+    return did_you_mean(name, siblings) or next(
+        (f"; did you mean {path!r}?" for path in _schema_paths(Config) if path.rsplit(".", 1)[-1] == name), "")
+
+
+def _schema_paths(model, prefix="") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        paths.append(prefix + name)
+        if _model_in(annotation) is not None:
+            paths += _schema_paths(_model_in(annotation), f"{prefix}{name}.")
+    return paths
 
 
 def _walk_types(annotation):
@@ -338,7 +354,7 @@ def _describe(errors: list[dict], where) -> str:
         for part in loc[:-1]:
             if not isinstance(part, int):
                 schema = _model_in(_fields_of(schema)[part])
-        return f"{where(loc)}: unknown key {key!r}{did_you_mean(str(loc[-1]), _fields_of(schema) or ())}"
+        return f"{where(loc)}: unknown key {key!r}{_nearest_key(str(loc[-1]), _fields_of(schema) or ())}"
     if error["type"] == "missing":
         return f"{where(loc)}: {key} is required"
     messages = dict.fromkeys(e["msg"].removeprefix("Value error, ") for place, e in located if place == loc)

@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from cnnclf.data.pipeline import evaluation_batches
+from cnnclf.errors import RunError
 from cnnclf.runs import RunDir, write_bytes, write_json
 
 SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
@@ -14,7 +15,13 @@ SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
 
 def load_model(run: RunDir) -> keras.Model:
     """The run's best model, loaded with Keras safe mode on (no code from the file is run)."""
-    return keras.saving.load_model(run.model, safe_mode=True)
+    try:
+        return keras.saving.load_model(run.model, safe_mode=True)
+    except ValueError as e:
+        if "safe_mode" not in str(e):
+            raise
+        raise RunError(f"{run.model}: the model holds a Lambda layer (code), which safe mode refuses to load; "
+                       f"cnnclf never runs code from model files") from None
 
 
 def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:

@@ -1,0 +1,153 @@
+"""Interruptions: Ctrl-C and SIGTERM mark the run and keep its state; resume reproduces the
+uninterrupted run; a NaN loss fails the run and keeps the last good model; same seed, same metrics."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnclf.errors import Interrupted
+from cnnclf.runs import RunDir, deferred_interrupts, interrupts_raised, write_json
+from conftest import cnnclf, tiny_config, write_config
+
+# Everything resume must restore: dropout's random state, early stopping's wait and best, the
+# checkpoint's best, the schedule's position and Adam's moments.
+RESUMABLE = dict(epochs=4, deterministic=True, lr_schedule="cosine", warmup_epochs=0.5,
+                 early_stopping={"monitor": "val_loss", "patience": 3})
+
+
+def resumable_config(tmp, name="resumable"):
+    tmp.mkdir(exist_ok=True)
+    config = tiny_config(tmp / "runs", **RESUMABLE)
+    config["model"]["layers"].insert(2, {"Dropout": {"rate": 0.3}})
+    return write_config(tmp / f"{name}.yaml", {**config, "name": name})
+
+
+def history(run: Path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("seconds", "time")}
+            for row in csv.DictReader((run / "history.csv").open())]
+
+
+def start_training(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cnnclf", "train", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def signal_after_epochs(process, runs: Path, epochs: int, signum) -> Path:
+    """Wait until the run has written `epochs` history rows, then send the signal."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = list(runs.glob("*/history.csv"))
+        if found and len(found[0].read_text().splitlines()) > epochs:
+            process.send_signal(signum)
+            return found[0].parent
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError(f"no history after 120 s: {process.communicate()}")
+
+
+def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
+    straight = cnnclf("train", resumable_config(tmp_path / "straight"))
+    assert straight.exit_code == 0, straight.stderr
+    straight_run = Path(straight.stdout.split()[-1])
+
+    process = start_training(resumable_config(tmp_path / "cut"))
+    run = signal_after_epochs(process, tmp_path / "cut" / "runs", 2, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert stderr.strip().splitlines()[-1] == (f"Error: stopped by SIGTERM after 2 finished epochs; "
+                                               f"continue with: cnnclf resume {run}")
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "interrupted" and status["epochs_done"] == 2
+    assert (run / "backup" / "latest.weights.h5").exists() and len(history(run)) == 2
+
+    resumed = cnnclf("resume", run)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "epoch 3/4" in resumed.stderr and "epoch 1/4" not in resumed.stderr
+    assert history(run) == history(straight_run)
+    assert json.loads((run / "metrics.json").read_text()) == json.loads((straight_run / "metrics.json").read_text())
+    assert json.loads((run / "run.json").read_text())["status"] == "completed" and not (run / "backup").exists()
+    again = cnnclf("resume", run)
+    assert again.exit_code == 2 and "this run completed; nothing to resume" in again.stderr
+
+
+def test_ctrl_c_marks_the_run_interrupted(tmp_path):
+    process = start_training(resumable_config(tmp_path))
+    run = signal_after_epochs(process, tmp_path / "runs", 1, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("Error: stopped by SIGINT after ")
+    assert "Traceback" not in stderr
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_nan_loss_fails_the_run_and_keeps_the_last_good_model(tmp_path, monkeypatch):
+    """Fault injection: the weights turn to NaN when epoch 2 begins."""
+    from cnnclf import callbacks
+
+    class PoisonedAtEpoch2(callbacks.StopOnNaN):
+        def on_epoch_begin(self, epoch, logs=None):
+            super().on_epoch_begin(epoch, logs)
+            if epoch == 1:
+                kernel = self.model.layers[1].kernel
+                kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+    monkeypatch.setattr("cnnclf.train.StopOnNaN", PoisonedAtEpoch2)
+    config = write_config(tmp_path / "nan.yaml", tiny_config(tmp_path / "runs", epochs=3, steps_per_execution=1))
+    result = cnnclf("train", config)
+    run = next((tmp_path / "runs").iterdir())
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: the loss became nan in epoch 2, batch 1; lower train.optimizer.learning_rate or check "
+        f"data.normalize (run {run} is marked failed)")
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "failed" and status["error"].startswith("the loss became nan in epoch 2, batch 1")
+    assert (run / "model.keras").exists() and len(history(run)) == 1  # epoch 1's model, nothing of epoch 2
+    assert json.loads((run / "backup" / "callbacks.json").read_text())["epoch"] == 1
+
+
+def test_same_config_and_seed_give_the_same_metrics(tmp_path):
+    config = write_config(tmp_path / "det.yaml", tiny_config(tmp_path / "runs", deterministic=True))
+    first, second = cnnclf("train", config), cnnclf("train", config)
+    runs = [Path(r.stdout.split()[-1]) for r in (first, second)]
+    assert runs[0] != runs[1]
+    metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    assert metrics[0] == metrics[1] and history(runs[0]) == history(runs[1])
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(TypeError):
+        write_json(target, {"v": object()})
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left behind
+
+
+def test_signals_wait_for_state_being_saved(tmp_path):
+    saved = []
+    with pytest.raises(Interrupted, match="stopped by SIGINT"):
+        with interrupts_raised():
+            with deferred_interrupts():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                saved.append("complete")
+    assert saved == ["complete"]
+
+
+def test_resume_refuses_a_run_that_is_still_training(tmp_path):
+    run = RunDir.create(tmp_path, "live")
+    run.config.write_text("model: {preset: s002_mnist}\n")
+    run.set_status("running")
+    state = run.status()
+    state["pid"] = os.getppid()  # a live process on this machine that is not us
+    write_json(run.path / "run.json", state)
+    result = cnnclf("resume", run.path)
+    assert result.exit_code == 2 and "this run is still training" in result.stderr
