@@ -11,7 +11,9 @@ import yaml
 from conftest import cnnclf, write_config
 
 RUN_FILES = {"run.json", "config.yaml", "model.keras", "history.csv", "metrics.json", "predictions.npz",
-             "summary.txt", "env.json", "train.log", "plots"}
+             "data_samples.npz", "summary.txt", "env.json", "train.log", "report.html", "plots"}
+PLOTS = ["confusion_matrix.png", "data_samples.png", "learning_curves.png", "per_class_accuracy.png",
+         "reliability.png", "test_samples.png"]
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def test_train_writes_a_complete_run_directory(trained):
     assert run.name.endswith("-tiny") and run.parent.name == "runs"
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
     assert "epoch 2/2" in result.stderr and "epoch 2/2" in (run / "train.log").read_text()
-    assert sorted(p.name for p in (run / "plots").iterdir()) == ["confusion_matrix.png", "learning_curves.png"]
+    assert sorted(p.name for p in (run / "plots").iterdir()) == PLOTS
 
 
 def test_metrics_are_sane(trained):
@@ -37,6 +39,8 @@ def test_metrics_are_sane(trained):
     assert cm.shape == (10, 10) and cm.sum() == 200
     assert abs(np.trace(cm) / 200 - metrics["test_accuracy"]) < 1e-6
     assert set(metrics["per_class"]["7"]) == {"precision", "recall", "f1", "support"}
+    assert metrics["test_accuracy"] < metrics["top_k_accuracy"]["3"] < metrics["top_k_accuracy"]["5"] <= 1
+    assert 0 <= metrics["expected_calibration_error"] < 0.2
     with np.load(run / "predictions.npz") as p:
         assert p["probabilities"].shape == (200, 10) and np.allclose(p["probabilities"].sum(axis=1), 1, atol=1e-4)
 
@@ -74,14 +78,15 @@ def test_evaluate_reloads_the_run_and_prints_json(trained):
     assert table.exit_code == 0 and "precision  recall" in table.stdout and "test_accuracy" in table.stdout
 
 
-def test_plot_redraws_from_the_run_directory_alone(trained):
-    run, _ = trained
-    for png in (run / "plots").iterdir():
+def test_plot_redraws_from_the_run_directory_alone(trained_run):
+    for png in (trained_run / "plots").iterdir():
         png.unlink()
-    result = cnnclf("plot", run)
+    (trained_run / "report.html").unlink()
+    result = cnnclf("plot", trained_run)
     assert result.exit_code == 0
-    paths = result.stdout.split()
-    assert len(paths) == 2 and all(Path(p).stat().st_size > 10_000 for p in paths)
+    paths = [Path(p) for p in result.stdout.split()]
+    assert sorted(p.name for p in paths) == sorted(PLOTS + ["report.html"])
+    assert all(p.stat().st_size > 10_000 for p in paths)
 
 
 @pytest.mark.parametrize("source, path, test_path, dataset", [

@@ -16,10 +16,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cnnclf.callbacks import read_history
 from cnnclf.config import load_config
 from cnnclf.errors import ConfigError, DataError
-from cnnclf.runs import RunDir, write_text
+from cnnclf.runs import RunDir, read_history, write_text
 
 # The figure each config is measured against (test accuracy), and where it comes from.
 FIGURES = {

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from cnnclf.errors import NonFiniteLoss
-from cnnclf.runs import RunDir, deferred_interrupts, write_bytes, write_json, write_text
+from cnnclf.runs import RunDir, deferred_interrupts, read_history, write_bytes, write_json, write_text
 
 log = logging.getLogger("cnnclf")
 
@@ -77,13 +77,6 @@ class HistoryFile(keras.callbacks.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.path, out.getvalue())
-
-
-def read_history(path) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 class TrainingState(keras.callbacks.BackupAndRestore):

@@ -43,6 +43,16 @@ def _on_off(value):
     return {} if value is True else None if value is False else value
 
 
+class AugmentConfig(Section):
+    """Random changes to training images (Keras preprocessing layers, inactive at inference)."""
+
+    flip: Optional[Literal["horizontal", "vertical", "horizontal_and_vertical"]] = None
+    translate: float = Field(0.0, ge=0, lt=0.5)  # up to this fraction of height and width, per image
+    rotate: float = Field(0.0, ge=0, le=0.5)  # up to this fraction of a full turn
+    zoom: float = Field(0.0, ge=0, lt=1)  # up to this fraction in or out
+    fill: Literal["reflect", "constant", "nearest"] = "reflect"  # what fills pixels moved in from outside
+
+
 class DataConfig(Section):
     dataset: Literal[DATASETS] = "mnist"
     source: Optional[Literal[tuple(SOURCES)]] = None  # null: keras (sklearn for digits)
@@ -57,6 +67,7 @@ class DataConfig(Section):
     limit_train: Optional[PositiveInt] = None  # stratified subset size (images), for smoke runs
     limit_test: Optional[PositiveInt] = None
     normalize: Literal["scale", "none"] = "scale"  # scale: x/255, done inside the model
+    augment: AugmentConfig = AugmentConfig()  # none by default
 
     @model_validator(mode="after")
     def _resolve(self):
@@ -119,6 +130,11 @@ class CheckpointConfig(Section):
     mode: Literal["auto", "min", "max"] = "auto"
 
 
+class MlflowConfig(Section):
+    tracking_uri: str  # e.g. http://mlflow.example:5000, sqlite:///mlflow.db, file:///path/mlruns
+    experiment: str = "cnnclf"
+
+
 class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()  # a name, or {name: rmsprop, learning_rate: 0.001}
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 by the last epoch
@@ -137,6 +153,8 @@ class TrainConfig(Section):
     jit_compile: Union[Literal["auto"], bool] = "auto"  # XLA; auto: on GPUs, off on CPUs
     mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     threads: Union[Literal["auto"], PositiveInt] = "auto"  # TensorFlow's intra-op threads; auto: all cores
+    tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard
+    mlflow: Optional[MlflowConfig] = None  # log params, metrics, artifacts and the model to MLflow
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -190,6 +208,13 @@ class Config(Section):
         for key, value in overrides.items():
             _set_path(raw, _parse_path(key), value, key)
         return _validate(raw, where)
+
+
+def flatten(value, prefix: str = "") -> dict:
+    """{"train": {"epochs": 3}} -> {"train.epochs": 3}; lists stay values."""
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
 
 
 # --- loading ----------------------------------------------------------------------------

@@ -8,9 +8,11 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 from cnnclf.data.pipeline import evaluation_batches
 from cnnclf.errors import RunError
+from cnnclf.metrics import expected_calibration_error, top_k_accuracy
 from cnnclf.runs import RunDir, write_bytes, write_json
 
 SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
+TOP_K = (3, 5)
 
 
 def load_model(run: RunDir) -> keras.Model:
@@ -44,6 +46,8 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
                       for name in splits.class_names},
         "macro_avg": {k.replace("-score", ""): v for k, v in report["macro avg"].items() if k != "support"},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "top_k_accuracy": {str(k): top_k_accuracy(probabilities, y_true, k) for k in TOP_K if k < len(labels)},
+        "expected_calibration_error": expected_calibration_error(probabilities, y_true),
     }
     write_json(run.metrics, metrics)
     order = np.argsort(y_pred == y_true, kind="stable")[:SAMPLES]  # wrong ones first

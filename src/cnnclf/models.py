@@ -24,6 +24,8 @@ def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
     specs, where = layer_specs(config.model)
     model = keras.Sequential(name=config.name.replace(".", "_"))
     model.add(keras.Input(shape=input_shape))
+    for layer in augmentation(config.data.augment, config.seed):
+        model.add(layer)
     if config.data.normalize == "scale":
         model.add(keras.layers.Rescaling(1 / 255, name="scale"))
     for i, spec in enumerate(specs):
@@ -48,6 +50,22 @@ def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
     if precision != "float32":
         model.add(keras.layers.Activation("linear", dtype="float32", name="float32_output"))
     return model
+
+
+def augmentation(augment, seed: int) -> list:
+    """Keras preprocessing layers for data.augment; nearest-pixel sampling, which costs almost
+    nothing (bilinear halved training speed on MNIST on 2 CPU cores)."""
+    common = {"fill_mode": augment.fill, "interpolation": "nearest", "seed": seed}
+    layers = []
+    if augment.flip:
+        layers.append(keras.layers.RandomFlip(augment.flip, seed=seed, name="flip"))
+    if augment.translate:
+        layers.append(keras.layers.RandomTranslation(augment.translate, augment.translate, name="translate", **common))
+    if augment.rotate:
+        layers.append(keras.layers.RandomRotation(augment.rotate, name="rotate", **common))
+    if augment.zoom:
+        layers.append(keras.layers.RandomZoom(augment.zoom, name="zoom", **common))
+    return layers
 
 
 def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, compute: dict) -> None:

@@ -1,6 +1,7 @@
 """Plots drawn from a run directory's files alone (matplotlib's Agg backend; nothing is shown)."""
 
 import json
+import math
 
 import matplotlib
 
@@ -8,18 +9,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cnnclf.callbacks import read_history  # noqa: E402
-from cnnclf.runs import RunDir  # noqa: E402
+from cnnclf.runs import RunDir, read_history  # noqa: E402
+
+WRONG, RIGHT = "#c0392b", "#1e8449"
 
 
 def draw_all(run: RunDir) -> list:
-    """Every plot the run's files allow; returns their paths."""
+    """Every plot the run's files allow, then report.html; returns their paths."""
+    from cnnclf.report import write_report
+
     run.plots.mkdir(exist_ok=True)
     drawn = []
     if run.history.exists():
         drawn.append(learning_curves(run))
     if run.metrics.exists():
-        drawn.append(confusion(run))
+        drawn += [confusion(run), per_class_accuracy(run)]
+    if run.predictions.exists():
+        drawn += [test_samples(run), reliability(run)]
+    if run.data_samples.exists():
+        with np.load(run.data_samples) as f:
+            drawn.append(data_grid(f["images"], f["labels"], list(f["class_names"]), run.plots / "data_samples.png"))
+    if drawn:
+        drawn.append(write_report(run, drawn))
     return drawn
 
 
@@ -57,6 +68,90 @@ def confusion(run: RunDir):
                 ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
                         color="white" if v > threshold else "black")
     return _save(fig, run.plots / "confusion_matrix.png")
+
+
+def per_class_accuracy(run: RunDir):
+    """Accuracy (recall) of each class, worst first, against the overall test accuracy."""
+    metrics = json.loads(run.metrics.read_text())
+    rows = sorted(metrics["per_class"].items(), key=lambda item: -item[1]["recall"])  # barh: last on top
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(rows) + 1)))
+    ax.barh([name for name, _ in rows], [r["recall"] for _, r in rows], color="#2e86c1")
+    ax.axvline(metrics["test_accuracy"], color="black", linestyle="--",
+               label=f"overall {metrics['test_accuracy']:.2%}")
+    low = min(r["recall"] for _, r in rows)
+    ax.set(title="Per-class accuracy (test)", xlabel="accuracy", xlim=(max(0, low - 0.05), 1))
+    ax.legend(loc="lower right")
+    return _save(fig, run.plots / "per_class_accuracy.png")
+
+
+def test_samples(run: RunDir):
+    """Sample test images, misclassified first: true label, prediction and its probability."""
+    metrics = json.loads(run.metrics.read_text())
+    names = metrics["class_names"]
+    with np.load(run.predictions) as f:
+        images, index = f["sample_images"], f["sample_index"]
+        truth, probabilities = f["y_true"][index], f["probabilities"][index]
+    titles, colors = [], []
+    for true, p in zip(truth, probabilities):
+        predicted = int(p.argmax())
+        titles.append(f"{names[true]}\n→ {names[predicted]} {p[predicted]:.0%}")
+        colors.append(RIGHT if predicted == true else WRONG)
+    return _grid(images, titles, colors, "Test samples (misclassified first): true → predicted",
+                 run.plots / "test_samples.png")
+
+
+def reliability(run: RunDir):
+    """Reliability diagram: accuracy against confidence per bin, with the calibration error."""
+    from cnnclf.metrics import calibration_bins
+
+    metrics = json.loads(run.metrics.read_text())
+    with np.load(run.predictions) as f:
+        bins = [b for b in calibration_bins(f["probabilities"], f["y_true"]) if b["count"]]
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(6, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    width = bins[0]["high"] - bins[0]["low"]
+    ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=width, align="edge",
+           color="#2e86c1", edgecolor="black", label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set(title=f"Reliability (expected calibration error {metrics['expected_calibration_error']:.3f})",
+           ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    counts.bar([b["low"] for b in bins], [b["count"] for b in bins], width=width, align="edge", color="grey")
+    counts.set(xlabel="confidence (top probability)", ylabel="images", yscale="log")
+    return _save(fig, run.plots / "reliability.png")
+
+
+def data_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], path):
+    """Training images, one row per class: the "look at your data" plot."""
+    per_class = max(int(np.sum(labels == c)) for c in range(len(class_names)))
+    fig, axes = plt.subplots(len(class_names), per_class, figsize=(per_class * 1.1, len(class_names) * 1.15),
+                             squeeze=False)
+    for c, row in enumerate(axes):
+        shown = images[labels == c]
+        for j, ax in enumerate(row):
+            ax.axis("off")
+            if j < len(shown):
+                _show(ax, shown[j])
+        row[0].set_title(str(class_names[c]), fontsize=8, loc="left")
+    fig.suptitle("Training images per class")
+    return _save(fig, path)
+
+
+def _grid(images, titles, colors, title, path):
+    columns = min(9, len(images))
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, text, color in zip(axes.flat, images, titles, colors):
+        _show(ax, image)
+        ax.set_title(text, fontsize=7, color=color)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _show(ax, image):
+    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
+              vmin=0, vmax=255)
 
 
 def _save(fig, path):

@@ -7,14 +7,17 @@ runs/<UTC time>-<name>/
   history.csv     one row per epoch
   metrics.json    test metrics, per-class report, confusion matrix
   predictions.npz test labels and probabilities, and the sample images the plots show
+  data_samples.npz a few training images per class
   summary.txt     the model summary
   env.json        versions, device, command line, data fingerprints
   train.log       what was printed
-  plots/          learning curves, confusion matrix, ...
+  plots/          learning curves, confusion matrix, samples, per-class accuracy, calibration
+  report.html     everything above on one self-contained page
   backup/         training state while training (BackupAndRestore), for `cnnclf resume`
 """
 
 import contextlib
+import csv
 import datetime
 import json
 import os
@@ -40,6 +43,8 @@ class RunDir:
     history = property(lambda self: self.path / "history.csv")
     metrics = property(lambda self: self.path / "metrics.json")
     predictions = property(lambda self: self.path / "predictions.npz")
+    data_samples = property(lambda self: self.path / "data_samples.npz")
+    report = property(lambda self: self.path / "report.html")
     summary = property(lambda self: self.path / "summary.txt")
     env = property(lambda self: self.path / "env.json")
     log = property(lambda self: self.path / "train.log")
@@ -102,6 +107,14 @@ class RunDir:
         except PermissionError:
             return True
         return state["pid"] != os.getpid()
+
+
+def read_history(path) -> list[dict]:
+    """The rows of a history.csv: epoch as int, every other column as float."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def write_text(path: Path, text: str) -> None:
@@ -174,3 +187,45 @@ def deferred_interrupts():
             signum = _pending.pop()
             _pending.clear()
             raise Interrupted(f"stopped by {signal.Signals(signum).name}", signum)
+
+
+# --- many runs --------------------------------------------------------------------------
+
+RUN_COLUMNS = ("id", "dataset", "model", "parameters", "epochs", "best_val_accuracy", "test_accuracy",
+               "wall_seconds", "status")
+
+
+def summarize(run: RunDir) -> dict:
+    """One row of `cnnclf runs`: what the run trained and how it did."""
+    import yaml
+
+    state, config = run.status(), yaml.safe_load(run.config.read_text())
+    model = config["model"]
+    metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else {}
+    validation = [row["val_accuracy"] for row in read_history(run.history) if "val_accuracy" in row]
+    status = state["status"]
+    if status == "running" and not run.is_alive():
+        status = "running (no process)"  # the machine or process was lost: resume it
+    return {
+        "id": run.path.name,
+        "dataset": config["data"]["dataset"],
+        "model": model.get("preset") or f"{len(model['layers'])} layers",
+        "parameters": state.get("parameters"),
+        "epochs": state.get("epochs_done"),
+        "best_val_accuracy": round(max(validation), 4) if validation else None,
+        "test_accuracy": round(metrics["test_accuracy"], 4) if metrics else None,
+        "wall_seconds": state.get("wall_seconds"),
+        "status": status,
+    }
+
+
+def list_runs(runs_dir, sort: str = "id") -> list[dict]:
+    """Every run directory under runs_dir, summarized and sorted (numbers: best first)."""
+    from cnnclf.errors import ConfigError
+
+    if sort not in RUN_COLUMNS:
+        raise ConfigError(f"--sort {sort}: not a column; one of {', '.join(RUN_COLUMNS)}")
+    rows = [summarize(RunDir(p)) for p in sorted(Path(runs_dir).iterdir())
+            if (p / "run.json").is_file() and (p / "config.yaml").is_file()] if Path(runs_dir).is_dir() else []
+    numeric = sort not in ("id", "dataset", "model", "status")
+    return sorted(rows, key=lambda r: (r[sort] is None, -r[sort] if numeric and r[sort] is not None else r[sort]))

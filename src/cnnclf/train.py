@@ -5,6 +5,7 @@ directory is created, so a failed start leaves nothing that looks like a result.
 """
 
 import contextlib
+import io
 import logging
 import platform
 import shutil
@@ -26,8 +27,9 @@ from cnnclf.data.split import Splits, split
 from cnnclf.errors import CnnclfError, Interrupted, NotARunError
 from cnnclf.evaluate import evaluate, load_model
 from cnnclf.models import build_model, compile_model
-from cnnclf.runs import RunDir, interrupts_raised, write_json, write_text
+from cnnclf.runs import RunDir, interrupts_raised, write_bytes, write_json, write_text
 from cnnclf.runtime import compute_settings, describe_device
+from cnnclf.tracking import MlflowLogger, check_tensorboard, connect_mlflow, tensorboard
 
 log = logging.getLogger("cnnclf")
 
@@ -56,7 +58,17 @@ def train(config: Config, smoke: bool = False, started: float | None = None) -> 
     lines = []
     session.model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
     write_text(run.summary, "\n".join(lines) + "\n")
+    write_data_samples(run, session.splits)
     return _fit_and_finish(run, session, started)
+
+
+def write_data_samples(run: RunDir, splits: Splits, per_class: int = 8) -> None:
+    """A few training images of each class, for the "look at your data" plot."""
+    chosen = np.concatenate([np.flatnonzero(splits.y_train == c)[:per_class] for c in range(splits.num_classes)])
+    out = io.BytesIO()
+    np.savez_compressed(out, images=splits.x_train[chosen], labels=splits.y_train[chosen],
+                        class_names=np.array(splits.class_names))
+    write_bytes(run.data_samples, out.getvalue())
 
 
 def resume(path, started: float | None = None) -> RunDir:
@@ -83,6 +95,10 @@ def prepare(config: Config, smoke: bool = False) -> Session:
         k = images.num_classes
         config = config.with_overrides({"data.limit_train": SMOKE_PER_CLASS["train"] * k,
                                         "data.limit_test": SMOKE_PER_CLASS["test"] * k, "train.epochs": 1})
+    if config.train.tensorboard:
+        check_tensorboard()
+    if config.train.mlflow is not None:
+        connect_mlflow(config.train.mlflow)  # an unreachable or refused store fails before the run exists
     splits = split(images, config.data, config.seed)
     fingerprint = {**images.fingerprint(), "skipped_files": images.skipped, "split_sha256": splits.fingerprint,
                    "sizes": {"train": len(splits.y_train), "validation": len(splits.y_val),
@@ -108,9 +124,13 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir:
     state = TrainingState(run, early_stopping, checkpoint)
     first_epoch = state.first_epoch()
     progress = Progress(train_cfg.epochs, started)
-    run.set_status("running", epochs_done=first_epoch)
+    run.set_status("running", epochs_done=first_epoch, parameters=model.count_params(),
+                   class_names=splits.class_names)
+    trackers = [tensorboard(run)] if train_cfg.tensorboard else []
+    mlflow = MlflowLogger(train_cfg.mlflow, run, config) if train_cfg.mlflow else None
     log_file = logging.FileHandler(run.log)
     log.addHandler(log_file)
+    outcome = "FAILED"
     try:
         with _outcome_recorded(run, state):
             fit_started = time.time()
@@ -119,7 +139,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir:
                                               model.optimizer.iterations, splits.num_classes, onehot)
                 validation = evaluation_batches(splits.x_val, splits.y_val, train_cfg.eval_batch_size,
                                                 splits.num_classes, onehot)
-                callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint]),
+                callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint, mlflow]), *trackers,
                              HistoryFile(run.history, first_epoch), state]
                 model.fit(batches, epochs=train_cfg.epochs, validation_data=validation, callbacks=callbacks,
                           shuffle=False, verbose=0)
@@ -129,9 +149,17 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir:
                 (run.backup / "final.keras").replace(run.model)
             metrics = evaluate(run, load_model(run), splits, config)
             plots.draw_all(run)
+            if mlflow:
+                mlflow.finish(metrics)
+        outcome = "FINISHED"
+    except Interrupted:
+        outcome = "KILLED"
+        raise
     finally:
         log.removeHandler(log_file)
         log_file.close()
+        if mlflow:
+            mlflow.end(outcome)
     epochs_done = state.first_epoch()
     run.set_status("completed", epochs_done=epochs_done, wall_seconds=round(time.time() - started, 2),
                    fit_seconds=round(fit_seconds, 2),

@@ -1,0 +1,59 @@
+"""cnnclf compare: what differs between runs' configs, their metrics side by side, and their
+learning curves on one plot."""
+
+import json
+
+import yaml
+
+from cnnclf.config import flatten
+from cnnclf.runs import RunDir, read_history
+
+METRICS = ("test_accuracy", "test_loss", "expected_calibration_error")
+FACTS = ("epochs_done", "parameters", "wall_seconds", "train_images_per_second")
+
+
+def compare(runs: list[RunDir], plot_path) -> dict:
+    configs = [flatten(yaml.safe_load(run.config.read_text())) for run in runs]
+    keys = sorted(set().union(*configs))
+    differences = {k: [c.get(k) for c in configs] for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1}
+    numbers = {}
+    for run in runs:
+        metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else {}
+        state = run.status()
+        numbers[run.path.name] = {**{k: metrics.get(k) for k in METRICS}, **{k: state.get(k) for k in FACTS}}
+    _curves(runs, plot_path)
+    return {"runs": [r.path.name for r in runs], "config_differences": differences, "metrics": numbers,
+            "plot": str(plot_path)}
+
+
+def _curves(runs: list[RunDir], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in runs:
+        rows = read_history(run.history) if run.history.exists() else []
+        for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
+            if rows and metric in rows[0]:
+                ax.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker="o", label=run.path.name)
+    for ax, metric in zip(axes, ("validation accuracy", "validation loss")):
+        ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def describe(result: dict) -> str:
+    from cnnclf.tables import aligned
+
+    names = result["runs"]
+    keys = list(next(iter(result["metrics"].values())))
+    return "\n\n".join([
+        aligned(["config key", *names], [[k, *v] for k, v in result["config_differences"].items()]),
+        aligned(["", *names], [[k, *(result["metrics"][n][k] for n in names)] for k in keys]),
+        result["plot"],
+    ])

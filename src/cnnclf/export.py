@@ -1,0 +1,52 @@
+"""Export a run's best model: TensorFlow SavedModel, TensorFlow Lite, or ONNX (through tf2onnx).
+
+Every format takes float32 pixels 0-255 of the run's image shape: the scaling the run used
+is inside the model, so callers feed images exactly as they load them.
+"""
+
+import contextlib
+import io
+import shutil
+import tempfile
+from pathlib import Path
+
+from cnnclf.errors import ConfigError
+from cnnclf.evaluate import load_model
+from cnnclf.runs import RunDir, atomic_path
+
+FORMATS = {"savedmodel": "model.savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
+
+
+def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
+    """Write the export; the default place is <run>/export/. An --out that exists is never replaced."""
+    if out is None:
+        out = run.path / "export" / FORMATS[fmt]
+        out.parent.mkdir(exist_ok=True)
+        if out.is_dir():
+            shutil.rmtree(out)  # an earlier export of this run, made from the same model.keras
+    elif out.exists():
+        raise ConfigError(f"{out}: already exists; choose another --out or remove it")
+    import tensorflow as tf
+
+    model = load_model(run)
+    signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="pixels")]
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..."
+        if fmt == "savedmodel":
+            model.export(str(out), format="tf_saved_model", input_signature=signature)
+        elif fmt == "tflite":
+            with tempfile.TemporaryDirectory() as saved, atomic_path(out) as tmp:
+                model.export(saved, format="tf_saved_model", input_signature=signature)
+                tmp.write_bytes(tf.lite.TFLiteConverter.from_saved_model(saved).convert())
+        else:
+            _require_onnx()
+            with atomic_path(out) as tmp:
+                model.export(str(tmp), format="onnx", input_signature=signature)
+    return out
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs tf2onnx and onnx: pip install 'cnnclf[onnx]'") from None

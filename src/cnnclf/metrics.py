@@ -1,0 +1,28 @@
+"""Metrics computed from predicted probabilities with numpy alone (no TensorFlow needed)."""
+
+import numpy as np
+
+CALIBRATION_BINS = 15  # equal-width confidence bins
+
+
+def top_k_accuracy(probabilities: np.ndarray, y_true: np.ndarray, k: int) -> float:
+    top = np.argsort(probabilities, axis=1)[:, -k:]
+    return float(np.mean(np.any(top == y_true[:, None], axis=1)))
+
+
+def calibration_bins(probabilities: np.ndarray, y_true: np.ndarray) -> list[dict]:
+    """Per confidence bin: its range, image count, mean confidence and accuracy."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y_true
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, CALIBRATION_BINS - 1)
+    return [{"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(np.sum(index == b)),
+             "confidence": float(confidence[index == b].mean()) if np.any(index == b) else None,
+             "accuracy": float(correct[index == b].mean()) if np.any(index == b) else None}
+            for b in range(CALIBRATION_BINS)]
+
+
+def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray) -> float:
+    """Mean |accuracy - confidence| over the bins, weighted by how many images fall in each."""
+    bins = calibration_bins(probabilities, y_true)
+    return float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]) / len(y_true))

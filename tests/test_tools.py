@@ -1,0 +1,236 @@
+"""What users do around training: predict, runs, compare, export, config, init, data inspect,
+train --from, plot --data, shell completion, the HTML report, TensorBoard and MLflow."""
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import SAMPLE, cnnclf, tiny_config, write_config
+from cnnclf.data.idx import read_idx
+
+
+@pytest.fixture(scope="module")
+def digit_files(tmp_path_factory):
+    """Ten real test digits as PNG files (one grey 28x28, one RGB 40x40), a non-image, and their labels."""
+    folder = tmp_path_factory.mktemp("digits")
+    images = read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:10]
+    labels = read_idx(SAMPLE / "t10k-labels-idx1-ubyte.gz", "labels")[:10]
+    for i, image in enumerate(images):
+        picture = Image.fromarray(image)
+        if i == 0:
+            picture = picture.convert("RGB").resize((40, 40))
+        picture.save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder, [str(label) for label in labels]
+
+
+@pytest.fixture(scope="module")
+def second_run(tiny_run, tmp_path_factory):
+    """tiny_run rerun with --from and changes, with TensorBoard and MLflow (a local file store) on."""
+    tmp = tmp_path_factory.mktemp("second")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    result = cnnclf("train", "--from", tiny_run[0], "--set", "train.epochs=1", "--set", "train.tensorboard=true",
+                    "--set", f"train.mlflow.tracking_uri=file://{tmp}/mlruns", "--runs-dir", tmp / "runs")
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.split()[-1]), tmp / "mlruns"
+
+
+def test_predict_prints_classes_and_skips_non_images(trained_run, digit_files, tmp_path):
+    folder, labels = digit_files
+    result = cnnclf("predict", trained_run, folder, "--top-k", 3, "--csv", tmp_path / "out.csv")
+    assert result.exit_code == 0, result.stderr
+    assert f"skipped {folder}/notes.txt: not a readable image (UnidentifiedImageError" in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["file", "class", "probability", "top", "1", "top", "2", "top", "3"]
+    assert len(lines) == 11
+    table = list(csv.reader((tmp_path / "out.csv").open()))
+    assert table[0] == ["file", "class", "probability", "top 1", "top 2", "top 3"] and len(table) == 11
+    predicted = {Path(row[0]).stem: row[1] for row in table[1:]}
+    assert sum(predicted[str(i)] == labels[i] for i in range(10)) >= 6  # a 90% model; the RGB 40x40 one too
+
+
+def test_predict_json(trained_run, digit_files):
+    folder, labels = digit_files
+    result = cnnclf("predict", trained_run, folder / "3.png", folder / "0.png", "--json", "--top-k", 2)
+    rows = json.loads(result.stdout)
+    assert [Path(r["file"]).name for r in rows] == ["3.png", "0.png"]
+    assert all(len(r["top_k"]) == 2 and r["top_k"][0]["class"] == r["class"] for r in rows)
+    assert all(0 < r["probability"] <= 1 and r["top_k"][1]["probability"] <= r["probability"] for r in rows)
+
+
+def test_predict_with_nothing_readable(trained_run, digit_files):
+    result = cnnclf("predict", trained_run, digit_files[0] / "notes.txt")
+    assert result.exit_code == 2 and "Error: no readable images in" in result.stderr
+
+
+def test_runs_lists_every_run(tiny_run, second_run):
+    runs_dir = tiny_run[0].parent
+    result = cnnclf("runs", runs_dir, "--sort", "test_accuracy")
+    assert result.exit_code == 0
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["id", "dataset", "model", "parameters", "epochs", "best_val_accuracy",
+                              "test_accuracy", "wall_seconds", "status"]
+    assert any(tiny_run[0].name in row and "completed" in row and "27210" in row for row in rows)
+    listed = json.loads(cnnclf("runs", runs_dir, "--json").stdout)
+    assert listed[0]["model"] == "3 layers" and listed[0]["epochs"] == 2 and 0.8 < listed[0]["test_accuracy"] <= 1
+    bad = cnnclf("runs", runs_dir, "--sort", "speed")
+    assert bad.exit_code == 2 and "--sort speed: not a column; one of id, dataset," in bad.stderr
+
+
+def test_train_from_a_run_reuses_its_config(tiny_run, second_run):
+    config = yaml.safe_load((second_run[0] / "config.yaml").read_text())
+    original = yaml.safe_load((tiny_run[0] / "config.yaml").read_text())
+    assert config["train"]["epochs"] == 1 and config["model"] == original["model"] and config["name"] == "tiny"
+
+
+def test_compare_shows_differences_metrics_and_curves(tiny_run, second_run, tmp_path):
+    result = cnnclf("compare", tiny_run[0], second_run[0], "--json", "--out", tmp_path / "c.png")
+    assert result.exit_code == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["config_differences"]["train.epochs"] == [2, 1]
+    assert "train.tensorboard" in found["config_differences"] and "data.path" not in found["config_differences"]
+    assert found["metrics"][tiny_run[0].name]["epochs_done"] == 2
+    assert (tmp_path / "c.png").stat().st_size > 10_000
+    text = cnnclf("compare", tiny_run[0], second_run[0], "--out", tmp_path / "d.png").stdout
+    assert "train.epochs" in text and "test_accuracy" in text
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", "tflite", "onnx"])
+def test_export_reloads_with_the_same_predictions(trained_run, fmt, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    result = cnnclf("export", trained_run, "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    path = Path(result.stdout.strip())
+    assert path == trained_run / "export" / f"model.{fmt}"
+    x = read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:5, ..., None].astype(np.float32)
+    expected = keras.saving.load_model(trained_run / "model.keras").predict(x, verbose=0)
+    if fmt == "savedmodel":
+        loaded = tf.saved_model.load(str(path))  # keep it referenced while serving
+        got = loaded.serve(x).numpy()
+    elif fmt == "tflite":
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+        index = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(index, x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    else:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path))
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    taken = cnnclf("export", trained_run, "--format", fmt, "--out", path)
+    assert taken.exit_code == 2 and "already exists; choose another --out" in taken.stderr
+
+
+def test_config_show_validate_and_presets(tmp_path):
+    shown = cnnclf("config", "show", "configs/quickstart.yaml", "--set", "train.epochs=3")
+    resolved = yaml.safe_load(shown.stdout)
+    assert resolved["train"]["epochs"] == 3 and resolved["train"]["batch_size"] == 64
+    assert resolved["train"]["eval_batch_size"] == 1024 and resolved["name"] == "quickstart"
+    assert cnnclf("config", "validate", "configs/quickstart.yaml").stdout == "configs/quickstart.yaml: valid\n"
+    bad = write_config(tmp_path / "bad.yaml", {"model": {"preset": "s002_mnist"}, "train": {"epochz": 1}})
+    invalid = cnnclf("config", "validate", bad)
+    assert invalid.exit_code == 2 and invalid.stderr == f"Error: {bad}:4: unknown key 'train.epochz'; did you mean 'epochs'?\n"
+    presets = cnnclf("config", "presets").stdout
+    assert "s002_mnist: Conv2D > MaxPooling2D > Flatten > Dense > Dropout" in presets
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "cifar10", "digits", "custom"])
+def test_init_writes_a_valid_commented_starter(tmp_path, dataset):
+    from cnnclf.config import load_config
+
+    out = tmp_path / f"{dataset}.yaml"
+    result = cnnclf("init", "--dataset", dataset, "--out", out)
+    assert result.exit_code == 0 and result.stdout.strip() == str(out)
+    assert "# epochs without improvement" in out.read_text()
+    assert load_config(out).data.dataset == dataset
+    again = cnnclf("init", "--dataset", dataset, "--out", out)
+    assert again.exit_code == 2 and again.stderr == f"Error: {out}: already exists; choose another --out or remove it\n"
+
+
+def test_data_inspect_reports_balance_duplicates_and_unreadable(tmp_path, formats):
+    from conftest import png_bytes
+
+    shutil.copytree(formats / "folder", tmp_path / "folder")
+    (tmp_path / "folder/train/3/broken.png").write_bytes(b"garbage")
+    shutil.copy(tmp_path / "folder/train/7/0000.png" if (tmp_path / "folder/train/7/0000.png").exists()
+                else next((tmp_path / "folder/train/7").iterdir()), tmp_path / "folder/test/7/copy.png")
+    (tmp_path / "folder/test/7/fresh.png").write_bytes(png_bytes(np.full((28, 28), 9, np.uint8)))
+    config = write_config(tmp_path / "c.yaml", {"data": {"dataset": "mnist", "source": "folder",
+                                                         "path": str(tmp_path / "folder"), "validation": "test"},
+                                                "model": {"layers": [{"Flatten": {}}]},
+                                                "output": {"runs_dir": str(tmp_path / "runs")}})
+    result = cnnclf("data", "inspect", config, "--json")
+    assert result.exit_code == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["image_shape"] == [28, 28, 1] and found["sizes"] == {"train": 300, "test": 102}
+    assert sum(c["train"] for c in found["class_balance"].values()) == 300
+    assert found["test_images_also_in_train"] >= 1
+    assert found["unreadable_files"] == [str(tmp_path / "folder/train/3/broken.png")]
+    assert Path(found["grid"]).stat().st_size > 10_000
+    text = cnnclf("data", "inspect", config).stdout
+    assert "unreadable files: 1" in text and "total" in text
+
+
+def test_plot_data_draws_training_images_per_class(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs"))
+    result = cnnclf("plot", "--data", config)
+    assert result.exit_code == 0, result.stderr
+    assert Path(result.stdout.strip()) == tmp_path / "runs" / "data-tiny.png"
+    assert (tmp_path / "runs" / "data-tiny.png").stat().st_size > 10_000
+
+
+def test_shell_completion_script(monkeypatch):
+    from click.testing import CliRunner
+
+    from cnnclf.cli import cli
+
+    result = CliRunner().invoke(cli, [], prog_name="cnnclf", env={"_CNNCLF_COMPLETE": "bash_source"})
+    assert "_CNNCLF_COMPLETE=bash_complete" in result.output and "complete -o" in result.output
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_report_loads_with_all_images_in_headless_chromium(trained_run, tmp_path):
+    report = trained_run / "report.html"
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                          "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                          "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                          report.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    assert 'data-images-loaded="6"' in body and 'data-images="6"' in body
+    assert "Per class (test)" in dom and "expected calibration error" in dom and "completed" in dom
+
+
+def test_tensorboard_logs(second_run):
+    events = list((second_run[0] / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+
+
+def test_mlflow_has_params_epoch_metrics_artifacts_and_model(second_run):
+    from mlflow.tracking import MlflowClient
+
+    run, store = second_run
+    client = MlflowClient(tracking_uri=f"file://{store}")
+    tracked = client.get_run(json.loads((run / "run.json").read_text())["mlflow_run_id"])
+    assert tracked.info.status == "FINISHED" and tracked.info.run_name == run.name
+    assert tracked.data.params["train.epochs"] == "1" and tracked.data.params["model.layers"].startswith("[")
+    assert len(client.get_metric_history(tracked.info.run_id, "val_accuracy")) == 1
+    assert tracked.data.metrics["test_accuracy"] == json.loads((run / "metrics.json").read_text())["test_accuracy"]
+    artifacts = {a.path for a in client.list_artifacts(tracked.info.run_id)}
+    assert {"model", "metrics.json", "history.csv", "config.yaml", "report.html", "plots"} <= artifacts
+    assert [a.path for a in client.list_artifacts(tracked.info.run_id, "model")] == ["model/model.keras"]
