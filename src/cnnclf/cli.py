@@ -98,7 +98,8 @@ def train(ctx, config_path, from_run, overrides, name, runs_dir, smoke):
     from cnnclf.train import train as train_run
 
     run = train_run(config, smoke=smoke, started=ctx.obj["started"])
-    click.echo(run.path)
+    if run is not None:  # None: another worker of a multi-worker run; the chief prints the path
+        click.echo(run.path)
 
 
 @cli.command()
@@ -118,7 +119,9 @@ def resume(ctx, run_path):
     _start_tensorflow(ctx, config.train)
     from cnnclf.train import resume as resume_run
 
-    click.echo(resume_run(run_path, started=ctx.obj["started"]).path)
+    run = resume_run(run_path, started=ctx.obj["started"])
+    if run is not None:
+        click.echo(run.path)
 
 
 @cli.command()

@@ -153,6 +153,10 @@ class TrainConfig(Section):
     jit_compile: Union[Literal["auto"], bool] = "auto"  # XLA; auto: on GPUs, off on CPUs
     mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     threads: Union[Literal["auto"], PositiveInt] = "auto"  # TensorFlow's intra-op threads; auto: all cores
+    distribute: Literal["none", "auto", "mirrored", "multi_worker"] = "none"  # auto: mirrored on 2+ GPUs
+    batch_size_per_replica: bool = False  # true: batch_size per replica, false: per step across all replicas
+    scale_learning_rate: bool = False  # times the replicas, with batch_size_per_replica (linear scaling)
+    cpu_replicas: PositiveInt = 1  # mirrored without GPUs: split the CPU into this many devices
     tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard
     mlflow: Optional[MlflowConfig] = None  # log params, metrics, artifacts and the model to MLflow
 
@@ -427,6 +431,12 @@ def _check_consistency(cfg: Config, where) -> None:
             fail(("model", "preset"), f"unknown preset {model.preset!r}{did_you_mean(model.preset, PRESETS)}; "
                                       f"valid: {', '.join(PRESETS)}")
 
+    if train.distribute in ("mirrored", "multi_worker") and train.steps_per_execution not in ("auto", 1):
+        fail(("train", "steps_per_execution"), f"{train.distribute} needs 1 step per execution (Keras 3.15's "
+                                               f"multi-step loop fails under tf.distribute); set it to auto or 1")
+    if train.scale_learning_rate and not train.batch_size_per_replica:
+        fail(("train", "scale_learning_rate"), "the batch per step is fixed, so the learning rate keeps its scale; "
+                                               "set train.batch_size_per_replica: true to scale both")
     if train.label_smoothing and data.labels != "onehot":
         fail(("train", "label_smoothing"), "label smoothing needs one-hot labels: set data.labels: onehot")
     monitors = train.monitors()

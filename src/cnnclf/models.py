@@ -70,17 +70,18 @@ def augmentation(augment, seed: int) -> list:
 
 def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, compute: dict) -> None:
     """Optimizer (with its learning-rate schedule), loss and metrics, as `train` (TrainConfig) says;
-    `compute` holds the resolved steps_per_execution and jit_compile."""
-    model.compile(optimizer=make_optimizer(train, steps_per_epoch), loss=make_loss(train, labels),
+    `compute` holds the resolved steps_per_execution, jit_compile and learning_rate_scale."""
+    optimizer = make_optimizer(train, steps_per_epoch, compute["learning_rate_scale"])
+    model.compile(optimizer=optimizer, loss=make_loss(train, labels),
                   metrics=list(train.metrics), steps_per_execution=compute["steps_per_execution"],
                   jit_compile=compute["jit_compile"])
 
 
-def make_optimizer(train, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def make_optimizer(train, steps_per_epoch: int, scale: float = 1.0) -> keras.optimizers.Optimizer:
     options = train.optimizer
     cls = {n.lower(): getattr(keras.optimizers, n) for n in dir(keras.optimizers) if n[:1].isupper()}[options.name]
     kwargs = dict(options.model_extra or {})
-    rate = options.learning_rate or inspect.signature(cls).parameters["learning_rate"].default
+    rate = scale * (options.learning_rate or inspect.signature(cls).parameters["learning_rate"].default)
     warmup = round(train.warmup_epochs * steps_per_epoch)
     if train.lr_schedule == "cosine" or warmup:
         total = train.epochs * steps_per_epoch

@@ -19,6 +19,10 @@ def start(debug: bool = False, train=None):
     if not debug:
         tf.get_logger().setLevel("ERROR")  # deprecation notices from inside TensorFlow's own modules
     if train is not None:
+        cpus = tf.config.list_physical_devices("CPU")
+        if train.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
+            tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()]
+                                                       * train.cpu_replicas)
         if train.threads != "auto":
             tf.config.threading.set_intra_op_parallelism_threads(train.threads)
         if train.deterministic:
@@ -26,10 +30,11 @@ def start(debug: bool = False, train=None):
     return tf
 
 
-def compute_settings(train) -> dict:
+def compute_settings(train, distributed: bool = False) -> dict:
     """The compute levers with `auto` resolved for this device, as measured (BENCHMARKS.md):
     on CPUs without native bfloat16, float32 (mixed_bfloat16 ran 5x and mixed_float16 2x
-    slower on the 2-core AMD EPYC); 32 steps per execution (10-25% more images/s than 1).
+    slower on the 2-core AMD EPYC); 32 steps per execution (10-25% more images/s than 1), but 1
+    under a tf.distribute strategy (`distributed`), where Keras 3.15 supports no more.
     NVIDIA GPUs from compute capability 7.0 (tensor cores) get mixed_float16."""
     import tensorflow as tf
 
@@ -39,9 +44,12 @@ def compute_settings(train) -> dict:
         capable = gpus and all(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
                                >= (7, 0) for g in gpus)
         precision = "mixed_float16" if capable else "float32"
+    spe = train.steps_per_execution
+    if spe == "auto":
+        spe = 1 if distributed else 32  # Keras 3.15's multi-step loop fails under tf.distribute
     return {
-        "steps_per_execution": 32 if train.steps_per_execution == "auto" else train.steps_per_execution,
-        "jit_compile": train.jit_compile,  # auto is Keras's own rule: XLA on GPUs, not on CPUs
+        "steps_per_execution": spe,
+        "jit_compile": train.jit_compile,  # auto is Keras's own rule: XLA on GPUs, not on CPUs or distributed
         "mixed_precision": precision,
     }
 
@@ -71,3 +79,35 @@ def describe_device() -> dict:
     gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")]
     return {"cpu": cpu, "cpu_cores": os.cpu_count(), "gpus": gpus}
+
+
+def environment(config, compute: dict, data_fingerprint: dict) -> dict:
+    """env.json: versions, device, seed, compute settings, command line, git commit, data fingerprints."""
+    import subprocess
+    import sys
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from cnnclf import __version__
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = git.stdout.strip() if git.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "cnnclf": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": describe_device(),
+        "seed": config.seed,
+        "compute": compute,
+        "command": sys.argv,
+        "git_commit": commit or None,
+        "data": data_fingerprint,
+    }

@@ -7,18 +7,16 @@ directory is created, so a failed start leaves nothing that looks like a result.
 import contextlib
 import io
 import logging
-import platform
 import shutil
 import signal
-import subprocess
-import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from cnnclf import __version__, plots
+from cnnclf import distribute, plots
 from cnnclf.callbacks import HistoryFile, Progress, StopOnNaN, TrainingState
 from cnnclf.config import Config, load_config
 from cnnclf.data.images import load_images
@@ -28,7 +26,7 @@ from cnnclf.errors import CnnclfError, Interrupted, NotARunError
 from cnnclf.evaluate import evaluate, load_model
 from cnnclf.models import build_model, compile_model
 from cnnclf.runs import RunDir, interrupts_raised, write_bytes, write_json, write_text
-from cnnclf.runtime import compute_settings, describe_device
+from cnnclf.runtime import compute_settings, environment
 from cnnclf.tracking import MlflowLogger, check_tensorboard, connect_mlflow, tensorboard
 
 log = logging.getLogger("cnnclf")
@@ -43,18 +41,25 @@ class Session:
     config: Config
     splits: Splits
     model: keras.Model
+    strategy: object  # tf.distribute.Strategy
+    compute: dict  # the compute levers, auto resolved, and the batch per step
     data_fingerprint: dict
-    compute: dict  # the compute levers, auto resolved
+
+    @property
+    def chief(self) -> bool:
+        return distribute.is_chief(self.strategy)
 
 
-def train(config: Config, smoke: bool = False, started: float | None = None) -> RunDir:
-    """Train as `config` says into a new run directory; return it."""
+def train(config: Config, smoke: bool = False, started: float | None = None) -> RunDir | None:
+    """Train as `config` says into a new run directory and return it (None on a multi-worker
+    run's other workers, which keep their state in a scratch directory)."""
     started = started or time.time()
     session = prepare(config, smoke)
-    run = RunDir.create(session.config.output.runs_dir, session.config.name)
+    runs_dir = session.config.output.runs_dir if session.chief else tempfile.mkdtemp(prefix="cnnclf-worker-")
+    run = RunDir.create(runs_dir, session.config.name)
     log.info(f"run directory: {run.path}")
     write_text(run.config, session.config.to_yaml())
-    write_json(run.env, _environment(session))
+    write_json(run.env, environment(session.config, session.compute, session.data_fingerprint))
     lines = []
     session.model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
     write_text(run.summary, "\n".join(lines) + "\n")
@@ -62,16 +67,7 @@ def train(config: Config, smoke: bool = False, started: float | None = None) -> 
     return _fit_and_finish(run, session, started)
 
 
-def write_data_samples(run: RunDir, splits: Splits, per_class: int = 8) -> None:
-    """A few training images of each class, for the "look at your data" plot."""
-    chosen = np.concatenate([np.flatnonzero(splits.y_train == c)[:per_class] for c in range(splits.num_classes)])
-    out = io.BytesIO()
-    np.savez_compressed(out, images=splits.x_train[chosen], labels=splits.y_train[chosen],
-                        class_names=np.array(splits.class_names))
-    write_bytes(run.data_samples, out.getvalue())
-
-
-def resume(path, started: float | None = None) -> RunDir:
+def resume(path, started: float | None = None) -> RunDir | None:
     """Continue an interrupted or failed run from its last finished epoch."""
     started = started or time.time()
     run = RunDir.open(path)
@@ -81,6 +77,10 @@ def resume(path, started: float | None = None) -> RunDir:
     if run.is_alive():
         raise NotARunError(f"{run.path}: this run is still training (process {state['pid']}); wait or stop it first")
     session = prepare(load_config(run.config))
+    if not session.chief:  # a multi-worker run's other worker: continue from the chief's backup, in scratch
+        scratch = RunDir(tempfile.mkdtemp(prefix="cnnclf-worker-"))
+        shutil.copytree(run.path, scratch.path, dirs_exist_ok=True)
+        run = scratch
     log.info(f"resuming {run.path} (status {state['status']})")
     return _fit_and_finish(run, session, started)
 
@@ -104,15 +104,29 @@ def prepare(config: Config, smoke: bool = False) -> Session:
                    "sizes": {"train": len(splits.y_train), "validation": len(splits.y_val),
                              "test": len(splits.y_test)}}
     del images  # the splits hold the only copies training needs
-    compute = compute_settings(config.train)
-    model = build_model(config, splits.shape, splits.num_classes, compute["mixed_precision"])
-    steps = -(-len(splits.y_train) // config.train.batch_size)
-    compile_model(model, config.train, config.data.labels, steps, compute)
+    strategy = distribute.strategy(config.train.distribute)
+    replicas = strategy.num_replicas_in_sync
+    compute = {**compute_settings(config.train, distribute.is_distributed(strategy)), "replicas": replicas,
+               "batch_size": distribute.global_batch_size(config.train, strategy),
+               "learning_rate_scale": replicas if config.train.scale_learning_rate else 1}
+    with strategy.scope():
+        model = build_model(config, splits.shape, splits.num_classes, compute["mixed_precision"])
+        steps = -(-len(splits.y_train) // compute["batch_size"])
+        compile_model(model, config.train, config.data.labels, steps, compute)
     compute["jit_compile"] = bool(model.jit_compile)  # as Keras resolved auto
-    return Session(config, splits, model, fingerprint, compute)
+    return Session(config, splits, distribute.fit_model(model, strategy), strategy, compute, fingerprint)
 
 
-def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir:
+def write_data_samples(run: RunDir, splits: Splits, per_class: int = 8) -> None:
+    """A few training images of each class, for the "look at your data" plot."""
+    chosen = np.concatenate([np.flatnonzero(splits.y_train == c)[:per_class] for c in range(splits.num_classes)])
+    out = io.BytesIO()
+    np.savez_compressed(out, images=splits.x_train[chosen], labels=splits.y_train[chosen],
+                        class_names=np.array(splits.class_names))
+    write_bytes(run.data_samples, out.getvalue())
+
+
+def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | None:
     config, splits, model = session.config, session.splits, session.model
     train_cfg, onehot = config.train, config.data.labels == "onehot"
     early_stopping = checkpoint = None
@@ -126,8 +140,8 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir:
     progress = Progress(train_cfg.epochs, started)
     run.set_status("running", epochs_done=first_epoch, parameters=model.count_params(),
                    class_names=splits.class_names)
-    trackers = [tensorboard(run)] if train_cfg.tensorboard else []
-    mlflow = MlflowLogger(train_cfg.mlflow, run, config) if train_cfg.mlflow else None
+    trackers = [tensorboard(run)] if train_cfg.tensorboard and session.chief else []
+    mlflow = MlflowLogger(train_cfg.mlflow, run, config) if train_cfg.mlflow and session.chief else None
     log_file = logging.FileHandler(run.log)
     log.addHandler(log_file)
     outcome = "FAILED"
@@ -135,15 +149,20 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir:
         with _outcome_recorded(run, state):
             fit_started = time.time()
             if not state.finished():
-                batches, _ = training_batches(splits.x_train, splits.y_train, train_cfg.batch_size, config.seed,
-                                              model.optimizer.iterations, splits.num_classes, onehot)
+                batches, _ = training_batches(splits.x_train, splits.y_train, session.compute["batch_size"],
+                                              config.seed, model.optimizer.iterations, splits.num_classes, onehot)
                 validation = evaluation_batches(splits.x_val, splits.y_val, train_cfg.eval_batch_size,
                                                 splits.num_classes, onehot)
                 callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint, mlflow]), *trackers,
                              HistoryFile(run.history, first_epoch), state]
-                model.fit(batches, epochs=train_cfg.epochs, validation_data=validation, callbacks=callbacks,
-                          shuffle=False, verbose=0)
+                model.fit(distribute.sharded(batches), epochs=train_cfg.epochs,
+                          validation_data=distribute.sharded(validation), callbacks=callbacks, shuffle=False,
+                          verbose=0)
             fit_seconds = time.time() - fit_started
+            if not session.chief:  # nothing collective remains: the chief evaluates and writes
+                log.info("this worker is done; the chief writes the run directory")
+                shutil.rmtree(run.path, ignore_errors=True)
+                return None
             if not run.model.exists():  # no checkpoint configured: keep the final model
                 model.save(run.backup / "final.keras")
                 (run.backup / "final.keras").replace(run.model)
@@ -189,30 +208,6 @@ def _outcome_recorded(run: RunDir, state: TrainingState):
         if isinstance(e, CnnclfError):
             e.args = (f"{message} (run {run.path} is marked failed)",)
         raise
-
-
-def _environment(session: Session) -> dict:
-    import tensorflow as tf
-
-    try:
-        git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True, timeout=5)
-        commit = git.stdout.strip() if git.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {
-        "cnnclf": __version__,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "device": describe_device(),
-        "seed": session.config.seed,
-        "compute": session.compute,
-        "command": sys.argv,
-        "git_commit": commit or None,
-        "data": session.data_fingerprint,
-    }
 
 
 def _round(value):

@@ -1,0 +1,116 @@
+"""train.distribute: a tf.distribute strategy for the run, and who writes the run directory.
+
+none          the default strategy (one device)
+mirrored      MirroredStrategy over this machine's GPUs (or train.cpu_replicas logical CPUs)
+multi_worker  MultiWorkerMirroredStrategy over the cluster in TF_CONFIG; every worker runs
+              the same command, the chief writes the run directory
+auto          mirrored when more than one GPU is visible, else none
+"""
+
+import functools
+import json
+import os
+import types
+
+import tensorflow as tf
+
+from cnnclf.errors import ConfigError
+
+
+@functools.cache
+def strategy(mode: str) -> tf.distribute.Strategy:
+    """The process's strategy (created once: MultiWorkerMirroredStrategy may not be made twice)."""
+    if mode == "auto":
+        mode = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "none"
+    if mode == "none":
+        return tf.distribute.get_strategy()
+    if mode == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
+    _check_tf_config()
+    _patch_keras_for_multi_worker()
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_distributed(chosen: tf.distribute.Strategy) -> bool:
+    return chosen is not tf.distribute.get_strategy() or chosen.num_replicas_in_sync > 1
+
+
+def is_multi_worker(chosen: tf.distribute.Strategy) -> bool:
+    return isinstance(chosen, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(chosen: tf.distribute.Strategy) -> bool:
+    """True for the process that writes the run directory: the only one, or TF_CONFIG's chief
+    (worker 0 when the cluster has no chief)."""
+    if not is_multi_worker(chosen):
+        return True
+    resolver = chosen.cluster_resolver
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+def global_batch_size(train, chosen: tf.distribute.Strategy) -> int:
+    """batch_size per step across all replicas: fixed, or per replica when the config says so."""
+    return train.batch_size * (chosen.num_replicas_in_sync if train.batch_size_per_replica else 1)
+
+
+def sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard by element across workers: the data is in memory, so there are no files to split
+    (the default policy would try files first and warn)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def fit_model(model, chosen: tf.distribute.Strategy):
+    """Keras 3.15 peeks a batch before fit and reduces it across replicas to learn its shapes;
+    under MultiWorkerMirroredStrategy that reduce fails (tensorflow/tensorflow#72388). One
+    replica's part of the batch has the same shapes."""
+    if not is_multi_worker(chosen):
+        return model
+    from keras.src import tree
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(lambda v: chosen.experimental_local_results(v)[0], next(batches))
+                break
+        with chosen.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+    return model
+
+
+@functools.cache
+def _patch_keras_for_multi_worker() -> None:
+    """Keras 3.15 reduces each step's logs with strategy.reduce(MEAN, axis=0), which fails for the
+    scalar metrics under MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388). The values
+    are synchronized metric results, so a mean without an axis is the right reduction."""
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if trainer._collective_all_reduce_multi_worker(strategy) and reduction in ("auto", "mean"):
+            return tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values)
+        return original(values, strategy, reduction)
+
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def _check_tf_config() -> None:
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise ConfigError("train.distribute: multi_worker needs the TF_CONFIG environment variable (the cluster "
+                          "and this worker's task); see README, Distributed training")
+    try:
+        tf_config = json.loads(text)
+        tf_config["cluster"], tf_config["task"]["type"], tf_config["task"]["index"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"TF_CONFIG: not a cluster description ({e.__class__.__name__}: {e}); expected "
+                          '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}') from None
