@@ -86,6 +86,12 @@ def test_overrides_reach_nested_keys_and_layer_arguments(tmp_path):
      "exp.yaml:1: dataset custom needs data.source; one of keras, sklearn, idx, csv, npz, cifar, folder"),
     ("model: {preset: s002_mnist}\ntrain: {label_smoothing: 0.1}\n",
      "exp.yaml:2: label smoothing needs one-hot labels: set data.labels: onehot"),
+    ("model: {preset: s002_mnist}\ntune:\n  space: {train.lerning_rate: {choice: [1, 2]}}\n",
+     "exp.yaml:3: train.lerning_rate: unknown key 'train.lerning_rate'; did you mean 'train.optimizer.learning_rate'?"),
+    ("model: {preset: s002_mnist}\ntune:\n  space: {train.epochs: {uniform: [5, 1]}}\n",
+     "exp.yaml:3: tune.space.train.epochs: got {'uniform': [5, 1]}; uniform needs [low, high]"),
+    ("model: {preset: s002_mnist}\ntune:\n  metric: val_acc\n  space: {train.epochs: {int: [1, 3]}}\n",
+     "exp.yaml:3: 'val_acc' is not logged; did you mean 'val_accuracy'?"),
     ("data: {dataset: mnist, image_shape: [32, 32, 3]}\nmodel: {preset: s002_mnist}\n",
      "exp.yaml:1: dataset mnist has images of shape [28, 28, 1], got [32, 32, 3]; fix it or set data.dataset: custom"),
 ])

@@ -431,5 +431,37 @@ def bench(ctx, configs, data_dir, limit, epochs, section, out, json_path, work_d
     click.echo(json_path)
 
 
+@cli.command()
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--trials", type=click.IntRange(1), help="Finished trials the study should reach [tune.trials].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
+@click.pass_context
+def tune(ctx, config_path, trials, overrides):
+    """Search the config keys in CONFIG's tune: section with Optuna; each trial is a run.
+    Run it again to continue the study (an interrupted trial is resumed).
+
+    \b
+    Example:
+      cnnclf tune configs/tune-fashion.yaml --trials 20
+    """
+    from cnnclf.config import load_config
+    from cnnclf.tables import aligned
+
+    config = load_config(config_path, overrides)
+    _start_tensorflow(ctx, config.train)
+    from cnnclf.tune import tune as run_study
+
+    found = run_study(config, trials)
+    rows = found["rows"]
+    click.echo(aligned(list(rows[0]), [[_short(v) for v in r.values()] for r in rows]))
+    click.echo(f"\nbest: trial {found['best_trial']}, {found['best_value']:.4f}")
+    click.echo(found["trials_csv"])
+    click.echo(found["best_config"])
+
+
+def _short(value):
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
 def main():
     cli(prog_name="cnnclf", obj={"started": time.time()})

@@ -4,6 +4,7 @@ load_config(path, overrides) reads YAML safely, applies `--set key.path=value` o
 validates, and raises ConfigError naming the file, line, key, what was found and the fix.
 """
 
+import difflib
 import logging
 import os
 import re
@@ -190,6 +191,31 @@ class TrainConfig(Section):
         return names + [f"val_{n}" for n in names]
 
 
+def _check_dimension(value: Any) -> dict:
+    kinds = {"choice": "a list of values", "uniform": "[low, high]", "log_uniform": "[low, high], low > 0",
+             "int": "[low, high] whole numbers"}
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in kinds:
+        raise ValueError(f"a search dimension is one of {', '.join(f'{{{k}: {v}}}' for k, v in kinds.items())}")
+    ((kind, spec),) = value.items()
+    if kind == "choice":
+        if not isinstance(spec, list) or not spec:
+            raise ValueError("choice needs a non-empty list of values")
+    elif not (isinstance(spec, list) and len(spec) == 2 and all(isinstance(v, (int, float)) for v in spec)
+              and spec[0] < spec[1] and (kind != "log_uniform" or spec[0] > 0)
+              and (kind != "int" or all(isinstance(v, int) for v in spec))):
+        raise ValueError(f"{kind} needs {kinds[kind]}")
+    return value
+
+
+class TuneConfig(Section):
+    """`cnnclf tune`: search these config keys with Optuna; every trial is an ordinary run."""
+
+    space: dict[str, Annotated[Any, AfterValidator(_check_dimension)]]  # key path -> {choice|uniform|log_uniform|int}
+    metric: str = "val_accuracy"  # a trial scores its best epoch's value of this
+    direction: Literal["maximize", "minimize"] = "maximize"
+    trials: PositiveInt = 20  # finished trials the study should reach (cnnclf tune --trials overrides)
+
+
 class OutputConfig(Section):
     runs_dir: str = "runs"  # each run gets runs_dir/<UTC time>-<name>/
 
@@ -201,6 +227,7 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
+    tune: Optional[TuneConfig] = None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -313,9 +340,12 @@ def _fields_of(model) -> Optional[dict]:
 
 
 def _nearest_key(name: str, siblings) -> str:
-    """A close sibling key, else the full path of a key of that name elsewhere in the schema."""
-    return did_you_mean(name, siblings) or next(
-        (f"; did you mean {path!r}?" for path in _schema_paths(Config) if path.rsplit(".", 1)[-1] == name), "")
+    """The closest key: a sibling, or the full path of a key elsewhere in the schema (so
+    train.learning_rate points at train.optimizer.learning_rate); siblings win ties."""
+    scored = [(difflib.SequenceMatcher(None, name, s).ratio(), 1, s) for s in siblings]
+    scored += [(difflib.SequenceMatcher(None, name, p.rsplit(".", 1)[-1]).ratio(), 0, p) for p in _schema_paths(Config)]
+    ratio, _, best = max(scored, default=(0, 0, ""))
+    return f"; did you mean {best!r}?" if ratio >= 0.6 else ""
 
 
 def _schema_paths(model, prefix="") -> list[str]:
@@ -445,6 +475,16 @@ def _check_consistency(cfg: Config, where) -> None:
         if watched is not None and watched.monitor not in monitors:
             fail(("train", section, "monitor"), f"{watched.monitor!r} is not logged"
                  f"{did_you_mean(watched.monitor, monitors)}; logged values: {', '.join(monitors)}")
+    if cfg.tune is not None:
+        if cfg.tune.metric not in monitors:
+            fail(("tune", "metric"), f"{cfg.tune.metric!r} is not logged{did_you_mean(cfg.tune.metric, monitors)}; "
+                                     f"logged values: {', '.join(monitors)}")
+        raw = cfg.model_dump(mode="json")
+        for key, dimension in cfg.tune.space.items():
+            try:  # each key must be one --set could change
+                _set_path(raw, _parse_path(key), next(iter(dimension.values()))[0], key)
+            except ConfigError as e:
+                fail(("tune", "space", key), str(e).replace("--set ", "", 1))
 
 
 def _key_lines(text: str) -> dict[tuple, int]:
