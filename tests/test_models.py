@@ -16,16 +16,18 @@ TUTORIAL_PARAMS = {
 }
 
 
-def config(model, **train):
-    return Config.model_validate({"name": "t", "model": model, "train": train})
+def config(model, data=None, **train):
+    return Config.model_validate({"name": "t", "model": model, "data": data or {}, "train": train})
 
 
+@pytest.mark.parametrize("normalize", ["scale", "none"])
 @pytest.mark.parametrize("preset", TUTORIAL_PARAMS)
-def test_tutorial_presets_match_their_published_parameter_counts(preset):
+def test_tutorial_presets_match_their_published_parameter_counts(preset, normalize):
     shape, params = TUTORIAL_PARAMS[preset]
-    model = build_model(config({"preset": preset}), shape, 10)
+    model = build_model(config({"preset": preset}, {"normalize": normalize}), shape, 10)
     assert model.count_params() == params
     assert model.output_shape == (None, 10)
+    assert (model.layers[0].name == "scale") == (normalize == "scale")
 
 
 def test_classifier_is_added_when_left_out_and_kept_when_given():

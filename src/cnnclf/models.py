@@ -1,6 +1,7 @@
 """Build and compile a Keras model from the config: a declarative layer list or a preset."""
 
 import inspect
+import math
 
 import keras
 
@@ -32,7 +33,7 @@ def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
         ((name, kwargs),) = spec.items()
         label = f"{where}[{i}].{name}"
         layer = construct(getattr(keras.layers, name), kwargs, label)
-        before = model.output_shape
+        before = model.output_shape if model.layers else (None, *input_shape)
         try:
             model.add(layer)
         except (ValueError, TypeError) as e:
@@ -50,6 +51,19 @@ def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
     if precision != "float32":
         model.add(keras.layers.Activation("linear", dtype="float32", name="float32_output"))
     return model
+
+
+EVAL_ACTIVATION_BUDGET = 64 * 2**20  # bytes of activations per evaluation batch
+
+
+def eval_batch_size(model: keras.Model, train) -> int:
+    """train.eval_batch_size, with auto resolved: evaluation needs no gradients, so batches larger
+    than training's are free in time, but not in memory (1,024 images of s004_mnist, which keeps
+    full resolution, held 400 MB of activations)."""
+    if train.eval_batch_size != "auto":
+        return train.eval_batch_size
+    per_image = 4 * sum(math.prod(layer.output.shape[1:]) for layer in model.layers)
+    return max(train.batch_size, min(1024, EVAL_ACTIVATION_BUDGET // per_image))
 
 
 def augmentation(augment, seed: int) -> list:
