@@ -141,7 +141,7 @@ def test_config_show_validate_and_presets(tmp_path):
     shown = cnnclf("config", "show", "configs/quickstart.yaml", "--set", "train.epochs=3")
     resolved = yaml.safe_load(shown.stdout)
     assert resolved["train"]["epochs"] == 3 and resolved["train"]["batch_size"] == 64
-    assert resolved["train"]["eval_batch_size"] == 1024 and resolved["name"] == "quickstart"
+    assert resolved["train"]["eval_batch_size"] == "auto" and resolved["name"] == "quickstart"
     assert cnnclf("config", "validate", "configs/quickstart.yaml").stdout == "configs/quickstart.yaml: valid\n"
     bad = write_config(tmp_path / "bad.yaml", {"model": {"preset": "s002_mnist"}, "train": {"epochz": 1}})
     invalid = cnnclf("config", "validate", bad)

@@ -145,7 +145,8 @@ class TrainConfig(Section):
     metrics: list[str] = ["accuracy"]
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32  # images per training step
-    eval_batch_size: PositiveInt = 1024  # images per validation/test step (no gradients: larger is faster)
+    eval_batch_size: Union[Literal["auto"], PositiveInt] = "auto"  # images per validation/test step; auto: as
+    # many as fit in 64 MB of activations (at least batch_size, at most 1024)
     early_stopping: Optional[EarlyStoppingConfig] = EarlyStoppingConfig()  # or false
     checkpoint: Optional[CheckpointConfig] = CheckpointConfig()  # or false: keep the last epoch's model
     deterministic: bool = False  # TensorFlow's deterministic ops: same config and seed, same metrics

@@ -24,9 +24,9 @@ from cnnclf.data.pipeline import evaluation_batches, training_batches
 from cnnclf.data.split import Splits, split
 from cnnclf.errors import CnnclfError, Interrupted, NotARunError
 from cnnclf.evaluate import evaluate, load_model
-from cnnclf.models import build_model, compile_model
+from cnnclf.models import build_model, compile_model, eval_batch_size
 from cnnclf.runs import RunDir, interrupts_raised, write_bytes, write_json, write_text
-from cnnclf.runtime import compute_settings, environment
+from cnnclf.runtime import compute_settings, environment, peak_rss_mb, release_memory
 from cnnclf.tracking import MlflowLogger, check_tensorboard, connect_mlflow, tensorboard
 
 log = logging.getLogger("cnnclf")
@@ -151,7 +151,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
             if not state.finished():
                 batches, _ = training_batches(splits.x_train, splits.y_train, session.compute["batch_size"],
                                               config.seed, model.optimizer.iterations, splits.num_classes, onehot)
-                validation = evaluation_batches(splits.x_val, splits.y_val, train_cfg.eval_batch_size,
+                validation = evaluation_batches(splits.x_val, splits.y_val, eval_batch_size(model, train_cfg),
                                                 splits.num_classes, onehot)
                 callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint, mlflow]), *trackers,
                              HistoryFile(run.history, first_epoch), state]
@@ -166,7 +166,9 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
             if not run.model.exists():  # no checkpoint configured: keep the final model
                 model.save(run.backup / "final.keras")
                 (run.backup / "final.keras").replace(run.model)
+            release_memory()
             metrics = evaluate(run, load_model(run), splits, config)
+            release_memory()
             plots.draw_all(run)
             if mlflow:
                 mlflow.finish(metrics)
@@ -181,6 +183,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
             mlflow.end(outcome)
     epochs_done = state.first_epoch()
     run.set_status("completed", epochs_done=epochs_done, wall_seconds=round(time.time() - started, 2),
+                   peak_rss_mb=peak_rss_mb(),
                    fit_seconds=round(fit_seconds, 2),
                    time_to_first_step_seconds=_round(progress.time_to_first_step),
                    train_images_per_second=round(len(splits.y_train) * (epochs_done - first_epoch)

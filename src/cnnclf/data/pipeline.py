@@ -1,5 +1,10 @@
 """tf.data pipelines over the uint8 arrays: batches are gathered by index, labels made
-one-hot on the fly; pixels stay uint8 until the model casts and scales them."""
+one-hot on the fly; pixels stay uint8 until the model casts and scales them.
+
+Batches are gathered from the numpy arrays themselves (tf.numpy_function): turning them into
+tensors would copy the whole dataset, and capturing such tensors in a dataset function
+copies it again while the pipeline is built (+90 MB peak for MNIST, +300 MB for CIFAR-10).
+"""
 
 import math
 
@@ -27,7 +32,7 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, s
 
     batches = tf.data.Dataset.from_tensors(0).flat_map(epoch_order)
     batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
-    return _gather(batches, tf.constant(x), tf.constant(y), num_classes, onehot), steps
+    return _gather(batches, x, y, num_classes, onehot), steps
 
 
 def evaluation_batches(x: np.ndarray, y: np.ndarray, batch_size: int, num_classes: int,
@@ -35,12 +40,14 @@ def evaluation_batches(x: np.ndarray, y: np.ndarray, batch_size: int, num_classe
     """The set in order, in large batches."""
     n = len(x)
     batches = tf.data.Dataset.range(0, n, batch_size).map(lambda start: tf.range(start, tf.minimum(start + batch_size, n)))
-    return _gather(batches, tf.constant(x), tf.constant(y), num_classes, onehot)
+    return _gather(batches, x, y, num_classes, onehot)
 
 
-def _gather(batches, images, labels, num_classes, onehot):
+def _gather(batches, x: np.ndarray, y: np.ndarray, num_classes: int, onehot: bool):
     def lookup(indices):
-        y = tf.gather(labels, indices)
-        return tf.gather(images, indices), tf.one_hot(y, num_classes) if onehot else y
+        images, labels = tf.numpy_function(lambda i: (x[i], y[i]), [indices], (tf.uint8, tf.int64), stateful=False)
+        images.set_shape((None, *x.shape[1:]))
+        labels.set_shape((None,))
+        return images, tf.one_hot(labels, num_classes) if onehot else labels
 
     return batches.map(lookup, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
