@@ -2,13 +2,14 @@
 and tabulate time, throughput, memory and accuracy against the tutorials' figures.
 
 Each config runs as `python -m cnnclf train`, so its wall time counts from process start
-and its peak RSS is its own (os.wait4). Data paths are pointed at --data-dir; Kaggle-style
+and its peak RSS is its own (each process reports /proc/self/status VmHWM: wait4's
+ru_maxrss would include the benchmark's own size, which exec carries over). Data paths are
+pointed at --data-dir; Kaggle-style
 CSVs are written once from the IDX files into --cache-dir.
 """
 
 import datetime
 import json
-import os
 import re
 import subprocess
 import sys
@@ -47,7 +48,7 @@ class Result:
     wall_seconds: float
     time_to_first_step_seconds: float | None
     train_images_per_second: float | None
-    peak_rss_mb: float
+    peak_rss_mb: float | None
     test_accuracy: float | None
     figure: float | None
     seconds_to_figure: float | None  # from process start to the first epoch at or above the figure
@@ -56,62 +57,99 @@ class Result:
 
 
 def run_bench(configs: list[str], data_dir: Path, cache_dir: Path, runs_dir: Path, limit: int | None,
-              epochs: int | None, log=print) -> dict:
-    """Train each config in its own process; return the machine description and the results."""
+              epochs: int | None, tutorial_code: bool = False, log=print) -> dict:
+    """Train each config in its own process (and, with tutorial_code, each seed tutorial's own
+    code beside its config); return the machine description and the results."""
+    from cnnclf.tutorials import TUTORIALS
+
     peak = measure_peak_gflops()
     log(f"machine peak: {peak:.1f} GFLOP/s (float32 matmul, 2048x2048, best of 10)")
+    quick = [a for key, value in (("--limit", limit), ("--epochs", epochs)) if value for a in (key, str(value))]
     results = []
     for path in configs:
         config = load_config(path)
+        if tutorial_code and Path(path).parent.name == "seeds" and config.name in TUTORIALS:
+            _csv_copy(data_dir / "fashion-mnist", cache_dir, "fashion-mnist")
+            command = [sys.executable, "-m", "cnnclf.tutorials", config.name, "--data-dir", str(data_dir),
+                       "--csv-dir", str(cache_dir), *quick]
+            log(f"{config.name}: the tutorial's own code ...")
+            results.append(_tutorial_result(config, _measure(command, runs_dir / "logs", f"tutorial-{config.name}")))
         overrides = _data_overrides(config, data_dir, cache_dir) + [f"output.runs_dir={runs_dir}"]
         if limit:
             overrides += [f"data.limit_train={limit}", f"data.limit_test={limit}"]
         if epochs:
             overrides.append(f"train.epochs={epochs}")
         log(f"{path}: training ...")
-        result = _run_one(path, config, overrides, runs_dir / "logs")
+        command = [sys.executable, "-m", "cnnclf", "train", path] + [a for o in overrides for a in ("--set", o)]
+        result = _run_result(path, config, _measure(command, runs_dir / "logs", config.name))
         if result.run and result.status == "completed":
             gflops = training_gflops_per_image(RunDir(result.run))
             result.train_gflops_per_image = round(gflops, 4)
             if result.train_images_per_second:
                 result.fraction_of_peak = round(gflops * result.train_images_per_second / peak, 4)
-        log(f"{path}: {result.status}, test accuracy {result.test_accuracy}, {result.wall_seconds:.0f} s, "
-            f"{result.peak_rss_mb:.0f} MB")
         results.append(result)
+    for result in results:
+        log(f"{result.config}: {result.status}, test accuracy {result.test_accuracy}, {result.wall_seconds:.0f} s, "
+            f"{result.peak_rss_mb} MB")
     from cnnclf.runtime import describe_device
 
     return {"device": describe_device(), "peak_gflops": round(peak, 1), "limit": limit, "epochs": epochs,
             "date": datetime.date.today().isoformat(), "results": [asdict(r) for r in results]}
 
 
-def _run_one(path: str, config, overrides: list[str], log_dir: Path) -> Result:
-    command = [sys.executable, "-m", "cnnclf", "train", path] + [a for o in overrides for a in ("--set", o)]
+@dataclass
+class _Process:
+    returncode: int
+    stdout: str
+    error: str  # the last line of stderr
+    started: float  # Unix time of the spawn
+    wall: float
+
+
+def _measure(command: list[str], log_dir: Path, name: str) -> _Process:
+    """Run a command, timing it from the spawn."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = log_dir / f"{config.name}.out", log_dir / f"{config.name}.log"
+    out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.log"
     started = time.time()
     with open(out_path, "w") as out, open(err_path, "w") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err)
-    _, status, usage = os.wait4(process.pid, 0)  # the child's own peak RSS, in KiB
-    process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.time() - started
-    rss = round(usage.ru_maxrss / 1024, 1)
-    lines = out_path.read_text().strip().splitlines()
+        returncode = subprocess.run(command, stdout=out, stderr=err).returncode
+    error = (err_path.read_text().strip().splitlines() or ["no output"])[-1]
+    return _Process(returncode, out_path.read_text(), error, started, time.time() - started)
+
+
+def _run_result(path: str, config, process: _Process) -> Result:
+    lines = process.stdout.strip().splitlines()
     run = RunDir(lines[-1]) if process.returncode == 0 and lines else None
     figure = FIGURES.get(config.name, (None, ""))[0]
     if run is None:
-        error = (err_path.read_text().strip().splitlines() or ["no output"])[-1]
-        return Result(path, config.name, config.data.dataset, f"failed: {error}", None, None, round(wall, 1),
-                      None, None, rss, None, figure, None)
+        return Result(path, config.name, config.data.dataset, f"failed: {process.error}", None, None,
+                      round(process.wall, 1), None, None, None, None, figure, None)
     state = run.status()
     metrics = json.loads(run.metrics.read_text())
     return Result(
         config=path, name=config.name, dataset=config.data.dataset, status=state["status"], run=str(run.path),
-        epochs=state["epochs_done"], wall_seconds=round(wall, 1),
+        epochs=state["epochs_done"], wall_seconds=round(process.wall, 1),
         time_to_first_step_seconds=state.get("time_to_first_step_seconds"),
-        train_images_per_second=state.get("train_images_per_second"), peak_rss_mb=rss,
+        train_images_per_second=state.get("train_images_per_second"), peak_rss_mb=state.get("peak_rss_mb"),
         test_accuracy=round(metrics["test_accuracy"], 4), figure=figure,
-        seconds_to_figure=_seconds_to_figure(config, read_history(run.history), metrics, figure, started, wall),
+        seconds_to_figure=_seconds_to_figure(config, read_history(run.history), metrics, figure, process.started,
+                                             process.wall),
     )
+
+
+def _tutorial_result(config, process: _Process) -> Result:
+    """The tutorial's own code prints {epoch, val_accuracy, time} per epoch, then {test_accuracy}."""
+    figure = FIGURES[config.name][0]
+    rows = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+    history, final = [r for r in rows if "epoch" in r], next((r for r in rows if "test_accuracy" in r), None)
+    label = f"tutorial code: {config.name}"
+    if process.returncode != 0 or final is None:
+        return Result(label, config.name, config.data.dataset, f"failed: {process.error}", None, None,
+                      round(process.wall, 1), None, None, None, None, figure, None)
+    metrics = {"test_accuracy": final["test_accuracy"]}
+    return Result(label, config.name, config.data.dataset, "completed", None, len(history), round(process.wall, 1),
+                  None, None, final["peak_rss_mb"], round(final["test_accuracy"], 4), figure,
+                  _seconds_to_figure(config, history, metrics, figure, process.started, process.wall))
 
 
 def _seconds_to_figure(config, history, metrics, figure, started, wall):
@@ -222,31 +260,33 @@ def report(bench: dict, command: str) -> str:
             f"| {r['config']} | {r['dataset']} | {_fmt(r['epochs'])} | {_fmt(r['wall_seconds'])} | "
             f"{_fmt(r['time_to_first_step_seconds'])} | {_fmt(r['train_images_per_second'], 0)} | "
             f"{_fmt(r['peak_rss_mb'], 0)} | {_pct(r['test_accuracy'])} | {_pct(r['figure'])} | "
-            f"{_fmt(r['seconds_to_figure']) if r['figure'] else ''}"
-            f"{'' if r['seconds_to_figure'] or not r['figure'] else 'not reached'} | "
+            f"{_reach(r) if r['figure'] else ''} | "
             f"{_fmt(r['train_gflops_per_image'], 4)} | {_pct(r['fraction_of_peak'], 1)} |")
     pairs = _pairs(bench["results"])
     if pairs:
-        lines += ["", "Tutorial settings (configs/seeds) against cnnclf's recipe (configs/fast), same architecture:", "",
-                  "| tutorial | figure | seeds: s to figure | fast: s to figure | speed-up | seeds: RSS MB "
-                  "| fast: RSS MB | memory ratio |",
-                  "|---|--:|--:|--:|--:|--:|--:|--:|"]
-        for name, seed, fast in pairs:
-            speedup = (f"{seed['seconds_to_figure'] / fast['seconds_to_figure']:.2f}x"
-                       if seed["seconds_to_figure"] and fast["seconds_to_figure"] else
-                       f">{seed['wall_seconds'] / fast['seconds_to_figure']:.2f}x (seeds never reached it)"
-                       if fast["seconds_to_figure"] else "fast did not reach it")
-            lines.append(f"| {name} | {_pct(seed['figure'])} | {_fmt(seed['seconds_to_figure']) or 'not reached'} | "
-                         f"{_fmt(fast['seconds_to_figure']) or 'not reached'} | {speedup} | "
+        lines += ["", "Time from process start to the tutorial's figure (test accuracy), and peak memory: the "
+                      "tutorial's own code, cnnclf with the tutorial's settings (configs/seeds), and cnnclf's recipe "
+                      "on the same architecture (configs/fast):", "",
+                  "| tutorial | figure | own code: s | seeds: s | fast: s | fast vs seeds | fast vs own code "
+                  "| own code: MB | seeds: MB | fast: MB | fast / own code memory |",
+                  "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for name, own, seed, fast in pairs:
+            own = own or {"seconds_to_figure": None, "wall_seconds": None, "peak_rss_mb": None}
+            lines.append(f"| {name} | {_pct(seed['figure'])} | {_reach(own)} | {_reach(seed)} | {_reach(fast)} | "
+                         f"{_speedup(seed, fast)} | {_speedup(own, fast)} | {_fmt(own['peak_rss_mb'], 0)} | "
                          f"{_fmt(seed['peak_rss_mb'], 0)} | {_fmt(fast['peak_rss_mb'], 0)} | "
-                         f"{fast['peak_rss_mb'] / seed['peak_rss_mb']:.2f} |")
+                         f"{_ratio(fast['peak_rss_mb'], own['peak_rss_mb'])} |")
     return "\n".join(lines) + "\n"
 
 
 def _pairs(results):
-    by_path = {Path(r["config"]).parent.name + "/" + r["name"]: r for r in results}
-    return [(r["name"], r, by_path[f"fast/{r['name']}"]) for r in results
-            if Path(r["config"]).parent.name == "seeds" and f"fast/{r['name']}" in by_path]
+    """(name, tutorial code or None, seeds, fast) for each tutorial run with both of its configs."""
+    by_kind = {}
+    for r in results:
+        kind = "tutorial" if r["config"].startswith("tutorial code") else Path(r["config"]).parent.name
+        by_kind[(kind, r["name"])] = r
+    return [(name, by_kind.get(("tutorial", name)), seed, by_kind[("fast", name)])
+            for (kind, name), seed in by_kind.items() if kind == "seeds" and ("fast", name) in by_kind]
 
 
 def write_section(markdown_file: Path, section: str, body: str) -> None:
@@ -257,6 +297,25 @@ def write_section(markdown_file: Path, section: str, body: str) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + f"\n\n{block}\n"
     write_text(markdown_file, text)
+
+
+def _reach(result) -> str:
+    if result["wall_seconds"] is None:
+        return ""
+    return _fmt(result["seconds_to_figure"]) if result["seconds_to_figure"] else f"not reached ({result['wall_seconds']:.0f} s run)"
+
+
+def _speedup(slow, fast) -> str:
+    """How many times sooner `fast` reached the figure; against a run that never did, a lower bound."""
+    if not fast["seconds_to_figure"] or slow["wall_seconds"] is None:
+        return ""
+    if slow["seconds_to_figure"]:
+        return f"{slow['seconds_to_figure'] / fast['seconds_to_figure']:.2f}x"
+    return f">{slow['wall_seconds'] / fast['seconds_to_figure']:.2f}x"
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}" if a and b else ""
 
 
 def _fmt(value, digits=1):

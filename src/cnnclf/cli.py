@@ -399,14 +399,15 @@ def data_inspect(config_path, as_json):
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Results as JSON [bench/SECTION.json].")
 @click.option("--work-dir", default="bench", show_default=True, type=click.Path(path_type=Path),
               help="Where runs, logs and the CSV cache go.")
+@click.option("--tutorial-code", is_flag=True, help="Also run each seed tutorial's own code, for comparison.")
 @click.pass_context
-def bench(ctx, configs, data_dir, limit, epochs, section, out, json_path, work_dir):
+def bench(ctx, configs, data_dir, limit, epochs, section, out, json_path, work_dir, tutorial_code):
     """Train CONFIGS on the full datasets, each in its own process, and tabulate wall time,
     time to the tutorial's figure, images/s, peak memory and test accuracy.
 
     \b
     Example:
-      cnnclf bench configs/seeds/*.yaml configs/fast/*.yaml --section cpu
+      cnnclf bench configs/seeds/*.yaml configs/fast/*.yaml --tutorial-code --section cpu
       cnnclf bench configs/seeds/s002_mnist.yaml --limit 2000 --epochs 1 --section quick
     """
     import json
@@ -420,7 +421,7 @@ def bench(ctx, configs, data_dir, limit, epochs, section, out, json_path, work_d
     from cnnclf import bench as benchmark
 
     results = benchmark.run_bench(list(configs), data_dir.resolve(), work_dir / "cache", work_dir / "runs",
-                                  limit, epochs, log=logging.getLogger("cnnclf").info)
+                                  limit, epochs, tutorial_code, log=logging.getLogger("cnnclf").info)
     json_path = json_path or work_dir / f"{section}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
@@ -442,7 +443,7 @@ def tune(ctx, config_path, trials, overrides):
 
     \b
     Example:
-      cnnclf tune configs/tune-fashion.yaml --trials 20
+      cnnclf tune configs/tune-quickstart.yaml --trials 8
     """
     from cnnclf.config import load_config
     from cnnclf.tables import aligned
