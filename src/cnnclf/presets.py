@@ -39,7 +39,7 @@ PRESETS = {
     "s004_mnist": [conv(64), conv(32), conv(32), FLATTEN],
     # Stronger: batch-normalized, global average pooling, sized for 2 CPU cores (BENCHMARKS.md).
     "mnist_bn": [*conv_bn(32, 5), POOL, *conv_bn(64), POOL, *conv_bn(128), GAP],
-    "fashion_bn": [*conv_bn(32, 5), POOL, *conv_bn(64), POOL, *conv_bn(128), GAP],
+    "fashion_bn": [*conv_bn(32), *conv_bn(32), POOL, *conv_bn(64), *conv_bn(64), POOL, *conv_bn(128), GAP],
     "cifar10_bn": [*conv_bn(32), POOL, *conv_bn(64), *conv_bn(64), POOL, *conv_bn(128), *conv_bn(128), POOL,
                    *conv_bn(256), GAP],
 }
