@@ -81,7 +81,8 @@ def run_bench(configs: list[str], data_dir: Path, cache_dir: Path, runs_dir: Pat
             overrides.append(f"train.epochs={epochs}")
         log(f"{path}: training ...")
         command = [sys.executable, "-m", "cnnclf", "train", path] + [a for o in overrides for a in ("--set", o)]
-        result = _run_result(path, config, _measure(command, runs_dir / "logs", config.name))
+        log_name = f"{Path(path).parent.name}-{config.name}"  # configs/seeds and configs/fast share names
+        result = _run_result(path, config, _measure(command, runs_dir / "logs", log_name))
         if result.run and result.status == "completed":
             gflops = training_gflops_per_image(RunDir(result.run))
             result.train_gflops_per_image = round(gflops, 4)
