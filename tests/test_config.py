@@ -4,6 +4,7 @@ import pytest
 
 from cnnclf.config import load_config
 from cnnclf.errors import ConfigError
+from conftest import ROOT
 
 GOOD = """\
 data:
@@ -140,3 +141,10 @@ def test_keys_of_another_source_are_ignored_with_a_warning(tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records]
     assert warnings == [f"{tmp_path / 'exp.yaml'}:1: warning: data.{key} is not used by source keras; ignored"
                         for key in ("path", "test_path", "label_column")]
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")))
+def test_every_shipped_config_is_valid_and_resolves_to_itself(path, tmp_path):
+    config = load_config(ROOT / path)
+    (tmp_path / "resolved.yaml").write_text(config.to_yaml())
+    assert load_config(tmp_path / "resolved.yaml") == config

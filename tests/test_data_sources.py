@@ -1,18 +1,21 @@
 """Every source reads the same tiny datasets to the same arrays; keras downloads are mocked."""
 
 import gzip
+import json
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from cnnclf.config import DataConfig
 from cnnclf.data.images import load_images
 from cnnclf.data.split import split
 from cnnclf.errors import DataError
 
-from conftest import write_cifar, write_folder
+from conftest import ROOT, cnnclf, write_cifar, write_folder
 
 
 def data(**kwargs):
@@ -66,8 +69,11 @@ def test_digits_from_sklearn():
     assert images.x_train.max() == 255
 
 
-def test_keras_download_path_with_the_download_mocked(monkeypatch, tmp_path, digits):
-    """keras.datasets.*.load_data() runs for real; only get_file (the download) is replaced."""
+@pytest.fixture
+def keras_downloads(monkeypatch, tmp_path, digits):
+    """keras.datasets.*.load_data() run for real; only get_file (the download) is replaced by
+    files made from the digits: MNIST and Fashion-MNIST are the digits, CIFAR-10 is 50,000
+    blank images whose first pixel is the label."""
     import keras.src.datasets.cifar10 as cifar_module
     import keras.src.datasets.fashion_mnist as fashion_module
     import keras.src.datasets.mnist as mnist_module
@@ -75,8 +81,6 @@ def test_keras_download_path_with_the_download_mocked(monkeypatch, tmp_path, dig
     x_train, y_train, x_test, y_test = digits
     np.savez(tmp_path / "mnist.npz", x_train=x_train[..., 0], y_train=y_train, x_test=x_test[..., 0], y_test=y_test)
     monkeypatch.setattr(mnist_module, "get_file", lambda fname, **kw: str(tmp_path / "mnist.npz"))
-    mnist = load_images(data(dataset="mnist", source="keras"))
-    np.testing.assert_array_equal(mnist.x_train, x_train)
 
     fashion_dir = tmp_path / "fashion"
     fashion_dir.mkdir()
@@ -87,9 +91,6 @@ def test_keras_download_path_with_the_download_mocked(monkeypatch, tmp_path, dig
         (fashion_dir / f"{part}-images-idx3-ubyte.gz").write_bytes(
             gzip.compress(header(2051, x.shape[:3]) + x.tobytes()))
     monkeypatch.setattr(fashion_module, "get_file", lambda fname, origin, cache_subdir, **kw: str(fashion_dir / fname))
-    fashion = load_images(data(dataset="fashion_mnist", source="keras"))
-    np.testing.assert_array_equal(fashion.y_test, y_test)
-    assert fashion.class_names[0] == "T-shirt/top"
 
     cifar_dir = tmp_path / "cifar-10-batches-py-target" / "cifar-10-batches-py"
     cifar_dir.parent.mkdir()
@@ -100,9 +101,30 @@ def test_keras_download_path_with_the_download_mocked(monkeypatch, tmp_path, dig
     for i in range(2, 6):
         (cifar_dir / f"data_batch_{i}").symlink_to(cifar_dir / "data_batch_1")
     monkeypatch.setattr(cifar_module, "get_file", lambda **kw: str(cifar_dir.parent))
+    return digits
+
+
+def test_keras_download_path_with_the_download_mocked(keras_downloads):
+    x_train, y_train, x_test, y_test = keras_downloads
+    mnist = load_images(data(dataset="mnist", source="keras"))
+    np.testing.assert_array_equal(mnist.x_train, x_train)
+    fashion = load_images(data(dataset="fashion_mnist", source="keras"))
+    np.testing.assert_array_equal(fashion.y_test, y_test)
+    assert fashion.class_names[0] == "T-shirt/top"
     cifar = load_images(data(dataset="cifar10", source="keras"))
     assert cifar.x_train.shape == (50000, 32, 32, 3) and cifar.class_names[0] == "airplane"
     np.testing.assert_array_equal(cifar.x_train[:20, 0, 0, 0], cifar.y_train[:20])
+
+
+@pytest.mark.parametrize("seed", sorted(p.stem for p in (ROOT / "configs" / "seeds").glob("*.yaml")))
+def test_seed_configs_train_from_the_keras_source(keras_downloads, tmp_path, seed):
+    """Each tutorial's config runs from keras.datasets by changing only data.source."""
+    result = cnnclf("train", ROOT / "configs" / "seeds" / f"{seed}.yaml", "--smoke", "--set", "data.source=keras",
+                    "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.strip().splitlines()[-1])
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["source"] == "keras"
+    assert json.loads((run / "metrics.json").read_text())["test_images"] > 0
 
 
 def test_keras_download_failure_is_one_clear_line(monkeypatch):
