@@ -32,8 +32,8 @@ def start(debug: bool = False, train=None):
 
 def compute_settings(train, distributed: bool = False) -> dict:
     """The compute levers with `auto` resolved for this device, as measured (BENCHMARKS.md):
-    on CPUs without native bfloat16, float32 (mixed_bfloat16 ran 5x and mixed_float16 2x
-    slower on the 2-core AMD EPYC); 32 steps per execution (10-25% more images/s than 1), but 1
+    on CPUs without native bfloat16, float32 (mixed_bfloat16 ran 7.6x, mixed_float16 2.3x and
+    XLA 3.1x slower on the 2-core AMD EPYC); 32 steps per execution (2-25% more images/s than 1), but 1
     under a tf.distribute strategy (`distributed`), where Keras 3.15 supports no more.
     NVIDIA GPUs from compute capability 7.0 (tensor cores) get mixed_float16."""
     import tensorflow as tf
