@@ -45,6 +45,44 @@ def test_metrics_are_sane(trained):
         assert p["probabilities"].shape == (200, 10) and np.allclose(p["probabilities"].sum(axis=1), 1, atol=1e-4)
 
 
+def test_per_class_scores_match_scikit_learn(trained):
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from cnnclf.metrics import confusion_matrix as counts, per_class
+
+    run, _ = trained
+    metrics = json.loads((run / "metrics.json").read_text())
+    with np.load(run / "predictions.npz") as p:
+        y_true, y_pred = p["y_true"], p["probabilities"].argmax(axis=1)
+    report = classification_report(y_true, y_pred, target_names=metrics["class_names"], output_dict=True,
+                                   zero_division=0)
+    for name, row in metrics["per_class"].items():
+        assert row == pytest.approx({"precision": report[name]["precision"], "recall": report[name]["recall"],
+                                     "f1": report[name]["f1-score"], "support": report[name]["support"]})
+    assert metrics["macro_avg"]["f1"] == pytest.approx(report["macro avg"]["f1-score"])
+    assert metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred).tolist()
+    # a class never predicted and one never present: scikit-learn's zero_division=0
+    y_true, y_pred = np.array([0, 0, 1, 1]), np.array([0, 0, 0, 2])
+    scores = per_class(counts(y_true, y_pred, 3))
+    expected = classification_report(y_true, y_pred, labels=[0, 1, 2], output_dict=True, zero_division=0)
+    for c in range(3):
+        assert [scores[k][c] for k in ("precision", "recall", "f1")] == pytest.approx(
+            [expected[str(c)][k] for k in ("precision", "recall", "f1-score")])
+
+
+def test_training_leaves_out_what_keras_imports_optionally():
+    """Keras imports pandas, scikit-learn, matplotlib and scipy at start-up (125 MB resident); cnnclf's
+    start and its training modules leave them out, and they still import normally afterwards."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from cnnclf import runtime; runtime.start(); "
+            "import cnnclf.train, cnnclf.data.idx, cnnclf.data.split; "
+            "held = [m for m in runtime.OPTIONAL_AT_IMPORT if m in sys.modules]; assert not held, held; "
+            "import sklearn.metrics, matplotlib.pyplot, pandas")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_history_has_one_row_per_epoch(trained):
     run, _ = trained
     rows = list(csv.DictReader((run / "history.csv").open()))

@@ -5,16 +5,26 @@ happens here; commands call start() before they import modules that use TensorFl
 """
 
 import contextlib
+import importlib.abc
 import os
 import platform
+import sys
+
+# Keras imports these at start-up for features cnnclf never uses (pandas DataFrames as inputs,
+# the scikit-learn wrapper, image galleries; TensorFlow's legacy tf.keras takes scipy): 125 MB
+# resident for the whole run. cnnclf imports what it needs of them itself, after training.
+OPTIONAL_AT_IMPORT = ("matplotlib", "pandas", "scipy", "sklearn")
 
 
-def start(debug: bool = False, train=None):
+def start(debug: bool = False, train=None, lean: bool = True):
     """Import TensorFlow (its native start-up chatter, e.g. CUDA probing on machines without
     a GPU, is discarded unless `debug`) and apply the process-wide settings of `train`
-    (a TrainConfig): threads and deterministic ops. Returns the module."""
+    (a TrainConfig): threads and deterministic ops. `lean`: without the optional imports
+    above (the tutorials' own code, measured as written, passes False). Returns the module."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
-    with contextlib.nullcontext() if debug else _native_stderr_discarded():
+    with contextlib.nullcontext() if debug else _native_stderr_discarded(), \
+            _hidden(OPTIONAL_AT_IMPORT) if lean else contextlib.nullcontext():
+        import keras  # noqa: F401  (Keras 3 makes its optional imports here)
         import tensorflow as tf
     if not debug:
         tf.get_logger().setLevel("ERROR")  # deprecation notices from inside TensorFlow's own modules
@@ -52,6 +62,27 @@ def compute_settings(train, distributed: bool = False) -> dict:
         "jit_compile": train.jit_compile,  # auto is Keras's own rule: XLA on GPUs, not on CPUs or distributed
         "mixed_precision": precision,
     }
+
+
+@contextlib.contextmanager
+def _hidden(packages: tuple[str, ...]):
+    """Within the block, importing `packages` fails as if they were not installed; modules that
+    import them optionally go without. Where one is loaded already there is nothing to save."""
+    if any(name in sys.modules for name in packages):
+        yield
+        return
+
+    class Hide(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] in packages:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    finder = Hide()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
 @contextlib.contextmanager
@@ -109,7 +140,6 @@ def describe_device() -> dict:
 def environment(config, compute: dict, data_fingerprint: dict) -> dict:
     """env.json: versions, device, seed, compute settings, command line, git commit, data fingerprints."""
     import subprocess
-    import sys
 
     import keras
     import numpy as np

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from cnnclf import distribute, plots
+from cnnclf import distribute
 from cnnclf.callbacks import HistoryFile, Progress, StopOnNaN, TrainingState
 from cnnclf.config import Config, load_config
 from cnnclf.data.images import load_images
@@ -169,6 +169,8 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
             release_memory()
             metrics = evaluate(run, load_model(run), splits, config)
             release_memory()
+            from cnnclf import plots  # matplotlib: 40 MB, not held during training
+
             plots.draw_all(run)
             if mlflow:
                 mlflow.finish(metrics)

@@ -27,7 +27,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     from cnnclf import runtime
 
-    runtime.start()
+    runtime.start(lean=False)  # TensorFlow and Keras imported as the tutorials import them
     TUTORIALS[args.name](args)
 
 
