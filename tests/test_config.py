@@ -55,7 +55,7 @@ def test_overrides_reach_nested_keys_and_layer_arguments(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     ("data:\n  dataset: mnist\n  normalise: scale\nmodel: {preset: s002_mnist}\n",
-     "exp.yaml:3: unknown key 'data.normalise'; did you mean 'normalize'?"),
+     "exp.yaml:3: unknown key 'data.normalise'; did you mean 'data.normalize'?"),
     ("data: {dataset: mnist}\nmodel: {preset: s002_mnist}\ntrain:\n  epochs: -3\n",
      "exp.yaml:4: train.epochs: got -3; input should be greater than 0"),
     ("data: {dataset: mnist}\nmodel: {preset: s002_mnist}\ntrain:\n  batch_size: 0\n",
@@ -115,7 +115,7 @@ def test_missing_file():
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("train.epoch=3", "--set train.epoch: unknown key 'train.epoch'; did you mean 'epochs'?"),
+    ("train.epoch=3", "--set train.epoch: unknown key 'train.epoch'; did you mean 'train.epochs'?"),
     ("train.epochs", "--set 'train.epochs': expected key.path=value, like --set train.epochs=3"),
     ("model.layers[5].Dense.units=3", "--set model.layers[5].Dense.units: model.layers[5] does not exist (model.layers is not a list)"),
     ("train.epochs=0", "--set train.epochs: train.epochs: got 0; input should be greater than 0"),

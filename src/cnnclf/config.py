@@ -315,7 +315,7 @@ def _set_path(raw: dict, parts: tuple, value, key: str) -> None:
                 raise ConfigError(f"--set {key}: {_dotted(parts[:depth])} has no keys; set it as a whole")
             fields = _fields_of(schema)
             if fields is not None and part not in fields:
-                raise ConfigError(f"--set {key}: unknown key {here!r}{_nearest_key(part, fields)}")
+                raise ConfigError(f"--set {key}: unknown key {here!r}{_nearest_key(parts[: depth + 1], fields)}")
             schema = _model_in(fields[part]) if fields is not None else None
         if depth == len(parts) - 1:
             node[part] = value
@@ -340,10 +340,11 @@ def _fields_of(model) -> Optional[dict]:
     return {name: field.annotation for name, field in model.model_fields.items()}
 
 
-def _nearest_key(name: str, siblings) -> str:
-    """The closest key: a sibling, or the full path of a key elsewhere in the schema (so
-    train.learning_rate points at train.optimizer.learning_rate); siblings win ties."""
-    scored = [(difflib.SequenceMatcher(None, name, s).ratio(), 1, s) for s in siblings]
+def _nearest_key(path: tuple, siblings) -> str:
+    """The closest key to the last part of `path`, as a full path: a sibling, or a key elsewhere
+    in the schema (so train.learning_rate points at train.optimizer.learning_rate); siblings win ties."""
+    name, parent = str(path[-1]), _dotted(path[:-1])
+    scored = [(difflib.SequenceMatcher(None, name, s).ratio(), 1, f"{parent}.{s}" if parent else s) for s in siblings]
     scored += [(difflib.SequenceMatcher(None, name, p.rsplit(".", 1)[-1]).ratio(), 0, p) for p in _schema_paths(Config)]
     ratio, _, best = max(scored, default=(0, 0, ""))
     return f"; did you mean {best!r}?" if ratio >= 0.6 else ""
@@ -414,7 +415,7 @@ def _describe(errors: list[dict], where) -> str:
         for part in loc[:-1]:
             if not isinstance(part, int):
                 schema = _model_in(_fields_of(schema)[part])
-        return f"{where(loc)}: unknown key {key!r}{_nearest_key(str(loc[-1]), _fields_of(schema) or ())}"
+        return f"{where(loc)}: unknown key {key!r}{_nearest_key(loc, _fields_of(schema) or ())}"
     if error["type"] == "missing":
         return f"{where(loc)}: {key} is required"
     messages = dict.fromkeys(e["msg"].removeprefix("Value error, ") for place, e in located if place == loc)
