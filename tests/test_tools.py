@@ -145,7 +145,7 @@ def test_config_show_validate_and_presets(tmp_path):
     assert cnnclf("config", "validate", "configs/quickstart.yaml").stdout == "configs/quickstart.yaml: valid\n"
     bad = write_config(tmp_path / "bad.yaml", {"model": {"preset": "s002_mnist"}, "train": {"epochz": 1}})
     invalid = cnnclf("config", "validate", bad)
-    assert invalid.exit_code == 2 and invalid.stderr == f"Error: {bad}:4: unknown key 'train.epochz'; did you mean 'epochs'?\n"
+    assert invalid.exit_code == 2 and invalid.stderr == f"Error: {bad}:4: unknown key 'train.epochz'; did you mean 'train.epochs'?\n"
     presets = cnnclf("config", "presets").stdout
     assert "s002_mnist: Conv2D > MaxPooling2D > Flatten > Dense > Dropout" in presets
 
