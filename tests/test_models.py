@@ -67,3 +67,19 @@ def test_optimizer_arguments_and_schedule():
     assert rates[0] == 0.0 and abs(rates[1] - 0.1) < 1e-6 and rates[2] < 1e-6  # warm-up, peak, decayed
     with pytest.raises(ConfigError, match="^train.optimizer: unknown argument 'momentun'; did you mean 'momentum'"):
         make_optimizer(config({"preset": "s002_mnist"}, optimizer={"name": "sgd", "momentun": 0.9}).train, 10)
+
+
+def test_batch_normalized_presets_predict_well_after_a_short_training():
+    """Keras' default moving-average momentum (0.99) leaves the inference statistics far behind
+    for hundreds of steps: 2 epochs of mnist_bn on 20,000 images trained to 97% and tested at 31%."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 640)
+    x = rng.integers(0, 60, (640, 28, 28, 1)).astype("uint8")
+    x[y == 1, :, :14] += 30  # class 1: a brighter left half
+    model = build_model(config({"preset": "mnist_bn"}), (28, 28, 1), 2)
+    model.compile(keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert model.evaluate(x, y, batch_size=320, verbose=0)[1] > 0.95
