@@ -4,6 +4,12 @@ one-hot on the fly; pixels stay uint8 until the model casts and scales them.
 Batches are gathered from the numpy arrays themselves (tf.numpy_function): turning them into
 tensors would copy the whole dataset, and capturing such tensors in a dataset function
 copies it again while the pipeline is built (+90 MB peak for MNIST, +300 MB for CIFAR-10).
+
+tf.data's autotuning is off, and two batches are gathered at a time and kept ready: gathering is
+a memory copy, far quicker than a training step. With autotuning on (TensorFlow 2.21), about
+one epoch in ten took twice as long: the training process stopped using the CPU for seconds
+at a time while the iterator of the epoch before was destroyed, waiting for autotuning's
+background thread (BENCHMARKS.md).
 """
 
 import math
@@ -50,4 +56,6 @@ def _gather(batches, x: np.ndarray, y: np.ndarray, num_classes: int, onehot: boo
         labels.set_shape((None,))
         return images, tf.one_hot(labels, num_classes) if onehot else labels
 
-    return batches.map(lookup, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return batches.map(lookup, num_parallel_calls=2).prefetch(2).with_options(options)
