@@ -45,9 +45,11 @@ PRESETS = {
     "s003_fashion": [conv(32), POOL, conv(64), POOL, FLATTEN, dense(64)],
     # MNIST without pooling; 183,242 parameters.
     "s004_mnist": [conv(64), conv(32), conv(32), FLATTEN],
-    # Stronger: batch-normalized, global average pooling, sized for 2 CPU cores (BENCHMARKS.md).
-    "mnist_bn": [*conv_bn(32, pool=True), *conv_bn(64, pool=True), *conv_bn(128), GAP],
-    "fashion_bn": [*conv_bn(32), *conv_bn(32, pool=True), *conv_bn(64), *conv_bn(64, pool=True), *conv_bn(128), GAP],
+    # Stronger: batch-normalized, sized for 2 CPU cores (BENCHMARKS.md). The 28x28 ones end in Flatten,
+    # which keeps where each feature is: over global average pooling, MNIST 99.58% against 99.37% (6
+    # epochs), Fashion-MNIST 93.75% against 93.10% (4 epochs), for no measurable time.
+    "mnist_bn": [*conv_bn(32, pool=True), *conv_bn(64, pool=True), *conv_bn(128), FLATTEN],
+    "fashion_bn": [*conv_bn(32), *conv_bn(32, pool=True), *conv_bn(64), *conv_bn(64, pool=True), *conv_bn(128), FLATTEN],
     "cifar10_bn": [*conv_bn(32, pool=True), *conv_bn(64), *conv_bn(64, pool=True), *conv_bn(128),
                    *conv_bn(128, pool=True), *conv_bn(256), GAP],
 }
