@@ -118,7 +118,9 @@ def test_missing_file():
     ("train.epoch=3", "--set train.epoch: unknown key 'train.epoch'; did you mean 'train.epochs'?"),
     ("train.epochs", "--set 'train.epochs': expected key.path=value, like --set train.epochs=3"),
     ("model.layers[5].Dense.units=3", "--set model.layers[5].Dense.units: model.layers[5] does not exist (model.layers is not a list)"),
-    ("train.epochs=0", "--set train.epochs: train.epochs: got 0; input should be greater than 0"),
+    ("train.epochs=0", "--set train.epochs: got 0; input should be greater than 0"),
+    ("train.optimizer={name: adam, learning_rate: -1}",  # a key below the one set is named
+     "--set train.optimizer: train.optimizer.learning_rate: got -1; input should be greater than 0"),
 ])
 def test_override_mistakes(tmp_path, override, expected):
     assert error_of(write(tmp_path, GOOD), override) == expected

@@ -420,7 +420,9 @@ def _describe(errors: list[dict], where) -> str:
         return f"{where(loc)}: {key} is required"
     messages = dict.fromkeys(e["msg"].removeprefix("Value error, ") for place, e in located if place == loc)
     message = " or ".join(m[0].lower() + m[1:] for m in messages)
-    return f"{where(loc)}: {key}: got {error['input']!r}; {message}"
+    place = where(loc)
+    named = "" if place == f"--set {key}" else f"{key}: "  # --set already names the key
+    return f"{place}: {named}got {error['input']!r}; {message}"
 
 
 def _check_consistency(cfg: Config, where) -> None:
