@@ -20,15 +20,8 @@ SOURCE_MODULES = {
 }
 
 
-@dataclass
-class Images:
-    x_train: np.ndarray  # uint8, (N, height, width, channels)
-    y_train: np.ndarray  # int64 class indices, (N,)
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: list[str] | None = None  # None: the dataset's names, or "0".."K-1"
-    files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of what was read
-    skipped: list[str] = field(default_factory=list)  # unreadable files skipped on request
+class Sized:
+    """The image shape and class count of a dataclass holding x_train and class_names."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -37,6 +30,17 @@ class Images:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+@dataclass
+class Images(Sized):
+    x_train: np.ndarray  # uint8, (N, height, width, channels)
+    y_train: np.ndarray  # int64 class indices, (N,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str] | None = None  # None: the dataset's names, or "0".."K-1"
+    files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of what was read
+    skipped: list[str] = field(default_factory=list)  # unreadable files skipped on request
 
     def fingerprint(self) -> dict:
         """sha256 of the pixels and labels (the same data gives the same hash whatever the

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnclf.data.images import Images
+from cnnclf.data.images import Images, Sized
 from cnnclf.errors import ConfigError, DataError
 
 
 @dataclass
-class Splits:
+class Splits(Sized):
     x_train: np.ndarray  # uint8 (N, H, W, C): the only copy of the pixels training uses
     y_train: np.ndarray
     x_val: np.ndarray
@@ -22,14 +22,6 @@ class Splits:
     y_test: np.ndarray
     class_names: list[str]
     fingerprint: str  # sha256 of the chosen indices: the same split gives the same hash
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
 def split(images: Images, cfg, seed: int) -> Splits:
