@@ -105,17 +105,52 @@ def test_compare_shows_differences_metrics_and_curves(tiny_run, second_run, tmp_
     assert "train.epochs" in text and "test_accuracy" in text
 
 
+def set_test_flip(run: Path) -> None:
+    """Turn on data.augment.test_flip in a run's config, as if it had trained with it."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["augment"].update(flip="horizontal", test_flip=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def flip_averaged(run: Path, x: np.ndarray) -> np.ndarray:
+    """The run's model's probabilities for x and its mirror image, averaged."""
+    import keras
+
+    model = keras.saving.load_model(run / "model.keras")
+    return (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
+
+
+def test_test_flip_averages_evaluation_and_predictions_over_mirror_images(trained_run, digit_files):
+    set_test_flip(trained_run)
+    result = cnnclf("evaluate", trained_run, "--json")
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    saved = np.load(trained_run / "predictions.npz")
+    probabilities, index = saved["probabilities"], saved["sample_index"]
+    np.testing.assert_allclose(probabilities[index], flip_averaged(trained_run, saved["sample_images"]), atol=1e-5)
+    assert metrics["test_accuracy"] == pytest.approx((probabilities.argmax(1) == saved["y_true"]).mean())
+    rows = json.loads(cnnclf("predict", trained_run, digit_files[0] / "3.png", "--json").stdout)
+    x = np.asarray(Image.open(digit_files[0] / "3.png"))[None, ..., None].astype(np.float32)
+    assert rows[0]["probability"] == pytest.approx(flip_averaged(trained_run, x).max(), abs=1e-5)
+
+
+@pytest.mark.parametrize("test_flip", [False, True])
 @pytest.mark.parametrize("fmt", ["savedmodel", "tflite", "onnx"])
-def test_export_reloads_with_the_same_predictions(trained_run, fmt, tmp_path):
+def test_export_reloads_with_the_same_predictions(trained_run, fmt, test_flip, tmp_path):
     import keras
     import tensorflow as tf
 
+    if test_flip:
+        set_test_flip(trained_run)
     result = cnnclf("export", trained_run, "--format", fmt)
     assert result.exit_code == 0, result.stderr
     path = Path(result.stdout.strip())
     assert path == trained_run / "export" / f"model.{fmt}"
     x = read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:5, ..., None].astype(np.float32)
-    expected = keras.saving.load_model(trained_run / "model.keras").predict(x, verbose=0)
+    if test_flip:
+        expected = flip_averaged(trained_run, x)
+    else:
+        expected = keras.saving.load_model(trained_run / "model.keras").predict(x, verbose=0)
     if fmt == "savedmodel":
         loaded = tf.saved_model.load(str(path))  # keep it referenced while serving
         got = loaded.serve(x).numpy()

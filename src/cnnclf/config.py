@@ -45,13 +45,15 @@ def _on_off(value):
 
 
 class AugmentConfig(Section):
-    """Random changes to training images (Keras preprocessing layers, inactive at inference)."""
+    """Random changes to training images (Keras preprocessing layers, inactive at inference), and
+    whether inference averages over the flips training drew from (test-time augmentation)."""
 
     flip: Optional[Literal["horizontal", "vertical", "horizontal_and_vertical"]] = None
     translate: float = Field(0.0, ge=0, lt=0.5)  # up to this fraction of height and width, per image
     rotate: float = Field(0.0, ge=0, le=0.5)  # up to this fraction of a full turn
     zoom: float = Field(0.0, ge=0, lt=1)  # up to this fraction in or out
     fill: Literal["reflect", "constant", "nearest"] = "reflect"  # what fills pixels moved in from outside
+    test_flip: bool = False  # evaluate, predict and export average each image's probabilities over its flips
 
 
 class DataConfig(Section):
@@ -449,6 +451,8 @@ def _check_consistency(cfg: Config, where) -> None:
                          ("label_column", {"csv"}), ("skip_bad_images", {"folder"})):
         if getattr(data, key) != defaults[key].default and data.source not in used_by:
             log.warning(f"{where(('data', key))}: warning: data.{key} is not used by source {data.source}; ignored")
+    if data.augment.test_flip and data.augment.flip is None:
+        fail(("data", "augment", "test_flip"), "test-time flips are the ones training saw: set data.augment.flip too")
     known = KNOWN.get(data.dataset)
     if known and data.image_shape and tuple(data.image_shape) != known.shape:
         fail(("data", "image_shape"), f"dataset {data.dataset} has images of shape {list(known.shape)}, "

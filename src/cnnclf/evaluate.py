@@ -8,7 +8,7 @@ import numpy as np
 from cnnclf.data.pipeline import evaluation_batches
 from cnnclf.errors import RunError
 from cnnclf.metrics import confusion_matrix, expected_calibration_error, per_class, top_k_accuracy
-from cnnclf.models import eval_batch_size
+from cnnclf.models import eval_batch_size, inference_model
 from cnnclf.runs import RunDir, write_bytes, write_json
 
 SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
@@ -26,11 +26,20 @@ def load_model(run: RunDir) -> keras.Model:
                        f"cnnclf never runs code from model files") from None
 
 
+def load_predictor(run: RunDir) -> keras.Model:
+    """The run's best model as predict and export use it: inference_model for the run's config."""
+    from cnnclf.config import load_config
+
+    return inference_model(load_model(run), load_config(run.config))
+
+
 def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
-    """Evaluate `model` on the test split; write metrics.json and predictions.npz; return the metrics."""
+    """Evaluate `model` (as inference_model wraps it) on the test split; write metrics.json and
+    predictions.npz; return the metrics."""
     onehot = config.data.labels == "onehot"
     test = evaluation_batches(splits.x_test, splits.y_test, eval_batch_size(model, config.train), splits.num_classes,
                               onehot)
+    model = inference_model(model, config)
     results = model.evaluate(test, return_dict=True, verbose=0)
     # Batch by batch: model.predict on the same batches peaked 100-700 MB higher (s004_mnist).
     probabilities = np.concatenate([model.predict_on_batch(x) for x, _ in test]).astype(np.float32)

@@ -1,7 +1,8 @@
 """Export a run's best model: TensorFlow SavedModel, TensorFlow Lite, or ONNX (through tf2onnx).
 
 Every format takes float32 pixels 0-255 of the run's image shape: the scaling the run used
-is inside the model, so callers feed images exactly as they load them.
+is inside the model, so callers feed images exactly as they load them. With data.augment.test_flip
+the export averages over the flips too, as evaluation did.
 """
 
 import contextlib
@@ -11,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from cnnclf.errors import ConfigError
-from cnnclf.evaluate import load_model
+from cnnclf.evaluate import load_predictor
 from cnnclf.runs import RunDir, atomic_path
 
 FORMATS = {"savedmodel": "model.savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
@@ -28,7 +29,7 @@ def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
         raise ConfigError(f"{out}: already exists; choose another --out or remove it")
     import tensorflow as tf
 
-    model = load_model(run)
+    model = load_predictor(run)
     signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="pixels")]
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..."
         if fmt == "savedmodel":

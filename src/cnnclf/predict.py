@@ -7,7 +7,7 @@ import numpy as np
 
 from cnnclf.data.image_folder import DECODE_ERRORS, decode_image
 from cnnclf.errors import DataError
-from cnnclf.evaluate import load_model
+from cnnclf.evaluate import load_predictor
 from cnnclf.runs import RunDir
 
 log = logging.getLogger("cnnclf")
@@ -16,7 +16,7 @@ log = logging.getLogger("cnnclf")
 def predict(run: RunDir, paths: list[str], top_k: int) -> list[dict]:
     """One row per readable image: file, class, probability and the top-k classes.
     Files that are not images are reported on stderr and skipped."""
-    model = load_model(run)
+    model = load_predictor(run)
     class_names = run.status()["class_names"]
     shape = tuple(model.input_shape[1:])
     files, images = [], []
