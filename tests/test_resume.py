@@ -41,13 +41,14 @@ def start_training(config: Path) -> subprocess.Popen:
 
 
 def signal_after_epochs(process, runs: Path, epochs: int, signum) -> Path:
-    """Wait until the run has written `epochs` history rows, then send the signal."""
+    """Wait until the run has saved its state after `epochs` epochs, then send the signal. (Its
+    history.csv row comes just before: a signal between the two leaves that epoch unfinished.)"""
     deadline = time.time() + 120
     while time.time() < deadline:
-        found = list(runs.glob("*/history.csv"))
-        if found and len(found[0].read_text().splitlines()) > epochs:
+        found = list(runs.glob("*/backup/callbacks.json"))
+        if found and json.loads(found[0].read_text()).get("epoch", 0) >= epochs:
             process.send_signal(signum)
-            return found[0].parent
+            return found[0].parents[1]
         time.sleep(0.02)
     process.kill()
     raise AssertionError(f"no history after 120 s: {process.communicate()}")
