@@ -41,8 +41,7 @@ def start_training(config: Path) -> subprocess.Popen:
 
 
 def signal_after_epochs(process, runs: Path, epochs: int, signum) -> Path:
-    """Wait until the run has saved its state after `epochs` epochs, then send the signal. (Its
-    history.csv row comes just before: a signal between the two leaves that epoch unfinished.)"""
+    """Wait until the run has saved its state after `epochs` epochs, then send the signal."""
     deadline = time.time() + 120
     while time.time() < deadline:
         found = list(runs.glob("*/backup/callbacks.json"))
@@ -112,6 +111,26 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_model(tmp_path, monkeypa
     assert status["status"] == "failed" and status["error"].startswith("the loss became nan in epoch 2, batch 1")
     assert (run / "model.keras").exists() and len(history(run)) == 1  # epoch 1's model, nothing of epoch 2
     assert json.loads((run / "backup" / "callbacks.json").read_text())["epoch"] == 1
+
+
+def test_a_signal_as_an_epoch_ends_leaves_history_and_state_agreeing(tmp_path, monkeypatch):
+    """Fault injection: SIGTERM just after the history callback's end of epoch 2, before the
+    state is saved. The epoch counts as unfinished, so history.csv must not show it either."""
+    from cnnclf import callbacks
+
+    ended = callbacks.HistoryFile.on_epoch_end
+
+    def signalled(self, epoch, logs=None):
+        ended(self, epoch, logs)
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(callbacks.HistoryFile, "on_epoch_end", signalled)
+    result = cnnclf("train", resumable_config(tmp_path))
+    run = next((tmp_path / "runs").iterdir())
+    assert result.exit_code == 128 + signal.SIGTERM
+    assert result.stderr.splitlines()[-1].startswith("Error: stopped by SIGTERM after 1 finished epochs")
+    assert json.loads((run / "run.json").read_text())["epochs_done"] == 1 and len(history(run)) == 1
 
 
 def test_same_config_and_seed_give_the_same_metrics(tmp_path):

@@ -54,8 +54,9 @@ class Progress(keras.callbacks.Callback):
 
 
 class HistoryFile(keras.callbacks.Callback):
-    """history.csv, one row per epoch, rewritten atomically after each epoch. On resume the rows
-    of epochs the backup does not cover are dropped, so no epoch appears twice."""
+    """history.csv, one row per epoch, rewritten atomically when TrainingState saves the epoch, so
+    that a signal cannot fall between the two. On resume the rows of epochs the backup does not
+    cover are dropped, so no epoch appears twice."""
 
     def __init__(self, path, first_epoch: int):
         super().__init__()
@@ -72,8 +73,10 @@ class HistoryFile(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
                "seconds": round(now - self.epoch_started, 3), "time": round(now, 3)}  # time: Unix, epoch end
         self.rows.append(row)
+
+    def write(self):
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(row), extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=list(self.rows[-1]), extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.path, out.getvalue())
@@ -86,14 +89,16 @@ class TrainingState(keras.callbacks.BackupAndRestore):
     - the checkpoint's best value (Keras loses it on restore: keras issue 17012),
     - the random-generator state of dropout and augmentation layers,
     - whether training already finished (so a run interrupted while evaluating is not retrained).
-    It also promotes the checkpoint's new best model to model.keras by an atomic rename.
-    Put it last in the callback list, so the callbacks it saves have finished their epoch.
+    It also promotes the checkpoint's new best model to model.keras by an atomic rename, and
+    writes history.csv (its `history` callback), with interrupts held until the epoch is saved whole.
+    Put it last in the callback list, after `history`, so the callbacks it saves have finished their epoch.
     """
 
     def __init__(self, run: RunDir, early_stopping=None, checkpoint=None):
         super().__init__(backup_dir=str(run.backup), delete_checkpoint=False)
         self.run, self.early_stopping, self.checkpoint = run, early_stopping, checkpoint
         self.state_file = run.backup / "callbacks.json"
+        self.history = HistoryFile(run.history, self.first_epoch())
 
     def saved(self) -> dict:
         return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
@@ -129,6 +134,7 @@ class TrainingState(keras.callbacks.BackupAndRestore):
             if candidate.exists():
                 os.replace(candidate, self.run.model)
             super().on_epoch_end(epoch, logs)
+            self.history.write()
             es = self.early_stopping
             if es is not None and es.best_weights is not None and es.best_epoch == epoch:
                 _write_arrays(self.run.backup / "early_stopping_best.npz", es.best_weights)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from cnnclf import distribute
-from cnnclf.callbacks import HistoryFile, Progress, StopOnNaN, TrainingState
+from cnnclf.callbacks import Progress, StopOnNaN, TrainingState
 from cnnclf.config import Config, load_config
 from cnnclf.data.images import load_images
 from cnnclf.data.pipeline import evaluation_batches, training_batches
@@ -154,7 +154,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
                 validation = evaluation_batches(splits.x_val, splits.y_val, eval_batch_size(model, train_cfg),
                                                 splits.num_classes, onehot)
                 callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint, mlflow]), *trackers,
-                             HistoryFile(run.history, first_epoch), state]
+                             state.history, state]
                 model.fit(distribute.sharded(batches), epochs=train_cfg.epochs,
                           validation_data=distribute.sharded(validation), callbacks=callbacks, shuffle=False,
                           verbose=0)
