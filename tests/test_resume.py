@@ -50,7 +50,7 @@ def signal_after_epochs(process, runs: Path, epochs: int, signum) -> Path:
             return found[0].parents[1]
         time.sleep(0.02)
     process.kill()
-    raise AssertionError(f"no history after 120 s: {process.communicate()}")
+    raise AssertionError(f"no epoch saved after 120 s: {process.communicate()}")
 
 
 def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
