@@ -89,6 +89,8 @@ def test_overrides_reach_nested_keys_and_layer_arguments(tmp_path):
      "exp.yaml:2: label smoothing needs one-hot labels: set data.labels: onehot"),
     ("data:\n  augment: {translate: 0.1, test_flip: true}\nmodel: {preset: s002_mnist}\n",
      "exp.yaml:2: test-time flips are the ones training saw: set data.augment.flip too"),
+    ("data:\n  augment: {flip: horizontal, test_shift: 1}\nmodel: {preset: s002_mnist}\n",
+     "exp.yaml:2: test-time shifts are ones training saw: set data.augment.translate too"),
     ("model: {preset: s002_mnist}\ntune:\n  space: {train.lerning_rate: {choice: [1, 2]}}\n",
      "exp.yaml:3: train.lerning_rate: unknown key 'train.lerning_rate'; did you mean 'train.optimizer.learning_rate'?"),
     ("model: {preset: s002_mnist}\ntune:\n  space: {train.epochs: {uniform: [5, 1]}}\n",

@@ -100,3 +100,14 @@ def test_pooling_before_normalization_predicts_as_pooling_after():
     pool, relu = keras.layers.MaxPooling2D(2), keras.layers.ReLU()
     first, after = relu(bn(pool(x))), pool(relu(bn(x)))
     np.testing.assert_allclose(np.asarray(first), np.asarray(after), rtol=1e-6)
+
+
+def test_test_shifts_beyond_trainings_translations_are_refused_before_training():
+    data = {"augment": {"translate": 0.25, "test_shift": 3}}  # 0.25 of 8 pixels: 2
+    with pytest.raises(ConfigError) as caught:
+        build_model(config({"layers": [{"Flatten": {}}]}, data), (8, 8, 1), 3)
+    assert str(caught.value) == ("data.augment.test_shift: 3 pixels is further than training's translations "
+                                 "reach (0.25 of 8 pixels); set it to at most 2 or raise data.augment.translate")
+    data["augment"]["test_shift"] = 2
+    assert build_model(config({"layers": [{"Flatten": {}}]}, data), (8, 8, 1), 3).output_shape == (None, 3)
+

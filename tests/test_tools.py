@@ -105,50 +105,55 @@ def test_compare_shows_differences_metrics_and_curves(tiny_run, second_run, tmp_
     assert "train.epochs" in text and "test_accuracy" in text
 
 
-def set_test_flip(run: Path) -> None:
-    """Turn on data.augment.test_flip in a run's config, as if it had trained with it."""
+def set_test_time_views(run: Path) -> None:
+    """Turn on test-time flips and 1-pixel shifts in a run's config, as if it had trained with them."""
     config = yaml.safe_load((run / "config.yaml").read_text())
-    config["data"]["augment"].update(flip="horizontal", test_flip=True)
+    config["data"]["augment"].update(flip="horizontal", translate=0.1, test_flip=True, test_shift=1)
     (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def flip_averaged(run: Path, x: np.ndarray) -> np.ndarray:
-    """The run's model's probabilities for x and its mirror image, averaged."""
+def view_averaged(run: Path, x: np.ndarray) -> np.ndarray:
+    """The run's model's probabilities for x, x shifted 1 pixel down-right and up-left (edges
+    reflected), and the mirror images of the three, averaged."""
     import keras
 
     model = keras.saving.load_model(run / "model.keras")
-    return (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
+    height, width = x.shape[1:3]
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    views = [x, padded[:, :height, :width], padded[:, 2:, 2:]]
+    views += [view[:, :, ::-1] for view in views]
+    return np.mean([model.predict(view, verbose=0) for view in views], axis=0)
 
 
-def test_test_flip_averages_evaluation_and_predictions_over_mirror_images(trained_run, digit_files):
-    set_test_flip(trained_run)
+def test_test_time_views_average_evaluation_and_predictions(trained_run, digit_files):
+    set_test_time_views(trained_run)
     result = cnnclf("evaluate", trained_run, "--json")
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     saved = np.load(trained_run / "predictions.npz")
     probabilities, index = saved["probabilities"], saved["sample_index"]
-    np.testing.assert_allclose(probabilities[index], flip_averaged(trained_run, saved["sample_images"]), atol=1e-5)
+    np.testing.assert_allclose(probabilities[index], view_averaged(trained_run, saved["sample_images"]), atol=1e-5)
     assert metrics["test_accuracy"] == pytest.approx((probabilities.argmax(1) == saved["y_true"]).mean())
     rows = json.loads(cnnclf("predict", trained_run, digit_files[0] / "3.png", "--json").stdout)
     x = np.asarray(Image.open(digit_files[0] / "3.png"))[None, ..., None].astype(np.float32)
-    assert rows[0]["probability"] == pytest.approx(flip_averaged(trained_run, x).max(), abs=1e-5)
+    assert rows[0]["probability"] == pytest.approx(view_averaged(trained_run, x).max(), abs=1e-5)
 
 
-@pytest.mark.parametrize("test_flip", [False, True])
+@pytest.mark.parametrize("test_time_views", [False, True])
 @pytest.mark.parametrize("fmt", ["savedmodel", "tflite", "onnx"])
-def test_export_reloads_with_the_same_predictions(trained_run, fmt, test_flip, tmp_path):
+def test_export_reloads_with_the_same_predictions(trained_run, fmt, test_time_views, tmp_path):
     import keras
     import tensorflow as tf
 
-    if test_flip:
-        set_test_flip(trained_run)
+    if test_time_views:
+        set_test_time_views(trained_run)
     result = cnnclf("export", trained_run, "--format", fmt)
     assert result.exit_code == 0, result.stderr
     path = Path(result.stdout.strip())
     assert path == trained_run / "export" / f"model.{fmt}"
     x = read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:5, ..., None].astype(np.float32)
-    if test_flip:
-        expected = flip_averaged(trained_run, x)
+    if test_time_views:
+        expected = view_averaged(trained_run, x)
     else:
         expected = keras.saving.load_model(trained_run / "model.keras").predict(x, verbose=0)
     if fmt == "savedmodel":

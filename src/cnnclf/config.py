@@ -46,7 +46,7 @@ def _on_off(value):
 
 class AugmentConfig(Section):
     """Random changes to training images (Keras preprocessing layers, inactive at inference), and
-    whether inference averages over the flips training drew from (test-time augmentation)."""
+    whether inference averages over flips and shifts training drew from (test-time augmentation)."""
 
     flip: Optional[Literal["horizontal", "vertical", "horizontal_and_vertical"]] = None
     translate: float = Field(0.0, ge=0, lt=0.5)  # up to this fraction of height and width, per image
@@ -54,6 +54,7 @@ class AugmentConfig(Section):
     zoom: float = Field(0.0, ge=0, lt=1)  # up to this fraction in or out
     fill: Literal["reflect", "constant", "nearest"] = "reflect"  # what fills pixels moved in from outside
     test_flip: bool = False  # evaluate, predict and export average each image's probabilities over its flips
+    test_shift: int = Field(0, ge=0)  # pixels; they also average over the image shifted this far down-right and up-left
 
 
 class DataConfig(Section):
@@ -453,6 +454,8 @@ def _check_consistency(cfg: Config, where) -> None:
             log.warning(f"{where(('data', key))}: warning: data.{key} is not used by source {data.source}; ignored")
     if data.augment.test_flip and data.augment.flip is None:
         fail(("data", "augment", "test_flip"), "test-time flips are the ones training saw: set data.augment.flip too")
+    if data.augment.test_shift and not data.augment.translate:
+        fail(("data", "augment", "test_shift"), "test-time shifts are ones training saw: set data.augment.translate too")
     known = KNOWN.get(data.dataset)
     if known and data.image_shape and tuple(data.image_shape) != known.shape:
         fail(("data", "image_shape"), f"dataset {data.dataset} has images of shape {list(known.shape)}, "

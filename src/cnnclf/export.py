@@ -2,7 +2,7 @@
 
 Every format takes float32 pixels 0-255 of the run's image shape: the scaling the run used
 is inside the model, so callers feed images exactly as they load them. With data.augment.test_flip
-the export averages over the flips too, as evaluation did.
+or test_shift the export averages over the same views as evaluation did.
 """
 
 import contextlib
