@@ -137,6 +137,12 @@ def test_test_time_views_average_evaluation_and_predictions(trained_run, digit_f
     rows = json.loads(cnnclf("predict", trained_run, digit_files[0] / "3.png", "--json").stdout)
     x = np.asarray(Image.open(digit_files[0] / "3.png"))[None, ..., None].astype(np.float32)
     assert rows[0]["probability"] == pytest.approx(view_averaged(trained_run, x).max(), abs=1e-5)
+    config = (trained_run / "config.yaml").read_text()
+    (trained_run / "config.yaml").write_text(config.replace("test_shift: 1", "test_shift: 3"))
+    edited = cnnclf("export", trained_run, "--format", "onnx")
+    assert edited.exit_code == 2 and edited.stderr.strip() == (
+        "Error: data.augment.test_shift: 3 pixels is further than training's translations reach "
+        "(0.1 of 28 pixels); set it to at most 2 or raise data.augment.translate")
 
 
 @pytest.mark.parametrize("test_time_views", [False, True])

@@ -84,7 +84,8 @@ def augmentation(augment, seed: int) -> list:
 
 
 def check_test_shift(augment, input_shape) -> None:
-    """Refuse test-time shifts further than training's translations reach, before training starts."""
+    """Refuse test-time shifts further than training's translations reach: before training starts, and
+    before a run whose config was edited is evaluated, predicted with or exported."""
     reach = augment.translate * min(input_shape[:2])
     if augment.test_shift > reach:
         raise ConfigError(f"data.augment.test_shift: {augment.test_shift} pixels is further than training's "
@@ -104,6 +105,7 @@ def inference_model(model: keras.Model, config) -> keras.Model:
     augment = config.data.augment
     if not (augment.test_flip or augment.test_shift):
         return model
+    check_test_shift(augment, model.input_shape[1:])
     pixels = keras.Input(model.input_shape[1:], name="pixels")
     views = [pixels]
     if augment.test_shift:
