@@ -110,4 +110,3 @@ def test_test_shifts_beyond_trainings_translations_are_refused_before_training()
                                  "reach (0.25 of 8 pixels); set it to at most 2 or raise data.augment.translate")
     data["augment"]["test_shift"] = 2
     assert build_model(config({"layers": [{"Flatten": {}}]}, data), (8, 8, 1), 3).output_shape == (None, 3)
-

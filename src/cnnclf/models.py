@@ -86,10 +86,11 @@ def augmentation(augment, seed: int) -> list:
 def check_test_shift(augment, input_shape) -> None:
     """Refuse test-time shifts further than training's translations reach: before training starts, and
     before a run whose config was edited is evaluated, predicted with or exported."""
-    reach = augment.translate * min(input_shape[:2])
+    side = min(input_shape[:2])
+    reach = augment.translate * side
     if augment.test_shift > reach:
         raise ConfigError(f"data.augment.test_shift: {augment.test_shift} pixels is further than training's "
-                          f"translations reach ({augment.translate:g} of {min(input_shape[:2])} pixels); "
+                          f"translations reach ({augment.translate:g} of {side} pixels); "
                           f"set it to at most {math.floor(reach)} or raise data.augment.translate")
 
 
