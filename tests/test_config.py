@@ -67,6 +67,8 @@ def test_overrides_reach_nested_keys_and_layer_arguments(tmp_path):
     ("model: {preset: s002_mnist}\ntrain: {steps_per_execution: fast}\n",
      "exp.yaml:2: train.steps_per_execution: got 'fast'; input should be 'auto' or input should be a valid integer, "
      "unable to parse string as an integer"),
+    ("model: {preset: s002_mnist}\ntrain: {conv_gradients: fast}\n",
+     "exp.yaml:2: train.conv_gradients: got 'fast'; input should be 'auto', 'tensorflow' or 'forward'"),
     ("data: {dataset: mnst}\nmodel: {preset: s002_mnist}\n",
      "exp.yaml:1: data.dataset: got 'mnst'; input should be 'mnist', 'fashion_mnist', 'cifar10', 'digits' or 'custom'"),
     ("model:\n  layers:\n    - Conv2d: {filters: 8}\n",

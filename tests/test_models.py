@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from cnnclf.config import Config
+from cnnclf.conv_gradients import use_forward_convolutions
 from cnnclf.errors import ConfigError
 from cnnclf.models import build_model, compile_model, make_optimizer
 
@@ -84,7 +85,8 @@ def test_batch_normalized_preset_predicts_well_after_a_short_training():
     cfg = config({"preset": "mnist_bn"}, optimizer={"name": "adam", "learning_rate": 3e-3}, epochs=2, batch_size=32)
     model = build_model(cfg, (28, 28, 1), 2)
     compile_model(model, cfg.train, "sparse", steps_per_epoch=20,
-                  compute={"learning_rate_scale": 1.0, "steps_per_execution": 1, "jit_compile": False})
+                  compute={"learning_rate_scale": 1.0, "steps_per_execution": 1, "jit_compile": False,
+                           "conv_gradients": "forward"})
     model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert model.evaluate(x, y, batch_size=320, verbose=0)[1] > 0.95
 
@@ -110,3 +112,29 @@ def test_test_shifts_beyond_trainings_translations_are_refused_before_training()
                                  "reach (0.25 of 8 pixels); set it to at most 2 or raise data.augment.translate")
     data["augment"]["test_shift"] = 2
     assert build_model(config({"layers": [{"Flatten": {}}]}, data), (8, 8, 1), 3).output_shape == (None, 3)
+
+
+def test_forward_convolution_gradients_equal_tensorflows_and_leave_a_plain_keras_model(tmp_path):
+    """Odd and even kernels, same and valid padding; the stride-2 layer keeps TensorFlow's kernels."""
+    import tensorflow as tf
+
+    convs = [{"filters": 4, "kernel_size": 3, "padding": "same"}, {"filters": 5, "kernel_size": 2, "padding": "same"},
+             {"filters": 3, "kernel_size": [5, 3]}, {"filters": 4, "kernel_size": 3, "strides": 2}]
+    layers = [{"Conv2D": {**kwargs, "activation": "tanh"}} for kwargs in convs] + [{"Flatten": {}}]
+    model = build_model(config({"layers": layers}, {"normalize": "none"}), (11, 10, 2), 3)
+    x = tf.constant(np.random.default_rng(0).normal(size=(6, 11, 10, 2)), "float32")
+
+    def gradients():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.math.log(model(x)[:, 0]))
+        return tape.gradient(loss, model.trainable_variables)
+
+    expected = gradients()
+    use_forward_convolutions(model)
+    assert ["convolution_op" in vars(layer) for layer in model.layers[:4]] == [True, True, True, False]
+    for got, want in zip(gradients(), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert type(reloaded.layers[0]) is keras.layers.Conv2D and "convolution_op" not in vars(reloaded.layers[0])
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)

@@ -158,6 +158,8 @@ class TrainConfig(Section):
     jit_compile: Union[Literal["auto"], bool] = "auto"  # XLA; auto: on GPUs, off on CPUs
     mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     threads: Union[Literal["auto"], PositiveInt] = "auto"  # TensorFlow's intra-op threads; auto: all cores
+    conv_gradients: Literal["auto", "tensorflow", "forward"] = "auto"  # of stride-1 Conv2D layers: TensorFlow's
+    # kernels, or forward convolutions (conv_gradients.py); auto: forward on CPUs, TensorFlow's on GPUs
     distribute: Literal["none", "auto", "mirrored", "multi_worker"] = "none"  # auto: mirrored on 2+ GPUs
     batch_size_per_replica: bool = False  # true: batch_size per replica, false: per step across all replicas
     scale_learning_rate: bool = False  # times the replicas, with batch_size_per_replica (linear scaling)

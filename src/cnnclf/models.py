@@ -5,6 +5,7 @@ import math
 
 import keras
 
+from cnnclf.conv_gradients import use_forward_convolutions
 from cnnclf.errors import ConfigError, did_you_mean
 from cnnclf.presets import PRESETS
 
@@ -125,7 +126,9 @@ def inference_model(model: keras.Model, config) -> keras.Model:
 
 def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, compute: dict) -> None:
     """Optimizer (with its learning-rate schedule), loss and metrics, as `train` (TrainConfig) says;
-    `compute` holds the resolved steps_per_execution, jit_compile and learning_rate_scale."""
+    `compute` holds the resolved steps_per_execution, jit_compile, conv_gradients and learning_rate_scale."""
+    if compute["conv_gradients"] == "forward":
+        use_forward_convolutions(model)
     optimizer = make_optimizer(train, steps_per_epoch, compute["learning_rate_scale"])
     model.compile(optimizer=optimizer, loss=make_loss(train, labels),
                   metrics=list(train.metrics), steps_per_execution=compute["steps_per_execution"],
