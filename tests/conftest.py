@@ -14,11 +14,11 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from cnnclf import runtime
+from cnnclf import startup
 from cnnclf.data.csv_files import write_csv
 from cnnclf.data.idx import read_idx, write_idx
 
-runtime.start()  # the quiet TensorFlow import, once for the session
+startup.start()  # the quiet TensorFlow import, once for the session
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "mnist-sample"

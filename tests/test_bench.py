@@ -1,8 +1,9 @@
 """The benchmark's quick pass, on the small samples in data/ standing in for the full datasets."""
 
 import json
+import shutil
 
-from cnnclf.bench import write_section
+from cnnclf.bench_report import write_section
 from conftest import ROOT, cnnclf
 
 
@@ -13,6 +14,8 @@ def test_quick_pass_tabulates_each_config(tmp_path):
     (data_dir / "fashion-mnist").symlink_to(ROOT / "data" / "fashion-mnist-sample")
     out = tmp_path / "BENCHMARKS.md"
     out.write_text("# Benchmarks\n\nNotes that must survive.\n")
+    (tmp_path / "work").mkdir()
+    shutil.copy(ROOT / "bench" / "figures.yaml", tmp_path / "work")
     result = cnnclf("bench", ROOT / "configs/seeds/s002_mnist.yaml", ROOT / "configs/seeds/s000_fashion_csv.yaml",
                     "--data-dir", data_dir, "--limit", 400, "--epochs", 1, "--section", "quick", "--out", out,
                     "--work-dir", tmp_path / "work")

@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from cnnclf.config import DataConfig
+from cnnclf.data.dataset import load
 from cnnclf.data.images import load_images
-from cnnclf.data.split import split
+from cnnclf.data.parts import InMemory
+from cnnclf.data.split import split_arrays
 from cnnclf.errors import DataError
 
 from conftest import ROOT, cnnclf, write_cifar, write_folder
@@ -30,30 +32,33 @@ def data(**kwargs):
     ("folder", "folder.zip", None),
 ])
 def test_every_local_source_reads_the_same_digits(formats, digits, source, path, test_path):
-    images = load_images(data(dataset="mnist", source=source, path=str(formats / path),
-                              test_path=str(formats / test_path) if test_path else None))
+    loaded = load(data(dataset="mnist", source=source, path=str(formats / path), validation="test",
+                       test_path=str(formats / test_path) if test_path else None), seed=0)
+    splits = loaded.splits
     x_train, y_train, x_test, y_test = digits
     order = np.argsort(y_train, kind="stable") if source == "folder" else slice(None)  # folders group by class
     test_order = np.argsort(y_test, kind="stable") if source == "folder" else slice(None)
-    assert images.x_train.dtype == np.uint8 and images.x_train.shape == (300, 28, 28, 1)
-    np.testing.assert_array_equal(images.x_train, x_train[order])
-    np.testing.assert_array_equal(images.y_train, y_train[order])
-    np.testing.assert_array_equal(images.x_test, x_test[test_order])
-    np.testing.assert_array_equal(images.y_test, y_test[test_order])
-    assert images.class_names == [str(i) for i in range(10)]
-    assert images.files and all(len(h) == 64 for h in images.files.values())
+    assert splits.train.x.dtype == np.uint8 and splits.train.x.shape == (300, 28, 28, 1)
+    np.testing.assert_array_equal(splits.train.x, x_train[order])
+    np.testing.assert_array_equal(splits.train.labels, y_train[order])
+    np.testing.assert_array_equal(splits.test.x, x_test[test_order])
+    np.testing.assert_array_equal(splits.test.labels, y_test[test_order])
+    assert splits.class_names == [str(i) for i in range(10)]
+    hashes = loaded.fingerprint.get("files") if source != "folder" else {"all": loaded.fingerprint["files_sha256"]}
+    assert hashes and all(len(h) == 64 for h in hashes.values())
 
 
 def test_custom_folder_takes_class_names_from_folders(tmp_path, color):
     write_folder(tmp_path / "shapes", *color, names=("circle", "square", "star", "tri"))
-    images = load_images(data(dataset="custom", source="folder", path=str(tmp_path / "shapes")))
-    assert images.class_names == ["circle", "square", "star", "tri"] and images.shape == (32, 32, 3)
+    splits = load(data(dataset="custom", source="folder", path=str(tmp_path / "shapes")), seed=0).splits
+    assert splits.class_names == ["circle", "square", "star", "tri"] and splits.shape == (32, 32, 3)
 
 
 def test_folder_converts_and_resizes_to_image_shape(formats):
-    images = load_images(data(dataset="custom", source="folder", path=str(formats / "folder"), image_shape=[16, 20, 3]))
-    assert images.x_train.shape == (300, 16, 20, 3)
-    np.testing.assert_array_equal(images.x_train[..., 0], images.x_train[..., 2])  # grey made RGB
+    splits = load(data(dataset="custom", source="folder", path=str(formats / "folder"), image_shape=[16, 20, 3],
+                       validation="test"), seed=0).splits
+    assert splits.train.x.shape == (300, 16, 20, 3)
+    np.testing.assert_array_equal(splits.train.x[..., 0], splits.train.x[..., 2])  # grey made RGB
 
 
 def test_cifar_pickles(formats, color):
@@ -142,27 +147,30 @@ def test_keras_download_failure_is_one_clear_line(monkeypatch):
 def test_split_is_stratified_seeded_and_fingerprinted(formats):
     images = load_images(data(dataset="mnist", source="idx", path=str(formats / "idx")))
     cfg = data(dataset="mnist", source="idx", path=str(formats / "idx"), limit_train=200, validation_split=0.25)
-    a, b = split(images, cfg, seed=1), split(images, cfg, seed=1)
-    c = split(images, cfg, seed=2)
-    assert (len(a.y_train), len(a.y_val), len(a.y_test)) == (150, 50, 100)
+    limits = (cfg.limit_train, cfg.limit_test)
+    a, b = split_arrays(images, cfg, 1, limits), split_arrays(images, cfg, 1, limits)
+    c = split_arrays(images, cfg, 2, limits)
+    assert (len(a.train), len(a.validation), len(a.test)) == (150, 50, 100)
     assert a.fingerprint == b.fingerprint != c.fingerprint
-    np.testing.assert_array_equal(a.x_val, b.x_val)
-    counts = np.bincount(a.y_val, minlength=10)
+    np.testing.assert_array_equal(a.validation.x, b.validation.x)
+    counts = np.bincount(a.validation.labels, minlength=10)
     assert counts.max() - counts.min() <= 2  # stratified
-    on_test = split(images, data(dataset="mnist", source="idx", path=str(formats / "idx"), validation="test"), seed=1)
-    np.testing.assert_array_equal(on_test.x_val, on_test.x_test)
+    on_test = split_arrays(images, data(dataset="mnist", source="idx", path=str(formats / "idx"), validation="test"),
+                           1, (None, None))
+    np.testing.assert_array_equal(on_test.validation.x, on_test.test.x)
 
 
 def test_folder_decoding_in_worker_processes_gives_the_same_arrays(formats, monkeypatch):
-    from cnnclf.data import image_folder
+    from cnnclf.data import parts
 
     cfg = data(dataset="mnist", source="folder", path=str(formats / "folder.zip"))
-    alone = load_images(cfg)
-    monkeypatch.setattr(image_folder, "PARALLEL_FROM", 1)
-    pooled = load_images(cfg)
-    np.testing.assert_array_equal(alone.x_train, pooled.x_train)
-    np.testing.assert_array_equal(alone.y_test, pooled.y_test)
-    assert alone.files == pooled.files
+    alone = load(cfg, seed=0)
+    monkeypatch.setattr(parts, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(parts, "CHUNK", 7)
+    pooled = load(cfg, seed=0)
+    np.testing.assert_array_equal(alone.splits.train.x, pooled.splits.train.x)
+    np.testing.assert_array_equal(alone.splits.test.labels, pooled.splits.test.labels)
+    assert alone.fingerprint == pooled.fingerprint
 
 
 def test_batches_cover_each_image_once_without_autotuning():
@@ -172,8 +180,9 @@ def test_batches_cover_each_image_once_without_autotuning():
 
     x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
     y = np.arange(10) % 3
-    train, steps = training_batches(x, y, 4, seed=0, step_counter=keras.Variable(0), num_classes=3, onehot=True)
-    test = evaluation_batches(x, y, 4, num_classes=3, onehot=False)
+    train, steps = training_batches(InMemory(x, y), 4, seed=0, step_counter=keras.Variable(0), num_classes=3,
+                                    onehot=True)
+    test = evaluation_batches(InMemory(x, y), 4, num_classes=3, onehot=False)
     assert steps == 3
     seen = np.concatenate([images.numpy().ravel() for images, _ in train])
     assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))  # shuffled

@@ -164,8 +164,8 @@ CASES = [
     ("folder-empty-class", lambda t: ["train", config(t, data=folder_with_empty_class(t))],
      "{tmp}/imgs (train/): class folder 'bird' has no images; add some or remove the folder"),
     ("folder-not-an-image", lambda t: ["train", config(t, data=folder(t, two_classes(**{"train/dog/x.png": b"no"})))],
-     "{tmp}/imgs/train/dog/x.png: not a readable image (UnidentifiedImageError: cannot identify image file "
-     "<_io.BytesIO object at ADDRESS>); remove it or set data.skip_bad_images: true to skip and count such files"),
+     "{tmp}/imgs/train/dog/x.png: not a readable image (UnidentifiedImageError: not an image file Pillow can "
+     "identify); remove it or set data.skip_bad_images: true to skip and count such files"),
     ("folder-mixed-sizes", lambda t: ["train", config(t, data=folder(t, two_classes(**{"train/dog/9.png": GRAY_10})))],
      "{tmp}/imgs/train/dog/9.png: image is 10x10x1 but the first image is 8x8x1; set data.image_shape: "
      "[height, width, channels] to resize them all"),
@@ -234,11 +234,12 @@ def test_a_lambda_layer_in_model_file_is_refused(tmp_path, trained_run):
                              f"mode refuses to load; cnnclf never runs code from model files\n")
 
 
-def test_zip_without_train_folder(tmp_path):
+def test_zip_of_one_class_folder(tmp_path):
+    """A zip without train/ is a flat tree of classes (inside its wrapping folder): one class is too few."""
     with zipfile.ZipFile(tmp_path / "x.zip", "w") as archive:
         archive.writestr("images/a/1.png", GRAY)
     result = cnnclf("train", config(tmp_path, data={"dataset": "custom", "source": "folder",
                                                     "path": str(tmp_path / "x.zip")}))
     assert result.exit_code == 2
-    assert result.stderr == (f"Error: {tmp_path}/x.zip: no train/ folder in the zip; expected "
-                             f"train/<class>/<images>\n")
+    assert result.stderr == (f"Error: {tmp_path}/x.zip: only one class folder (a); a classifier needs at least two "
+                             f"classes, each a folder of its images\n")

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from cnnclf.compute import Compute
 from cnnclf.config import Config
 from cnnclf.conv_gradients import use_forward_convolutions
 from cnnclf.errors import ConfigError
@@ -85,8 +86,8 @@ def test_batch_normalized_preset_predicts_well_after_a_short_training():
     cfg = config({"preset": "mnist_bn"}, optimizer={"name": "adam", "learning_rate": 3e-3}, epochs=2, batch_size=32)
     model = build_model(cfg, (28, 28, 1), 2)
     compile_model(model, cfg.train, "sparse", steps_per_epoch=20,
-                  compute={"learning_rate_scale": 1.0, "steps_per_execution": 1, "jit_compile": False,
-                           "conv_gradients": "forward"})
+                  compute=Compute(steps_per_execution=1, jit_compile=False, mixed_precision="float32",
+                                  conv_gradients="forward", replicas=1, batch_size=32, learning_rate_scale=1))
     model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert model.evaluate(x, y, batch_size=320, verbose=0)[1] > 0.95
 

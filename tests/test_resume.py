@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from cnnclf.errors import Interrupted
-from cnnclf.runs import RunDir, deferred_interrupts, interrupts_raised, write_json
+from cnnclf.fileio import deferred_interrupts, interrupts_raised, write_json
+from cnnclf.runs import RunDir
 from conftest import cnnclf, tiny_config, write_config
 
 # Everything resume must restore: dropout's random state, early stopping's wait and best, the
@@ -44,10 +45,10 @@ def signal_after_epochs(process, runs: Path, epochs: int, signum) -> Path:
     """Wait until the run has saved its state after `epochs` epochs, then send the signal."""
     deadline = time.time() + 120
     while time.time() < deadline:
-        found = list(runs.glob("*/backup/callbacks.json"))
-        if found and json.loads(found[0].read_text()).get("epoch", 0) >= epochs:
+        found = sorted(runs.glob("*/backup/epoch-*"))
+        if found and int(found[-1].name.split("-")[1]) >= epochs:
             process.send_signal(signum)
-            return found[0].parents[1]
+            return found[-1].parents[1]
         time.sleep(0.02)
     process.kill()
     raise AssertionError(f"no epoch saved after 120 s: {process.communicate()}")
@@ -66,7 +67,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
                                                f"continue with: cnnclf resume {run}")
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "interrupted" and status["epochs_done"] == 2
-    assert (run / "backup" / "latest.weights.h5").exists() and len(history(run)) == 2
+    assert (run / "backup" / "epoch-0002" / "weights.weights.h5").exists() and len(history(run)) == 2
 
     resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
@@ -110,22 +111,22 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_model(tmp_path, monkeypa
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "failed" and status["error"].startswith("the loss became nan in epoch 2, batch 1")
     assert (run / "model.keras").exists() and len(history(run)) == 1  # epoch 1's model, nothing of epoch 2
-    assert json.loads((run / "backup" / "callbacks.json").read_text())["epoch"] == 1
+    assert [p.name for p in (run / "backup").glob("epoch-*")] == ["epoch-0001"]
 
 
 def test_a_signal_as_an_epoch_ends_leaves_history_and_state_agreeing(tmp_path, monkeypatch):
-    """Fault injection: SIGTERM just after the history callback's end of epoch 2, before the
-    state is saved. The epoch counts as unfinished, so history.csv must not show it either."""
+    """Fault injection: SIGTERM just after the other callbacks' end of epoch 2, before the state is
+    saved. The epoch counts as unfinished, so history.csv must not show it either."""
     from cnnclf import callbacks
 
-    ended = callbacks.HistoryFile.on_epoch_end
+    ended = callbacks.Progress.on_epoch_end
 
     def signalled(self, epoch, logs=None):
         ended(self, epoch, logs)
         if epoch == 1:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(callbacks.HistoryFile, "on_epoch_end", signalled)
+    monkeypatch.setattr(callbacks.Progress, "on_epoch_end", signalled)
     result = cnnclf("train", resumable_config(tmp_path))
     run = next((tmp_path / "runs").iterdir())
     assert result.exit_code == 128 + signal.SIGTERM
@@ -163,11 +164,28 @@ def test_signals_wait_for_state_being_saved(tmp_path):
 
 
 def test_resume_refuses_a_run_that_is_still_training(tmp_path):
+    """A run is training while a process holds its lock, whatever run.json says; a PID in run.json that
+    now belongs to another process (here: 1) does not block a resume."""
     run = RunDir.create(tmp_path, "live")
     run.config.write_text("model: {preset: s002_mnist}\n")
     run.set_status("running")
     state = run.status()
-    state["pid"] = os.getppid()  # a live process on this machine that is not us
+    state["pid"] = 1
     write_json(run.path / "run.json", state)
-    result = cnnclf("resume", run.path)
-    assert result.exit_code == 2 and "this run is still training" in result.stderr
+    assert not run.is_alive()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from cnnclf.runs import RunDir\n"
+                               "with RunDir(sys.argv[1]).locked():\n print('locked', flush=True); time.sleep(60)",
+                               str(run.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run.is_alive()
+        result = cnnclf("resume", run.path)
+        assert result.exit_code == 2
+        assert result.stderr.startswith(f"Error: {run.path}: this run is being trained by process {holder.pid} (")
+        assert result.stderr.strip().endswith("wait for it or stop it first")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not run.is_alive()  # the lock died with its process
+    unblocked = cnnclf("resume", run.path)
+    assert "being trained" not in unblocked.stderr

@@ -237,8 +237,8 @@ def test_plot_data_draws_training_images_per_class(tmp_path):
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs"))
     result = cnnclf("plot", "--data", config)
     assert result.exit_code == 0, result.stderr
-    assert Path(result.stdout.strip()) == tmp_path / "runs" / "data-tiny.png"
-    assert (tmp_path / "runs" / "data-tiny.png").stat().st_size > 10_000
+    assert Path(result.stdout.strip()) == tmp_path / "runs" / "data" / "tiny.png"  # its own folder, not loose
+    assert (tmp_path / "runs" / "data" / "tiny.png").stat().st_size > 10_000
 
 
 def test_shell_completion_script(monkeypatch):

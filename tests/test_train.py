@@ -10,7 +10,7 @@ import yaml
 
 from conftest import cnnclf, write_config
 
-RUN_FILES = {"run.json", "config.yaml", "model.keras", "history.csv", "metrics.json", "predictions.npz",
+RUN_FILES = {"run.json", "run.lock", "config.yaml", "model.keras", "history.csv", "metrics.json", "predictions.npz",
              "data_samples.npz", "summary.txt", "env.json", "train.log", "report.html", "plots"}
 PLOTS = ["confusion_matrix.png", "data_samples.png", "learning_curves.png", "per_class_accuracy.png",
          "reliability.png", "test_samples.png"]
@@ -76,9 +76,9 @@ def test_training_leaves_out_what_keras_imports_optionally():
     import subprocess
     import sys
 
-    code = ("import sys; from cnnclf import runtime; runtime.start(); "
+    code = ("import sys; from cnnclf import startup; startup.start(); "
             "import cnnclf.train, cnnclf.data.idx, cnnclf.data.split; "
-            "held = [m for m in runtime.OPTIONAL_AT_IMPORT if m in sys.modules]; assert not held, held; "
+            "held = [m for m in startup.OPTIONAL_AT_IMPORT if m in sys.modules]; assert not held, held; "
             "import sklearn.metrics, matplotlib.pyplot, pandas")
     subprocess.run([sys.executable, "-c", code], check=True)
 

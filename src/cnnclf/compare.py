@@ -3,22 +3,20 @@ learning curves on one plot."""
 
 import json
 
-import yaml
-
 from cnnclf.config import flatten
-from cnnclf.runs import RunDir, read_history
+from cnnclf.runs import RunDir
 
 METRICS = ("test_accuracy", "test_loss", "expected_calibration_error")
 FACTS = ("epochs_done", "parameters", "wall_seconds", "train_images_per_second")
 
 
 def compare(runs: list[RunDir], plot_path) -> dict:
-    configs = [flatten(yaml.safe_load(run.config.read_text())) for run in runs]
+    configs = [flatten(run.read_config().model_dump(mode="json")) for run in runs]
     keys = sorted(set().union(*configs))
     differences = {k: [c.get(k) for c in configs] for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1}
     numbers = {}
     for run in runs:
-        metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else {}
+        metrics = run.read_metrics() or {}
         state = run.status()
         numbers[run.path.name] = {**{k: metrics.get(k) for k in METRICS}, **{k: state.get(k) for k in FACTS}}
     _curves(runs, plot_path)
@@ -34,7 +32,7 @@ def _curves(runs: list[RunDir], path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for run in runs:
-        rows = read_history(run.history) if run.history.exists() else []
+        rows = run.read_history()
         for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
             if rows and metric in rows[0]:
                 ax.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker="o", label=run.path.name)

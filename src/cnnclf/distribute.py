@@ -28,6 +28,7 @@ def strategy(mode: str) -> tf.distribute.Strategy:
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
     _check_tf_config()
+    _check_keras_internals()
     _patch_keras_for_multi_worker()
     return tf.distribute.MultiWorkerMirroredStrategy()
 
@@ -49,11 +50,6 @@ def is_chief(chosen: tf.distribute.Strategy) -> bool:
     if resolver.task_type == "chief":
         return True
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
-
-
-def global_batch_size(train, chosen: tf.distribute.Strategy) -> int:
-    """batch_size per step across all replicas: fixed, or per replica when the config says so."""
-    return train.batch_size * (chosen.num_replicas_in_sync if train.batch_size_per_replica else 1)
 
 
 def sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -101,6 +97,22 @@ def _patch_keras_for_multi_worker() -> None:
         return original(values, strategy, reduction)
 
     trainer.reduce_per_replica = reduce_per_replica
+
+
+def _check_keras_internals() -> None:
+    """The two workarounds below replace Keras internals written for Keras 3.15 (and seen unchanged
+    from 3.3): refuse multi_worker, with the fix, on a Keras that lacks them."""
+    import keras
+    from keras.src.backend.tensorflow import trainer
+
+    needed = {"keras.src.backend.tensorflow.trainer.reduce_per_replica": hasattr(trainer, "reduce_per_replica"),
+              "keras.src.backend.tensorflow.trainer._collective_all_reduce_multi_worker":
+                  hasattr(trainer, "_collective_all_reduce_multi_worker"),
+              "keras.Model._maybe_symbolic_build": hasattr(keras.Model, "_maybe_symbolic_build")}
+    missing = [name for name, present in needed.items() if not present]
+    if missing:
+        raise ConfigError(f"train.distribute: multi_worker works around Keras internals ({missing[0]}) that Keras "
+                          f"{keras.__version__} does not have; install the versions in constraints.txt")
 
 
 def _check_tf_config() -> None:

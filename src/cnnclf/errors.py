@@ -37,6 +37,15 @@ class NonFiniteLoss(RunError):
         self.epoch, self.batch = epoch, batch
 
 
+class DiskFull(RunError):
+    """A write failed for want of space; what was written before is kept."""
+
+    def __init__(self, path, run=None):
+        then = f", then `cnnclf resume {run}`" if run else ""
+        super().__init__(f"disk full writing {path}; free some space{then}")
+        self.path = path
+
+
 class NotARunError(RunError):
     """A path given as a run directory is not one (bad usage, not a failure)."""
 
@@ -51,7 +60,24 @@ class Interrupted(CnnclfError):
         self.exit_code = 128 + signal_number
 
 
+def closest(name: str, candidates) -> str | None:
+    """The candidate most like `name` (difflib's ratio, at least 0.6), or None. `candidates` is names,
+    or (name, what to return) pairs; on a tie the earlier one wins."""
+    pairs = [c if isinstance(c, tuple) else (c, c) for c in candidates]
+    scored = [(difflib.SequenceMatcher(None, name, n).ratio(), -i, value) for i, (n, value) in enumerate(pairs)]
+    ratio, _, best = max(scored, default=(0.0, 0, None))
+    return best if ratio >= 0.6 else None
+
+
 def did_you_mean(name: str, valid) -> str:
     """'; did you mean 'x'?' for the closest valid name, or '' when none is close."""
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = closest(str(name), list(valid))
+    return f"; did you mean {close!r}?" if close is not None else ""
+
+
+def listing(items, limit: int = 8) -> str:
+    """Items for a message, at most `limit` of them: 'a, b, c and 12 more'. Whatever the data holds,
+    an error stays one readable line."""
+    items = [str(i) for i in items]
+    shown = ", ".join(i if len(i) <= 80 else i[:77] + "..." for i in items[:limit])
+    return f"{shown} and {len(items) - limit:,} more" if len(items) > limit else shown

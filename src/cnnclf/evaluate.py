@@ -1,15 +1,18 @@
 """Test-set evaluation of a run's best model: metrics.json and predictions.npz."""
 
 import io
+import zipfile
 
 import keras
 import numpy as np
 
+from cnnclf.compute import eval_batch_size
 from cnnclf.data.pipeline import evaluation_batches
 from cnnclf.errors import RunError
+from cnnclf.fileio import write_bytes, write_json
 from cnnclf.metrics import confusion_matrix, expected_calibration_error, per_class, top_k_accuracy
-from cnnclf.models import eval_batch_size, inference_model
-from cnnclf.runs import RunDir, write_bytes, write_json
+from cnnclf.models import inference_model
+from cnnclf.runs import RunDir
 
 SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
 TOP_K = (3, 5)
@@ -17,33 +20,45 @@ TOP_K = (3, 5)
 
 def load_model(run: RunDir) -> keras.Model:
     """The run's best model, loaded with Keras safe mode on (no code from the file is run)."""
+    path = run.model
     try:
-        return keras.saving.load_model(run.model, safe_mode=True)
+        return keras.saving.load_model(path, safe_mode=True)
     except ValueError as e:
-        if "safe_mode" not in str(e):
-            raise
-        raise RunError(f"{run.model}: the model holds a Lambda layer (code), which safe mode refuses to load; "
-                       f"cnnclf never runs code from model files") from None
+        if "safe_mode" in str(e):
+            raise RunError(f"{path}: the model holds a Lambda layer (code), which safe mode refuses to load; "
+                           f"cnnclf never runs code from model files") from None
+        raise _damaged(path, e) from None
+    except TypeError as e:
+        if "Could not locate" in str(e) or "custom" in str(e).lower():
+            name = str(e).split("'")[1] if "'" in str(e) else "an object"
+            raise RunError(f"{path}: the model uses {name}, which is not a Keras class cnnclf knows (a custom "
+                           f"object); cnnclf loads only models made of Keras's own layers") from None
+        raise _damaged(path, e) from None
+    except (OSError, zipfile.BadZipFile, KeyError, EOFError) as e:
+        raise _damaged(path, e) from None
+
+
+def _damaged(path, error: Exception) -> RunError:
+    reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0][:120]
+    return RunError(f"{path}: the model file is damaged ({error.__class__.__name__}: {reason}); resume or retrain "
+                    f"the run to write it again")
 
 
 def load_predictor(run: RunDir) -> keras.Model:
-    """The run's best model as predict and export use it: inference_model for the run's config."""
-    from cnnclf.config import load_config
-
-    return inference_model(load_model(run), load_config(run.config))
+    """The run's best model as predict, export and serve use it: inference_model for the run's config."""
+    return inference_model(load_model(run), run.read_config())
 
 
 def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     """Evaluate `model` (as inference_model wraps it) on the test split; write metrics.json and
     predictions.npz; return the metrics."""
     onehot = config.data.labels == "onehot"
-    test = evaluation_batches(splits.x_test, splits.y_test, eval_batch_size(model, config.train), splits.num_classes,
-                              onehot)
+    test = evaluation_batches(splits.test, eval_batch_size(model, config.train), splits.num_classes, onehot)
     model = inference_model(model, config)
     results = model.evaluate(test, return_dict=True, verbose=0)
     # Batch by batch: model.predict on the same batches peaked 100-700 MB higher (s004_mnist).
     probabilities = np.concatenate([model.predict_on_batch(x) for x, _ in test]).astype(np.float32)
-    y_true, y_pred = splits.y_test, probabilities.argmax(axis=1)
+    y_true, y_pred = splits.test.labels, probabilities.argmax(axis=1)
     counts = confusion_matrix(y_true, y_pred, splits.num_classes)
     scores = per_class(counts)
     rows = zip(splits.class_names, scores["precision"], scores["recall"], scores["f1"], scores["support"])
@@ -63,25 +78,24 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     order = np.argsort(y_pred == y_true, kind="stable")[:SAMPLES]  # wrong ones first
     out = io.BytesIO()
     np.savez_compressed(out, y_true=y_true, probabilities=probabilities, sample_index=order,
-                        sample_images=splits.x_test[order])
+                        sample_images=splits.test.gather(order))
     write_bytes(run.predictions, out.getvalue())
     return metrics
 
 
 def evaluate_run(run: RunDir) -> dict:
-    """Reload a run's model and the test data its config names; evaluate again and rewrite the metrics."""
-    from cnnclf.config import load_config
-    from cnnclf.data.images import load_images
-    from cnnclf.data.split import split
+    """Reload a run's model and the test data its config names (the files its split.csv put in the
+    test set); evaluate again and rewrite the metrics."""
+    from cnnclf.data.dataset import load
 
-    config = load_config(run.config)
-    splits = split(load_images(config.data), config.data, config.seed)
-    return evaluate(run, load_model(run), splits, config)
+    config = run.read_config()
+    data = load(config.data, config.seed, saved_split=run.split if run.split.exists() else None, need=("test",))
+    return evaluate(run, load_model(run), data.splits, config)
 
 
-def report(metrics: dict) -> str:
+def metrics_table(metrics: dict) -> str:
     """The per-class table and the totals, as text."""
-    width = max(len(n) for n in metrics["class_names"]) + 2
+    width = max(len(n) for n in [*metrics["class_names"], "class"]) + 2
     lines = [f"{'class':<{width}}precision  recall      f1  support"]
     for name, row in metrics["per_class"].items():
         lines.append(f"{name:<{width}}{row['precision']:9.4f}{row['recall']:8.4f}{row['f1']:8.4f}{row['support']:9d}")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from cnnclf.errors import ConfigError
 from cnnclf.evaluate import load_predictor
-from cnnclf.runs import RunDir, atomic_path
+from cnnclf.fileio import atomic_path
+from cnnclf.runs import RunDir
 
 FORMATS = {"savedmodel": "model.savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
 

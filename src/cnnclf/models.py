@@ -5,6 +5,7 @@ import math
 
 import keras
 
+from cnnclf.compute import Compute
 from cnnclf.conv_gradients import use_forward_convolutions
 from cnnclf.errors import ConfigError, did_you_mean
 from cnnclf.presets import PRESETS
@@ -24,7 +25,7 @@ def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(precision)
     specs, where = layer_specs(config.model)
-    model = keras.Sequential(name=config.name.replace(".", "_"))
+    model = keras.Sequential(name="cnnclf")  # not the run's name, which may hold characters Keras refuses
     model.add(keras.Input(shape=input_shape))
     check_test_shift(config.data.augment, input_shape)
     for layer in augmentation(config.data.augment, config.seed):
@@ -53,19 +54,6 @@ def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
     if precision != "float32":
         model.add(keras.layers.Activation("linear", dtype="float32", name="float32_output"))
     return model
-
-
-EVAL_ACTIVATION_BUDGET = 64 * 2**20  # bytes of activations per evaluation batch
-
-
-def eval_batch_size(model: keras.Model, train) -> int:
-    """train.eval_batch_size, with auto resolved: evaluation needs no gradients, so batches larger
-    than training's are free in time, but not in memory (1,024 images of s004_mnist, which keeps
-    full resolution, held 400 MB of activations)."""
-    if train.eval_batch_size != "auto":
-        return train.eval_batch_size
-    per_image = 4 * sum(math.prod(layer.output.shape[1:]) for layer in model.layers)
-    return max(train.batch_size, min(1024, EVAL_ACTIVATION_BUDGET // per_image))
 
 
 def augmentation(augment, seed: int) -> list:
@@ -124,15 +112,15 @@ def inference_model(model: keras.Model, config) -> keras.Model:
     return averaged
 
 
-def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, compute: dict) -> None:
-    """Optimizer (with its learning-rate schedule), loss and metrics, as `train` (TrainConfig) says;
-    `compute` holds the resolved steps_per_execution, jit_compile, conv_gradients and learning_rate_scale."""
-    if compute["conv_gradients"] == "forward":
+def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, compute: Compute) -> None:
+    """Optimizer (with its learning-rate schedule), loss and metrics, as `train` (TrainConfig) says,
+    with the compute levers resolved in `compute`."""
+    if compute.conv_gradients == "forward":
         use_forward_convolutions(model)
-    optimizer = make_optimizer(train, steps_per_epoch, compute["learning_rate_scale"])
+    optimizer = make_optimizer(train, steps_per_epoch, compute.learning_rate_scale)
     model.compile(optimizer=optimizer, loss=make_loss(train, labels),
-                  metrics=list(train.metrics), steps_per_execution=compute["steps_per_execution"],
-                  jit_compile=compute["jit_compile"])
+                  metrics=list(train.metrics), steps_per_execution=compute.steps_per_execution,
+                  jit_compile=compute.jit_compile)
 
 
 def make_optimizer(train, steps_per_epoch: int, scale: float = 1.0) -> keras.optimizers.Optimizer:
@@ -155,11 +143,7 @@ def make_optimizer(train, steps_per_epoch: int, scale: float = 1.0) -> keras.opt
 
 def make_loss(train, labels: str):
     if train.loss != "auto":
-        try:
-            return keras.losses.get(train.loss)
-        except ValueError:
-            raise ConfigError(f"train.loss: {train.loss!r} is not a Keras loss; use auto, or a name such as "
-                              f"categorical_crossentropy") from None
+        return keras.losses.get(train.loss)  # a name the config checked against the labels
     if labels == "onehot":
         return keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
     return keras.losses.SparseCategoricalCrossentropy()

@@ -1,6 +1,5 @@
 """Plots drawn from a run directory's files alone (matplotlib's Agg backend; nothing is shown)."""
 
-import json
 import math
 
 import matplotlib
@@ -9,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cnnclf.runs import RunDir, read_history  # noqa: E402
+from cnnclf.runs import RunDir  # noqa: E402
 
 WRONG, RIGHT = "#c0392b", "#1e8449"
 
@@ -36,7 +35,7 @@ def draw_all(run: RunDir) -> list:
 
 def learning_curves(run: RunDir):
     """Accuracy and loss per epoch, training vs validation, as the tutorials draw them."""
-    rows = read_history(run.history)
+    rows = run.read_history()
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("accuracy", "loss")):
@@ -51,7 +50,7 @@ def learning_curves(run: RunDir):
 
 def confusion(run: RunDir):
     """Confusion matrix, counts and normalized by true class."""
-    metrics = json.loads(run.metrics.read_text())
+    metrics = run.read_metrics()
     counts = np.array(metrics["confusion_matrix"])
     names = metrics["class_names"]
     normalized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -72,7 +71,7 @@ def confusion(run: RunDir):
 
 def per_class_accuracy(run: RunDir):
     """Accuracy (recall) of each class, worst first, against the overall test accuracy."""
-    metrics = json.loads(run.metrics.read_text())
+    metrics = run.read_metrics()
     rows = sorted(metrics["per_class"].items(), key=lambda item: -item[1]["recall"])  # barh: last on top
     fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(rows) + 1)))
     ax.barh([name for name, _ in rows], [r["recall"] for _, r in rows], color="#2e86c1")
@@ -86,7 +85,7 @@ def per_class_accuracy(run: RunDir):
 
 def test_samples(run: RunDir):
     """Sample test images, misclassified first: true label, prediction and its probability."""
-    metrics = json.loads(run.metrics.read_text())
+    metrics = run.read_metrics()
     names = metrics["class_names"]
     with np.load(run.predictions) as f:
         images, index = f["sample_images"], f["sample_index"]
@@ -104,7 +103,7 @@ def reliability(run: RunDir):
     """Reliability diagram: accuracy against confidence per bin, with the calibration error."""
     from cnnclf.metrics import calibration_bins
 
-    metrics = json.loads(run.metrics.read_text())
+    metrics = run.read_metrics()
     with np.load(run.predictions) as f:
         bins = [b for b in calibration_bins(f["probabilities"], f["y_true"]) if b["count"]]
     fig, (ax, counts) = plt.subplots(2, 1, figsize=(6, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnclf.data.image_folder import DECODE_ERRORS, decode_image
+from cnnclf.data.files import DECODE_ERRORS, decode_image, reason
 from cnnclf.errors import DataError
 from cnnclf.evaluate import load_predictor
 from cnnclf.runs import RunDir
@@ -17,15 +17,16 @@ def predict(run: RunDir, paths: list[str], top_k: int) -> list[dict]:
     """One row per readable image: file, class, probability and the top-k classes.
     Files that are not images are reported on stderr and skipped."""
     model = load_predictor(run)
-    class_names = run.status()["class_names"]
+    class_names = run.class_names()
     shape = tuple(model.input_shape[1:])
+    policy = run.read_config().data.resize
     files, images = [], []
     for path in _expand(paths):
         try:
-            images.append(decode_image(path.read_bytes(), shape, resize=True))
+            images.append(decode_image(path.read_bytes(), shape, policy))
             files.append(path)
         except DECODE_ERRORS as e:
-            log.warning(f"skipped {path}: not a readable image ({e.__class__.__name__}: {e})")
+            log.warning(f"skipped {path}: not a readable image ({reason(e)})")
     if not images:
         raise DataError(f"no readable images in {', '.join(paths)}; pass PNG or JPEG files or folders of them")
     probabilities = model.predict(np.stack(images), batch_size=256, verbose=0)

@@ -3,10 +3,10 @@ the metrics tables and every plot. It opens from anywhere, offline, with nothing
 
 import base64
 import html
-import json
 from pathlib import Path
 
-from cnnclf.runs import RunDir, write_text
+from cnnclf.fileio import write_text
+from cnnclf.runs import RunDir
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -30,7 +30,7 @@ window.addEventListener("load", () => {
 
 def write_report(run: RunDir, plots: list[Path]) -> Path:
     status = run.status()
-    metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else None
+    metrics = run.read_metrics()
     parts = [f"<h1>{_e(run.path.name)}</h1>",
              f"<p class='status {_e(status['status'])}'>{_e(status['status'])}"
              + (f": {_e(status['error'])}" if status.get("error") else "") + "</p>",

@@ -1,8 +1,11 @@
-"""The run directory: everything one training run produced, and its status.
+"""The run directory: everything one training run produced, and its status. RunDir is the only
+reader and writer of these files.
 
 runs/<UTC time>-<name>/
   run.json        status (running | completed | failed | interrupted), error, timings
+  run.lock        held (an OS file lock) by the process training the run
   config.yaml     the fully resolved config: evaluate, plot and resume need nothing else
+  split.csv       image files: which file is in which split (train, validation, test)
   model.keras     the best model (by train.checkpoint.monitor)
   history.csv     one row per epoch
   metrics.json    test metrics, per-class report, confusion matrix
@@ -13,25 +16,23 @@ runs/<UTC time>-<name>/
   train.log       what was printed
   plots/          learning curves, confusion matrix, samples, per-class accuracy, calibration
   report.html     everything above on one self-contained page
-  backup/         training state while training (BackupAndRestore), for `cnnclf resume`
+  backup/         training state while training (state.py), for `cnnclf resume`
 """
 
 import contextlib
 import csv
 import datetime
+import fcntl
 import json
 import os
-import signal
 import socket
-import tempfile
-import threading
+import sys
 from pathlib import Path
 
-from cnnclf.errors import Interrupted, NotARunError
+from cnnclf.errors import NotARunError
+from cnnclf.fileio import UMASK, write_json
 
 STATUSES = ("running", "completed", "failed", "interrupted")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class RunDir:
@@ -39,6 +40,7 @@ class RunDir:
         self.path = Path(path)
 
     config = property(lambda self: self.path / "config.yaml")
+    split = property(lambda self: self.path / "split.csv")
     model = property(lambda self: self.path / "model.keras")
     history = property(lambda self: self.path / "history.csv")
     metrics = property(lambda self: self.path / "metrics.json")
@@ -51,6 +53,7 @@ class RunDir:
     plots = property(lambda self: self.path / "plots")
     backup = property(lambda self: self.path / "backup")
     _status = property(lambda self: self.path / "run.json")
+    _lock = property(lambda self: self.path / "run.lock")
 
     @classmethod
     def create(cls, runs_dir, name: str) -> "RunDir":
@@ -82,111 +85,114 @@ class RunDir:
                                f"`cnnclf resume {run.path}` continues its training")
         return run
 
+    # --- what the run's files say ----------------------------------------------------------
+
+    def read_config(self):
+        """The run's resolved config, validated as any config is."""
+        from cnnclf.config import load_config
+
+        return load_config(self.config)
+
     def status(self) -> dict:
-        return json.loads(self._status.read_text())
+        return self._read_json(self._status, "status")
+
+    def read_metrics(self) -> dict | None:
+        return self._read_json(self.metrics, "metrics") if self.metrics.exists() else None
+
+    def read_history(self) -> list[dict]:
+        return read_history(self.history)
+
+    def class_names(self) -> list[str]:
+        names = self.status().get("class_names")
+        if not isinstance(names, list) or not names:
+            raise NotARunError(f"{self._status}: names no classes; the run never started training")
+        return [str(n) for n in names]
+
+    def _read_json(self, path: Path, what: str) -> dict:
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise NotARunError(f"{path}: the run's {what} file is damaged ({e.__class__.__name__}); "
+                               f"the run cannot be used as it is") from None
+        if not isinstance(value, dict) or (path == self._status and value.get("status") not in STATUSES):
+            raise NotARunError(f"{path}: the run's {what} file is damaged (not a cnnclf {what} record)")
+        return value
 
     def set_status(self, status: str, **fields) -> None:
         assert status in STATUSES
         state = self.status() if self._status.exists() else {}
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        state.update(fields, status=status, updated_at=now, host=socket.gethostname(), pid=os.getpid())
+        state.update(fields, status=status, updated_at=now, host=socket.gethostname(), **process_identity())
         state.setdefault("started_at", now)
         if status != "failed":
             state.pop("error", None)
         write_json(self._status, state)
 
-    def is_alive(self) -> bool:
-        """Whether a process on this machine is still training this run."""
-        state = self.status()
-        if state["status"] != "running" or state.get("host") != socket.gethostname():
-            return False
+    # --- who is training it ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the run's lock for the block: an OS file lock, released when the process ends however
+        it ends. A second process gets NotARunError naming the holder."""
+        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o666 & ~UMASK)
         try:
-            os.kill(state["pid"], 0)
-        except ProcessLookupError:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                raise NotARunError(f"{self.path}: this run is being trained by process {holder.get('pid', '?')} "
+                                   f"({' '.join(holder.get('command', []))[:100] or 'cnnclf'}, since "
+                                   f"{holder.get('since', '?')}); wait for it or stop it first") from None
+            os.ftruncate(fd, 0)
+            now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            os.pwrite(fd, json.dumps({**process_identity(), "since": now, "command": sys.argv}).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def is_alive(self) -> bool:
+        """Whether a process on this machine is training this run (it holds the run's lock)."""
+        if not self._lock.exists():
             return False
-        except PermissionError:
-            return True
-        return state["pid"] != os.getpid()
+        fd = os.open(self._lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd).get("pid") != os.getpid()
+        finally:
+            os.close(fd)
+        return False
+
+
+def process_identity(pid: int | None = None) -> dict:
+    """A process as the OS knows it: its id and when it started (clock ticks after boot), and
+    the boot, so that a reused PID is not mistaken for the process that wrote a record."""
+    pid = pid or os.getpid()
+    identity: dict = {"pid": pid}
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            identity["process_start"] = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            identity["boot_id"] = f.read().strip()
+    except (OSError, IndexError, ValueError):
+        pass
+    return identity
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        return json.loads(os.pread(fd, 65536, 0) or b"{}")
+    except ValueError:
+        return {}
 
 
 def read_history(path) -> list[dict]:
-    """The rows of a history.csv: epoch as int, every other column as float."""
+    """The rows of a history.csv: epoch as int, phase as text, every other column as float."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode())
-
-
-def write_json(path: Path, value) -> None:
-    write_text(path, json.dumps(value, indent=2) + "\n")
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write a file atomically: readers see the old file or the new one, never half of one."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """Yield a temporary path beside `path`; rename it over `path` once the block succeeds."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        with deferred_interrupts():
-            yield Path(tmp)
-            os.chmod(tmp, 0o666 & ~_UMASK)  # as an ordinary new file would be, not mkstemp's 0600
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-# --- interruptions ----------------------------------------------------------------------
-
-_deferring = 0
-_pending: list[int] = []
-
-
-def _on_signal(signum, frame):
-    if _deferring:
-        _pending.append(signum)
-    else:
-        raise Interrupted(f"stopped by {signal.Signals(signum).name}", signum)
-
-
-@contextlib.contextmanager
-def interrupts_raised():
-    """Within the block, SIGINT (Ctrl-C) and SIGTERM raise Interrupted (outside deferred blocks)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread receives signals
-        return
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-@contextlib.contextmanager
-def deferred_interrupts():
-    """Hold SIGINT/SIGTERM until the block ends, so state being saved is never half-saved."""
-    global _deferring
-    _deferring += 1
-    try:
-        yield
-    finally:
-        _deferring -= 1
-        if not _deferring and _pending:
-            signum = _pending.pop()
-            _pending.clear()
-            raise Interrupted(f"stopped by {signal.Signals(signum).name}", signum)
+        return [{k: v if k == "phase" else int(v) if k == "epoch" else float(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 # --- many runs --------------------------------------------------------------------------
@@ -196,27 +202,31 @@ RUN_COLUMNS = ("id", "dataset", "model", "parameters", "epochs", "best_val_accur
 
 
 def summarize(run: RunDir) -> dict:
-    """One row of `cnnclf runs`: what the run trained and how it did."""
-    import yaml
-
-    state, config = run.status(), yaml.safe_load(run.config.read_text())
-    model = config["model"]
-    metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else {}
-    validation = [row["val_accuracy"] for row in read_history(run.history) if "val_accuracy" in row]
+    """One row of `cnnclf runs`: what the run trained and how it did; a run whose files are damaged
+    is listed as damaged rather than stopping the listing."""
+    row: dict = dict.fromkeys(RUN_COLUMNS)
+    row["id"] = run.path.name
+    try:
+        state, config = run.status(), run.read_config()
+        metrics = run.read_metrics() or {}
+        validation = [r["val_accuracy"] for r in run.read_history() if "val_accuracy" in r]
+    except Exception as e:  # noqa: BLE001 - any unreadable file makes the run damaged, not the listing
+        row["status"] = f"damaged ({str(e).split(': ', 1)[-1][:60]})"
+        return row
     status = state["status"]
-    if status == "running" and not run.is_alive():
-        status = "running (no process)"  # the machine or process was lost: resume it
-    return {
-        "id": run.path.name,
-        "dataset": config["data"]["dataset"],
-        "model": model.get("preset") or f"{len(model['layers'])} layers",
-        "parameters": state.get("parameters"),
-        "epochs": state.get("epochs_done"),
-        "best_val_accuracy": round(max(validation), 4) if validation else None,
-        "test_accuracy": round(metrics["test_accuracy"], 4) if metrics else None,
-        "wall_seconds": state.get("wall_seconds"),
-        "status": status,
-    }
+    if status == "running" and state.get("host") == socket.gethostname() and not run.is_alive():
+        status = "stopped (no process; resume it)"  # killed, or the machine went down
+    row.update(
+        dataset=config.data.dataset,
+        model=config.model.preset or f"{len(config.model.layers or [])} layers",
+        parameters=state.get("parameters"),
+        epochs=state.get("epochs_done"),
+        best_val_accuracy=round(max(validation), 4) if validation else None,
+        test_accuracy=round(metrics["test_accuracy"], 4) if "test_accuracy" in metrics else None,
+        wall_seconds=state.get("wall_seconds"),
+        status=status,
+    )
+    return row
 
 
 def list_runs(runs_dir, sort: str = "id") -> list[dict]:
@@ -228,4 +238,11 @@ def list_runs(runs_dir, sort: str = "id") -> list[dict]:
     rows = [summarize(RunDir(p)) for p in sorted(Path(runs_dir).iterdir())
             if (p / "run.json").is_file() and (p / "config.yaml").is_file()] if Path(runs_dir).is_dir() else []
     numeric = sort not in ("id", "dataset", "model", "status")
-    return sorted(rows, key=lambda r: (r[sort] is None, -r[sort] if numeric and r[sort] is not None else r[sort]))
+
+    def key(row):
+        value = row[sort]
+        if value is None or (numeric and not isinstance(value, (int, float))):
+            return (1, 0)
+        return (0, -value if numeric else str(value))
+
+    return sorted(rows, key=key)

@@ -15,3 +15,8 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def short(value):
+    """A number as a table shows it: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else value

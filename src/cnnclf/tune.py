@@ -13,9 +13,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from cnnclf.config import Config
+from cnnclf.config import Config, override
 from cnnclf.errors import CnnclfError, ConfigError
-from cnnclf.runs import RunDir, read_history, write_text
+from cnnclf.fileio import write_text
+from cnnclf.runs import RunDir
 from cnnclf.train import resume, train
 
 log = logging.getLogger("cnnclf")
@@ -43,7 +44,7 @@ def tune(config: Config, trials: int | None = None) -> dict:
         params = {key: _suggest(trial, key, dimension) for key, dimension in settings.space.items()}
         log.info(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in params.items())}")
         try:
-            run = train(config.with_overrides({**params, "name": _trial_name(config, trial.number), "tune": None}))
+            run = train(override(config, {**params, "name": _trial_name(config, trial.number), "tune": None}))
         except CnnclfError as e:
             if e.exit_code > 128:  # interrupted: the trial stays running, to be resumed next time
                 raise
@@ -71,7 +72,7 @@ def _finish_interrupted(study, trial, config: Config) -> None:
 
 
 def _record(study, trial, run: RunDir, settings) -> None:
-    values = [row[settings.metric] for row in read_history(run.history)]
+    values = [row[settings.metric] for row in run.read_history()]
     value = max(values) if settings.direction == "maximize" else min(values)
     study.tell(trial.number, value)
     log.info(f"trial {trial.number}: {settings.metric} {value:.4f} ({run.path})")

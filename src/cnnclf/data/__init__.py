@@ -1,2 +1,20 @@
-"""Data flows one way: a source module reads files into uint8 arrays (images.py holds them),
-split.py limits and splits them, pipeline.py feeds them to Keras through tf.data."""
+"""The data, from files to tf.data. Data flows one way:
+
+    sources.py   THE TABLE of data sources: name -> module, the datasets it can hold, the keys it reads
+    <source>.py  one module per source: load(cfg) -> Images (whole arrays: idx.py, csv_files.py,
+                 npz.py, cifar_pickles.py, keras_download.py, sklearn_digits.py), or
+                 list_files(cfg) -> ImageFiles (image files, decoded later: image_folder.py, manifest.py)
+    images.py    Images (uint8 arrays) and the checks every source's data gets (check_classes)
+    files.py     ImageFiles, reading files from a folder or zip, decode_image (resize policy, limits)
+    split.py     train / validation / test: by index for arrays, by a seeded hash of each file's name
+                 for image files; split.csv
+    parts.py     a split's images: in memory, or streamed from files or a decoded-pixels cache
+    dataset.py   load(cfg, seed) -> Dataset: all of the above, in order
+    pipeline.py  tf.data batches over a part
+
+To add a data source: write one module here with load(cfg) or list_files(cfg), and add its row
+to SOURCES in sources.py (naming the config keys it reads). Nothing else changes: the config
+checks, the loader and `cnnclf init` read the table.
+
+This package knows nothing of models, training, run directories or plots.
+"""

@@ -30,14 +30,3 @@ KNOWN = {
 }
 
 DATASETS = (*KNOWN, "custom")
-
-# Which datasets each source can hold (custom: the user's own classes).
-SOURCES = {
-    "keras": ("mnist", "fashion_mnist", "cifar10"),
-    "sklearn": ("digits",),
-    "idx": ("mnist", "fashion_mnist", "custom"),
-    "csv": ("mnist", "fashion_mnist", "cifar10", "custom"),
-    "npz": ("mnist", "fashion_mnist", "cifar10", "custom"),
-    "cifar": ("cifar10", "custom"),
-    "folder": ("mnist", "fashion_mnist", "cifar10", "custom"),
-}

@@ -1,164 +1,188 @@
-"""Image folders: train/<class>/<image> and test/<class>/<image>, on disk or in a zip.
+"""A folder of image files, one folder per class, on disk or in a zip:
 
-Class names are the folder names, sorted. Grayscale or RGB and the image size come from
-data.image_shape (images are converted and resized to it) or from the first image.
-Large sets are read and decoded by a pool of processes, one share of the files each
-(threads would serialize on the GIL: small images are mostly Python work to decode).
-The workers are forked: they run only Pillow, zipfile and hashlib, never TensorFlow, so
-forking a process that has started TensorFlow's threads is safe here (PyTorch's DataLoader
-workers rely on the same). Where fork is unavailable, decoding stays in-process.
+    photos/<class>/*.jpg                                   no test part: one is carved out (data.test_split)
+    photos/train/<class>/*.jpg + photos/test/<class>/*.jpg  the data's own test part
+
+Class names are the folder names, sorted; files below a class folder at any depth belong to it.
+A zip may hold the tree inside one wrapping folder. Files whose suffix is not an image's
+(README.txt, Thumbs.db) are ignored with a warning; hidden files and folders are ignored.
+data.test_path: the test part's class folders elsewhere (a folder or a zip).
 """
 
-import hashlib
-import io
-import multiprocessing
+import logging
 import os
-import zipfile
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 
-from cnnclf.data.images import Images
-from cnnclf.errors import DataError
+from cnnclf.data.files import ImageFiles, ZipReader, checked_name, open_tree, suffix_is_image
+from cnnclf.errors import DataError, listing
 
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-PARALLEL_FROM = 4000  # images; below this, starting worker processes costs more than it saves
+log = logging.getLogger("cnnclf")
+
+TEST_PREFIX = "[test_path]/"  # names of files read from data.test_path
 
 
-def load(cfg) -> Images:
+def list_files(cfg) -> ImageFiles:
     path = Path(cfg.path)
     if not path.exists():
-        raise DataError(f"{path}: no such folder or zip; data.path must hold train/<class>/ and test/<class>/")
-    train = _Tree(path, "train")
-    test = _Tree(Path(cfg.test_path), None) if cfg.test_path is not None else _Tree(path, "test")
-    class_names = sorted(train.classes)
-    if sorted(test.classes) != class_names:
-        missing, extra = sorted(set(class_names) - set(test.classes)), sorted(set(test.classes) - set(class_names))
+        raise DataError(f"{path}: no such folder or zip; data.path must hold <class>/<images> "
+                        f"(or train/<class>/ and test/<class>/)")
+    reader = open_tree(path)
+    tree = _Tree(reader, path)
+    if cfg.test_path is not None:
+        test_path = Path(cfg.test_path)
+        if not test_path.exists():
+            raise DataError(f"{test_path}: no such folder or zip (data.test_path); it must hold <class>/<images>")
+        test = _Tree(open_tree(test_path), test_path)
+        train_part = tree.part("train") if tree.split else tree.classes("", str(path))
+        parts = {"train": train_part, "test": test.classes("", str(test_path), prefix=TEST_PREFIX)}
+        reader = _Joined(reader, tree.wrapper, test.reader, test.wrapper)
+    elif tree.split:
+        parts = {"train": tree.part("train"), "test": tree.part("test")}
+        reader = _Joined(reader, tree.wrapper)
+    else:
+        parts = {"": tree.classes("", str(path))}
+        reader = _Joined(reader, tree.wrapper)
+    class_names = sorted(parts.get("train", parts.get("", {})))
+    if "test" in parts and sorted(parts["test"]) != class_names:
+        missing = sorted(set(class_names) - set(parts["test"]))
+        extra = sorted(set(parts["test"]) - set(class_names))
         raise DataError(f"{path}: test classes differ from train classes (missing in test: "
-                        f"{', '.join(missing) or 'none'}; only in test: {', '.join(extra) or 'none'})")
-    shape = tuple(cfg.image_shape) if cfg.image_shape else train.first_shape(class_names)
-    skipped: list[str] = []
-    x_train, y_train, train_sha = train.decode(class_names, shape, bool(cfg.image_shape), cfg.skip_bad_images, skipped)
-    x_test, y_test, test_sha = test.decode(class_names, shape, bool(cfg.image_shape), cfg.skip_bad_images, skipped)
-    return Images(x_train, y_train, x_test, y_test, class_names=class_names,
-                  files={f"{train.where} ({len(y_train)} images)": train_sha,
-                         f"{test.where} ({len(y_test)} images)": test_sha},
-                  skipped=skipped)
+                        f"{listing(missing) or 'none'}; only in test: {listing(extra) or 'none'})")
+    names, labels, split = [], [], []
+    for part, classes in parts.items():
+        for label, name in enumerate(class_names):
+            names += classes[name]
+            labels += [label] * len(classes[name])
+            split += [part] * len(classes[name])
+    for name in names:
+        reader.check(name)
+    if tree.ignored:
+        log.warning(f"ignored {tree.ignored} files in {path} that are not images by their suffix "
+                    f"(the first: {tree.first_ignored})")
+    return ImageFiles(str(path), reader, names, np.asarray(labels, np.int64), np.asarray(split), class_names)
 
 
 class _Tree:
-    """The image files of one part (train or test) of a folder or zip, by class."""
+    """The files under a folder or zip, relative to it (a zip's single wrapping folder removed)."""
 
-    def __init__(self, path: Path, part: str | None):
-        self.path = path
-        self.archive = path if path.is_file() and zipfile.is_zipfile(path) else None
-        self.where = f"{path}" + (f" ({part}/)" if part else "")
-        self.classes = self._zip_classes(part) if self.archive else self._dir_classes(part)
-        if not self.classes:
-            raise DataError(f"{self.where}: no class folders; expected {part or '.'}/<class>/<image files>")
-        for name, files in self.classes.items():
-            if not files:
-                raise DataError(f"{self.where}: class folder {name!r} has no images; add some or remove the folder")
+    def __init__(self, reader, path: Path):
+        self.reader, self.path = reader, path
+        names = _all_files(reader, path)
+        self.dirs = _all_dirs(reader, path, names)
+        self.wrapper = _wrapper(names, self.dirs)
+        cut = len(self.wrapper)
+        self.files = [n[cut:] for n in names if n.startswith(self.wrapper)]
+        self.dirs = {d[cut:] for d in self.dirs if d.startswith(self.wrapper) and len(d) > cut}
+        self.ignored, self.first_ignored = 0, ""
+        train_files = [n for n in self.files if n.startswith("train/")]
+        holds_classes = any(d.startswith("train/") for d in self.dirs)
+        holds_images = any(n.count("/") == 1 and suffix_is_image(n) for n in train_files)
+        self.split = "train" in self.dirs and (holds_classes or not holds_images)
 
-    def _dir_classes(self, part) -> dict[str, list[str]]:
-        root = self.path / part if part else self.path
-        if not root.is_dir():
-            raise DataError(f"{self.path}: no {part or 'test'} folder; expected {part or 'test'}/<class>/<images>")
-        return {d.name: sorted(str(f) for f in d.iterdir() if f.is_file() and not f.name.startswith("."))
-                for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    def part(self, name: str) -> dict[str, list[str]]:
+        if name not in self.dirs:
+            raise DataError(f"{self.path}: no {name} folder; expected {name}/<class>/<images> beside train/")
+        return self.classes(f"{name}/", f"{self.path} ({name}/)")
 
-    def _zip_classes(self, part) -> dict[str, list[str]]:
-        with zipfile.ZipFile(self.archive) as archive:
-            names = [n for n in archive.namelist() if not n.endswith("/")]
-        marker = f"{part}/"
-        prefix = next((n[: n.index(marker)] for n in names if n.startswith(marker) or f"/{marker}" in n), None)
-        if prefix is None:
-            raise DataError(f"{self.path}: no {part}/ folder in the zip; expected {part}/<class>/<images>")
-        classes: dict[str, list[str]] = {}
-        for name in sorted(names):
-            rest = name[len(prefix) + len(marker):].split("/") if name.startswith(prefix + marker) else []
-            if len(rest) == 2 and not rest[0].startswith(".") and not rest[1].startswith("."):
-                classes.setdefault(rest[0], []).append(name)
-        return classes
-
-    def first_shape(self, class_names) -> tuple[int, int, int]:
-        first = self.classes[class_names[0]][0]
-        try:
-            with Image.open(io.BytesIO(_read(self.archive, [first])[0])) as image:
-                return image.height, image.width, 1 if image.mode in GRAY_MODES else 3
-        except DECODE_ERRORS as e:
-            raise DataError(f"{self._name(first)}: not a readable image ({e}); the first image decides the image "
-                            f"shape, so set data.image_shape or remove the file") from None
-
-    def decode(self, class_names, shape, resize, skip_bad, skipped) -> tuple[np.ndarray, np.ndarray, str]:
-        """All images as uint8 (N, *shape), their labels, and a sha256 of the files read."""
-        files = [(name, label) for label, c in enumerate(class_names) for name in self.classes[c]]
-        names = [name for name, _ in files]
-        parallel = len(files) >= PARALLEL_FROM and "fork" in multiprocessing.get_all_start_methods()
-        workers = min(os.cpu_count() or 1, 8) if parallel else 1
-        shares = [(self.archive, names[i::workers], shape, resize) for i in range(workers)]
-        if workers == 1:
-            done = [_decode_share(*shares[0])]
-        else:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                done = list(pool.map(_decode_share, *zip(*shares)))
-        decoded, digests = [None] * len(files), [None] * len(files)
-        for i, (pixels, hashes) in enumerate(done):
-            decoded[i::workers], digests[i::workers] = pixels, hashes
-        images, labels = [], []
-        for (name, label), pixels in zip(files, decoded):
-            if isinstance(pixels, str):
-                if not skip_bad:
-                    raise DataError(f"{self._name(name)}: not a readable image ({pixels}); remove it or set "
-                                    f"data.skip_bad_images: true to skip and count such files")
-                skipped.append(self._name(name))
+    def classes(self, under: str, where: str, prefix: str = "") -> dict[str, list[str]]:
+        """{class: [file names]} of the class folders directly under `under`."""
+        found: dict[str, list[str]] = {d[len(under):]: [] for d in self.dirs
+                                       if d.startswith(under) and "/" not in d[len(under):]}
+        for name in sorted(self.files):
+            if not name.startswith(under) or "/" not in name[len(under):]:
                 continue
-            if pixels.shape != shape:
-                raise DataError(f"{self._name(name)}: image is {_size(pixels.shape)} but the first image is "
-                                f"{_size(shape)}; set data.image_shape: [height, width, channels] to resize them all")
-            images.append(pixels)
-            labels.append(label)
-        if not images:
-            raise DataError(f"{self.where}: no readable images")
-        return np.stack(images), np.asarray(labels, np.int64), hashlib.sha256(b"".join(digests)).hexdigest()
-
-    def _name(self, name: str) -> str:
-        return f"{self.archive}:{name}" if self.archive else name
-
-
-def _read(archive, names: list[str]) -> list[bytes]:
-    if archive is None:
-        return [Path(name).read_bytes() for name in names]
-    with zipfile.ZipFile(archive) as z:
-        return [z.read(name) for name in names]
+            cls = name[len(under):].split("/", 1)[0]
+            if suffix_is_image(name):
+                found.setdefault(cls, []).append(prefix + name)
+            else:
+                self.ignored += 1
+                self.first_ignored = self.first_ignored or self.reader.describe(self.wrapper + name)
+        if not found:
+            raise DataError(f"{where}: no class folders; expected {under or './'}<class>/<image files>")
+        for cls, files in sorted(found.items()):
+            if not files:
+                raise DataError(f"{where}: class folder {cls!r} has no images; add some or remove the folder")
+        if len(found) < 2:
+            raise DataError(f"{where}: only one class folder ({listing(found)}); a classifier needs at least two "
+                            f"classes, each a folder of its images")
+        return found
 
 
-def _decode_share(archive, names, shape, resize):
-    """Read and decode some files (in a worker process): pixels or an error text, and sha256s."""
-    pixels, hashes = [], []
-    for name, data in zip(names, _read(archive, names)):
-        hashes.append(hashlib.sha256(name.encode() + data).digest())
-        try:
-            pixels.append(decode_image(data, shape, resize))
-        except DECODE_ERRORS as e:
-            pixels.append(f"{e.__class__.__name__}: {e}")
-    return pixels, hashes
+def _all_files(reader, path: Path) -> list[str]:
+    """Every file's path relative to the tree, hidden ones left out, each checked to be UTF-8."""
+    if isinstance(reader, ZipReader):
+        names = [n for n in reader.infos if not _hidden(n)]
+    else:
+        names = []
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            base = Path(folder).relative_to(path)
+            names += [str(PurePosixPath(base / f)) for f in sorted(files) if not f.startswith(".")]
+    return [checked_name(n, str(path)) for n in names]
 
 
-def decode_image(data: bytes, shape: tuple[int, int, int], resize: bool = True) -> np.ndarray:
-    """Encoded image bytes -> uint8 (height, width, channels), converted to the shape's
-    channels and, when `resize`, to its size. Raises one of DECODE_ERRORS."""
-    height, width, channels = shape
-    with Image.open(io.BytesIO(data)) as image:
-        image = image.convert("L" if channels == 1 else "RGB")
-        if resize and image.size != (width, height):
-            image = image.resize((width, height), Image.BILINEAR)
-        pixels = np.asarray(image, dtype=np.uint8)
-    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+def _all_dirs(reader, path: Path, names: list[str]) -> set[str]:
+    """Every folder (as 'a/b'): the parents of files, and empty folders too."""
+    dirs = {str(parent) for n in names for parent in PurePosixPath(n).parents if str(parent) != "."}
+    if isinstance(reader, ZipReader):
+        dirs |= {n.rstrip("/") for n in reader.infos_dirs if not _hidden(n)}
+    else:
+        for folder, subdirs, _ in os.walk(path):
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+            dirs |= {str(PurePosixPath(Path(folder).relative_to(path) / d)) for d in subdirs}
+    return dirs
 
 
-def _size(shape) -> str:
-    return "x".join(map(str, shape))
+def _wrapper(names: list[str], dirs: set[str]) -> str:
+    """'photos/' when every file lies inside one folder that is neither a class folder (it holds
+    folders, not images) nor train/: zips of a folder usually have one."""
+    prefix = ""
+    while True:
+        tops = {n[len(prefix):].split("/", 1)[0] for n in names}
+        if len(tops) != 1 or any(n[len(prefix):].count("/") < 2 for n in names):
+            return prefix
+        top = tops.pop()
+        if top in ("train", "test"):
+            return prefix
+        prefix += top + "/"
+
+
+def _hidden(name: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+
+
+class _Joined:
+    """Reads the tree's names through its reader (behind any wrapping folder), and the names of
+    data.test_path's files through theirs."""
+
+    def __init__(self, reader, wrapper: str, test_reader=None, test_wrapper: str = ""):
+        self.parts = [(TEST_PREFIX, test_reader, test_wrapper), ("", reader, wrapper)]
+
+    def _locate(self, name: str):
+        for prefix, reader, wrapper in self.parts:
+            if reader is not None and name.startswith(prefix):
+                return reader, wrapper + name[len(prefix):]
+        raise KeyError(name)
+
+    def read(self, name: str) -> bytes:
+        reader, inner = self._locate(name)
+        return reader.read(inner)
+
+    def describe(self, name: str) -> str:
+        reader, inner = self._locate(name)
+        return reader.describe(inner)
+
+    def open(self, name: str):
+        reader, inner = self._locate(name)
+        return reader.open(inner)
+
+    def stamp(self, name: str) -> str:
+        reader, inner = self._locate(name)
+        return reader.stamp(inner)
+
+    def check(self, name: str) -> None:
+        reader, inner = self._locate(name)
+        reader.check(inner)
+

@@ -7,17 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnclf.data.datasets import KNOWN
-from cnnclf.errors import DataError
+from cnnclf.data.sources import SOURCES
+from cnnclf.errors import DataError, listing
 
-SOURCE_MODULES = {
-    "keras": "keras_download",
-    "sklearn": "sklearn_digits",
-    "idx": "idx",
-    "csv": "csv_files",
-    "npz": "npz",
-    "cifar": "cifar_pickles",
-    "folder": "image_folder",
-}
 
 
 class Sized:
@@ -53,7 +45,7 @@ class Images(Sized):
 
 def load_images(data_config) -> Images:
     """Read the dataset the config names and check that it is usable for classification."""
-    module = importlib.import_module(f"cnnclf.data.{SOURCE_MODULES[data_config.source]}")
+    module = importlib.import_module(f"cnnclf.data.{SOURCES[data_config.source].module}")
     images = module.load(data_config)
     _check(images, data_config)
     return images
@@ -77,29 +69,46 @@ def _check(images: Images, cfg) -> None:
     if known and images.shape != known.shape:
         raise DataError(f"{where}: images are {_shape(images.x_train)}, but {cfg.dataset} images are "
                         f"{'x'.join(map(str, known.shape))}; set data.dataset: custom or fix data.path")
-    if images.class_names is None:
-        count = len(known.class_names) if known else int(images.y_train.max()) + 1
-        images.class_names = list(known.class_names) if known else [str(i) for i in range(count)]
-    elif known and images.class_names != list(known.class_names):
+    images.class_names = check_classes(images.class_names, images.y_train, images.y_test, cfg, where)
+
+
+def check_classes(class_names: list[str] | None, y_train: np.ndarray, y_test: np.ndarray, cfg, where: str) -> list[str]:
+    """The class names of labels y (class indices), checked: names from the data, else the dataset's
+    own, else '0'..'K-1'; every label within range, every class in training, at least two classes.
+    A label far beyond the others (a typo such as 2000000 among 0-9) is named, not turned into
+    millions of classes."""
+    known = KNOWN.get(cfg.dataset)
+    if class_names is None:
+        labels = np.concatenate([y_train, y_test])
+        distinct = np.unique(labels)
+        count = len(known.class_names) if known else int(labels.max(initial=0)) + 1
+        if not known and count > 2 * len(distinct) + 8:
+            top = distinct[-3:][::-1].tolist()
+            raise DataError(f"{where}: labels run up to {top[0]} but only {len(distinct)} distinct values appear "
+                            f"(the largest: {listing(top)}); labels are class indices 0 to K-1, so fix the "
+                            f"mistyped ones")
+        class_names = list(known.class_names) if known else [str(i) for i in range(count)]
+    elif known and class_names != list(known.class_names):
         # Folder names must be the dataset's classes (or 0..K-1), so label i means class i.
-        if images.class_names != [str(i) for i in range(len(known.class_names))]:
-            raise DataError(f"{where}: classes {', '.join(images.class_names)} are not the {cfg.dataset} classes "
+        if class_names != [str(i) for i in range(len(known.class_names))]:
+            raise DataError(f"{where}: classes {listing(class_names)} are not the {cfg.dataset} classes "
                             f"({', '.join(known.class_names)}, or 0-{len(known.class_names) - 1}); "
                             f"rename them or set data.dataset: custom")
-        images.class_names = list(known.class_names)
-    k = images.num_classes
-    for part in ("train", "test"):
-        y = getattr(images, f"y_{part}")
+        class_names = list(known.class_names)
+    k = len(class_names)
+    for part, y in (("train", y_train), ("test", y_test)):
         bad = (y < 0) | (y >= k)
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(f"{where}: {part} label {int(y[i])} (item {i}) is outside the class range 0-{k - 1}; "
                             f"fix the labels or set data.dataset: custom")
-    missing = sorted(set(range(k)) - set(np.unique(images.y_train).tolist()))
+    missing = sorted(set(range(k)) - set(np.unique(y_train).tolist()))
     if missing:
-        names = ", ".join(images.class_names[i] for i in missing)
-        raise DataError(f"{where}: classes missing from the training set: {names}; "
-                        f"every class needs training images")
+        raise DataError(f"{where}: classes missing from the training set: "
+                        f"{listing([class_names[i] for i in missing])}; every class needs training images")
+    if k < 2:
+        raise DataError(f"{where}: only one class ({class_names[0]}); a classifier needs at least two classes")
+    return class_names
 
 
 def _shape(x: np.ndarray) -> str:

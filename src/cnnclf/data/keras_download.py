@@ -1,16 +1,15 @@
-"""keras.datasets: downloads on first use and caches in ~/.keras/datasets."""
+"""keras.datasets: downloads on first use and caches in ~/.keras/datasets. Importing Keras starts
+TensorFlow: the command line starts it first, quietly (startup.py)."""
 
 import importlib
 
 import numpy as np
 
-from cnnclf import runtime
 from cnnclf.data.images import Images, with_channels
 from cnnclf.errors import DataError
 
 
 def load(cfg) -> Images:
-    runtime.start()  # Keras imports TensorFlow: do it the quiet way, once
     module = importlib.import_module(f"keras.datasets.{cfg.dataset}")
     try:
         (x_train, y_train), (x_test, y_test) = module.load_data()

@@ -1,33 +1,63 @@
-"""Limit (stratified subsets) and split (train / validation / test), seeded.
+"""Which image is in which split (train, validation, test), seeded, and the Splits training uses.
 
-scikit-learn is imported only where a split needs it: loaded, it holds 124 MB for the whole run.
+Whole arrays (idx, csv, npz, ...) are split by index: data.limit_* take stratified subsets and
+validation_split holds out a stratified part of train (scikit-learn, imported only here: loaded,
+it holds 124 MB for the whole run).
+
+Image files are split by a seeded hash of each file's name: a file lands in the test set when its
+hash falls below data.test_split (where the data has no test part), in validation when a second
+hash falls below validation_split. Each file's split depends on nothing but its own name and the
+seed, so adding images later leaves every earlier image where it was, and every class is split in
+the same proportion (stratified in expectation). The assignment is saved in the run directory
+(split.csv) and reused by evaluate, resume and `train --from`.
 """
 
+import csv
 import hashlib
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from cnnclf.data.images import Images, Sized
-from cnnclf.errors import ConfigError, DataError
+from cnnclf.data.files import ImageFiles
+from cnnclf.data.images import Images
+from cnnclf.data.parts import InMemory, Part
+from cnnclf.errors import ConfigError, DataError, listing
+
+PARTS = ("train", "validation", "test")
+DEFAULT_TEST_SPLIT = 0.2
 
 
 @dataclass
-class Splits(Sized):
-    x_train: np.ndarray  # uint8 (N, H, W, C): the only copy of the pixels training uses
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+class Splits:
+    train: Part
+    validation: Part  # the test part itself when data.validation is test
+    test: Part
     class_names: list[str]
-    fingerprint: str  # sha256 of the chosen indices: the same split gives the same hash
+    fingerprint: str  # sha256 of the assignment: the same split gives the same hash
+    table: list[tuple[str, str, str]] | None = None  # image files: (file, class, split) rows of split.csv
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.train.shape
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 
 
-def split(images: Images, cfg, seed: int) -> Splits:
-    """Apply data.limit_train/limit_test and hold out the validation set, as `cfg` (DataConfig) says."""
-    train = _subset(images.y_train, cfg.limit_train, seed, "data.limit_train")
-    test = _subset(images.y_test, cfg.limit_test, seed, "data.limit_test")
+# --- whole arrays -----------------------------------------------------------------------------
+
+
+def split_arrays(images: Images, cfg, seed: int, limits: tuple[int | None, int | None]) -> Splits:
+    """Apply the limits (train, test) and hold out the validation set, as `cfg` (DataConfig) says."""
+    train = _subset(images.y_train, limits[0], seed, "data.limit_train")
+    test = _subset(images.y_test, limits[1], seed, "data.limit_test")
+    val = np.array([], np.int64)
     if cfg.validation == "split":
         from sklearn.model_selection import train_test_split
 
@@ -39,17 +69,13 @@ def split(images: Images, cfg, seed: int) -> Splits:
                             f"{len(train)} training images in {images.num_classes} classes ({e}); raise "
                             f"data.validation_split or data.limit_train, or set data.validation: test") from None
         train, val = np.sort(train), np.sort(val)
-        x_val, y_val = images.x_train[val], images.y_train[val]
-    else:
-        val = np.array([], np.int64)
     digest = hashlib.sha256()
     for indices in (train, val, test):
         digest.update(np.asarray(indices, np.int64).tobytes())
-    x_test, y_test = images.x_test[test], images.y_test[test]
-    if cfg.validation == "test":
-        x_val, y_val = x_test, y_test
-    return Splits(images.x_train[train], images.y_train[train], x_val, y_val, x_test, y_test,
-                  list(images.class_names), digest.hexdigest())
+    test_part = InMemory(images.x_test[test], images.y_test[test])
+    validation = InMemory(images.x_train[val], images.y_train[val]) if cfg.validation == "split" else test_part
+    return Splits(InMemory(images.x_train[train], images.y_train[train]), validation, test_part,
+                  list(images.class_names or []), digest.hexdigest())
 
 
 def _subset(labels: np.ndarray, limit: int | None, seed: int, key: str) -> np.ndarray:
@@ -65,3 +91,92 @@ def _subset(labels: np.ndarray, limit: int | None, seed: int, key: str) -> np.nd
 
     chosen, _ = train_test_split(everything, train_size=limit, random_state=seed, stratify=labels)
     return np.sort(chosen)
+
+
+# --- image files ------------------------------------------------------------------------------
+
+
+def assign_files(files: ImageFiles, cfg, seed: int, limits: tuple[int | None, int | None]) -> np.ndarray:
+    """Each file's split: 'train', 'validation', 'test', or '' (left out by a limit)."""
+    parts = files.parts.astype(object)
+    if files.has_test_part:
+        if cfg.test_split is not None:
+            raise DataError(f"{files.where}: the data has its own test part (test/ or a split column); remove "
+                            f"data.test_split")
+    else:
+        parts[:] = np.where(_unit_hash(files.names, seed, "test") < (cfg.test_split or DEFAULT_TEST_SPLIT),
+                            "test", "train")
+    for label in range(len(files.class_names)):
+        if not np.any((parts == "train") & (files.labels == label)):
+            raise DataError(f"{files.where}: class {files.class_names[label]} has no training images once the test "
+                            f"set is set aside; add images of it")
+    if cfg.validation == "split":
+        parts[(parts == "train") & (_unit_hash(files.names, seed, "validation") < cfg.validation_split)] = "validation"
+    order = _unit_hash(files.names, seed, "limit")
+    for limit, pool, key in zip(limits, (("train", "validation"), ("test",)), ("data.limit_train", "data.limit_test")):
+        if limit is not None:
+            _limit(parts, files.labels, order, pool, limit, key)
+    for part in ("train", "test"):
+        if not np.any(parts == part):
+            raise DataError(f"{files.where}: the {part} set is empty; add images or change data.test_split")
+    return parts.astype(str)
+
+
+def _unit_hash(names: list[str], seed: int, purpose: str) -> np.ndarray:
+    """A number in [0, 1) for each name, fixed by the name, the seed and the purpose."""
+    values = [int.from_bytes(hashlib.sha256(f"{seed}\0{purpose}\0{name}".encode()).digest()[:8], "big")
+              for name in names]
+    return np.asarray(values, np.float64) / 2.0**64
+
+
+def _limit(parts: np.ndarray, labels: np.ndarray, order: np.ndarray, pool: tuple, limit: int, key: str) -> None:
+    """Keep `limit` files of `pool`, the same share of each class (largest remainders), lowest hash first."""
+    inside = np.isin(parts, pool)
+    total = int(inside.sum())
+    if limit >= total:
+        return
+    classes = len(np.unique(labels[inside]))
+    if limit < classes:
+        raise ConfigError(f"{key}: {limit} is smaller than the number of classes ({classes}); "
+                          f"a stratified subset needs at least one image per class")
+    counts = np.bincount(labels[inside], minlength=labels.max() + 1)
+    quota = counts * limit / total
+    keep = np.floor(quota).astype(int)
+    keep[np.argsort(-(quota - keep), kind="stable")[: limit - keep.sum()]] += 1
+    for label, count in enumerate(keep):
+        members = np.flatnonzero(inside & (labels == label))
+        parts[members[np.argsort(order[members], kind="stable")][count:]] = ""
+
+
+def split_table(files: ImageFiles, parts: np.ndarray) -> list[tuple[str, str, str]]:
+    return [(files.names[i], files.class_names[files.labels[i]], str(parts[i])) for i in range(len(files)) if parts[i]]
+
+
+def write_split(table: list[tuple[str, str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["file", "class", "split"])
+    writer.writerows(table)
+    return out.getvalue()
+
+
+def read_split(path: Path, files: ImageFiles) -> np.ndarray:
+    """The parts a run's split.csv gave each file; a file it lists that is gone or has changed class is an error."""
+    index = {name: i for i, name in enumerate(files.names)}
+    parts = np.full(len(files), "", object)
+    gone, moved = [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            i = index.get(row["file"])
+            if i is None:
+                gone.append(row["file"])
+            elif files.class_names[files.labels[i]] != row["class"]:
+                moved.append(row["file"])
+            elif row["split"] in PARTS:
+                parts[i] = row["split"]
+    if gone or moved:
+        what = f"{len(gone):,} are gone ({listing(gone, 3)})" if gone else f"{len(moved):,} changed class " \
+                                                                         f"({listing(moved, 3)})"
+        raise DataError(f"{path}: of the files the run was split into, {what} in {files.where}; restore them, or "
+                        f"train a new run")
+    return parts.astype(str)

@@ -3,7 +3,9 @@ beside cnnclf on the same machine: plain Keras, whole datasets as numpy float ar
 model.fit(x, y). Data comes from the same files as cnnclf's (IDX, Kaggle CSV, the CIFAR-10
 JPEG zip), decoded the way cnnclf decodes them.
 
-    python -m cnnclf.tutorials s002_mnist --data-dir ../shared/data --csv-dir bench/cache
+    python bench/tutorials.py s002_mnist --data-dir ../shared/data --csv-dir bench/cache
+
+Not part of the installed package: `cnnclf bench --tutorial-code` runs it from its --work-dir.
 
 Prints one JSON line per epoch ({"epoch", "val_accuracy", "time"}) and a last one with
 {"test_accuracy", "peak_rss_mb"}.
@@ -18,16 +20,16 @@ from pathlib import Path
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cnnclf.tutorials", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python bench/tutorials.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(TUTORIALS))
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--csv-dir", type=Path, default=Path("bench/cache"), help="s000's Kaggle CSVs")
     parser.add_argument("--epochs", type=int, help="Fewer epochs, for a quick pass.")
     parser.add_argument("--limit", type=int, help="Fewer training and test images, for a quick pass.")
     args = parser.parse_args(argv)
-    from cnnclf import runtime
+    from cnnclf import startup
 
-    runtime.start(lean=False)  # TensorFlow and Keras imported as the tutorials import them
+    startup.start(lean=False)  # TensorFlow and Keras imported as the tutorials import them
     TUTORIALS[args.name](args)
 
 
@@ -53,7 +55,7 @@ def _epochs(args, default):
 
 
 def _report(model, x_test, y_test):
-    from cnnclf.runtime import peak_rss_mb
+    from cnnclf.memory import peak_rss_mb
 
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(json.dumps({"test_accuracy": float(accuracy), "peak_rss_mb": peak_rss_mb()}), flush=True)
@@ -110,13 +112,14 @@ def s002_cifar10(args):
     import keras
 
     from cnnclf.config import DataConfig
-    from cnnclf.data.images import load_images
+    from cnnclf.data.dataset import load
 
-    images = load_images(DataConfig(dataset="cifar10", source="folder", path=str(args.data_dir / "cifar10/cifar10-jpg.zip")))
+    splits = load(DataConfig(dataset="cifar10", source="folder", path=str(args.data_dir / "cifar10/cifar10-jpg.zip"),
+                             validation="test"), seed=0).splits
     limit = slice(args.limit)
-    x_train, x_test = images.x_train[limit].astype("float32") / 255, images.x_test[limit].astype("float32") / 255
-    y_train, y_test = images.y_train[limit], images.y_test[limit]
-    del images
+    x_train, x_test = splits.train.x[limit].astype("float32") / 255, splits.test.x[limit].astype("float32") / 255
+    y_train, y_test = splits.train.labels[limit], splits.test.labels[limit]
+    del splits
     model = keras.Sequential([
         keras.Input((32, 32, 3)),
         keras.layers.Conv2D(32, 3, padding="same", activation="relu", kernel_initializer="he_uniform"),

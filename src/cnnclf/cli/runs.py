@@ -1,0 +1,174 @@
+"""Commands on run directories: evaluate, plot, predict, runs, compare, export."""
+
+from pathlib import Path
+
+import click
+
+from cnnclf.cli.options import command, json_option, output_file, set_option, start_tensorflow
+
+
+@command()
+@click.argument("run_path", metavar="RUN")
+@json_option
+@click.pass_context
+def evaluate(ctx, run_path, as_json):
+    """Evaluate a run's best model on its test data again; print and rewrite the metrics.
+
+    \b
+    Example:
+      cnnclf evaluate runs/20261121T101500Z-fashion --json
+    """
+    import json
+
+    from cnnclf.runs import RunDir
+
+    run = RunDir.open(run_path, need_model=True)
+    run.read_config()
+    start_tensorflow(ctx)
+    from cnnclf.evaluate import evaluate_run, metrics_table
+
+    metrics = evaluate_run(run)
+    click.echo(json.dumps(metrics, indent=2) if as_json else metrics_table(metrics))
+
+
+@command()
+@click.argument("run_path", metavar="RUN", required=False)
+@click.option("--data", "config_path", metavar="CONFIG", help="Instead: a grid of CONFIG's training images per class.")
+@set_option
+@click.pass_context
+def plot(ctx, run_path, config_path, overrides):
+    """Redraw a run's plots and report.html from its directory alone; print their paths.
+
+    \b
+    Example:
+      cnnclf plot runs/20261121T101500Z-fashion
+      cnnclf plot --data configs/fashion.yaml
+    """
+    from cnnclf.errors import NotARunError
+    from cnnclf.runs import RunDir
+
+    if (run_path is None) == (config_path is None):
+        raise click.UsageError("give a RUN directory or --data CONFIG (one of them)")
+    if config_path:
+        from cnnclf.config import load_config
+        from cnnclf.inspection import sample_grid
+
+        config = load_config(config_path, overrides)
+        if config.data.source == "keras":
+            start_tensorflow(ctx)
+        click.echo(sample_grid(config))
+        return
+    from cnnclf import plots
+
+    run = RunDir.open(run_path)
+    drawn = plots.draw_all(run)
+    if not drawn:
+        raise NotARunError(f"{run.path}: nothing to plot yet (no history.csv: no epoch has finished); "
+                           f"`cnnclf resume {run.path}` continues its training")
+    for path in drawn:
+        click.echo(path)
+
+
+@command()
+@click.argument("run_path", metavar="RUN")
+@click.argument("paths", metavar="IMAGE_OR_FOLDER...", nargs=-1, required=True)
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1), help="How many classes to list.")
+@json_option
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
+@click.pass_context
+def predict(ctx, run_path, paths, top_k, as_json, csv_path):
+    """Classify PNG/JPEG files (or folders of them) with RUN's best model.
+
+    \b
+    Example:
+      cnnclf predict runs/20261121T101500Z-fashion shoe.png photos/ --top-k 3
+    """
+    import csv
+    import io
+    import json
+
+    from cnnclf.fileio import write_text
+    from cnnclf.runs import RunDir
+    from cnnclf.tables import aligned
+
+    run = RunDir.open(run_path, need_model=True)
+    output_file(csv_path, "--csv")
+    start_tensorflow(ctx)
+    from cnnclf import predict as prediction
+
+    rows = prediction.predict(run, list(paths), top_k)
+    header = ["file", "class", "probability"] + [f"top {i + 1}" for i in range(min(top_k, len(rows[0]["top_k"])))]
+    if csv_path:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows([header] + prediction.table(rows))
+        write_text(csv_path, out.getvalue())
+    click.echo(json.dumps(rows, indent=2) if as_json else aligned(header, prediction.table(rows)))
+
+
+@command(name="runs")
+@click.argument("runs_dir", default="runs", required=False)
+@click.option("--sort", default="id", show_default=True, help="Column to sort by (numbers: best first).")
+@json_option
+def runs_table(runs_dir, sort, as_json):
+    """List the runs in RUNS_DIR (default runs/) as a table.
+
+    \b
+    Example:
+      cnnclf runs --sort test_accuracy
+    """
+    import json
+
+    from cnnclf import runs
+    from cnnclf.tables import aligned
+
+    rows = runs.list_runs(runs_dir, sort)
+    click.echo(json.dumps(rows, indent=2) if as_json else
+               aligned(list(runs.RUN_COLUMNS), [[r[c] for c in runs.RUN_COLUMNS] for r in rows]))
+
+
+@command()
+@click.argument("run_paths", metavar="RUN RUN...", nargs=-1, required=True)
+@json_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="The learning-curves plot [<runs dir>/compare/<first>-<last>.png].")
+def compare(run_paths, as_json, out):
+    """Config differences and metrics of runs side by side; their learning curves on one plot.
+
+    \b
+    Example:
+      cnnclf compare runs/20261121T101500Z-fashion runs/20261121T120000Z-fashion
+    """
+    import json
+
+    from cnnclf import compare as comparison
+    from cnnclf.runs import RunDir
+
+    if len(run_paths) < 2:
+        raise click.UsageError("compare needs at least two runs")
+    runs = [RunDir.open(p) for p in run_paths]
+    out = out or runs[0].path.parent / "compare" / f"{runs[0].path.name}-{runs[-1].path.name}.png"
+    output_file(out, "--out")
+    result = comparison.compare(runs, out)
+    click.echo(json.dumps(result, indent=2) if as_json else comparison.describe(result))
+
+
+@command()
+@click.argument("run_path", metavar="RUN")
+@click.option("--format", "fmt", required=True, type=click.Choice(["savedmodel", "tflite", "onnx"]))
+@click.option("--out", type=click.Path(path_type=Path), help="Where to write it [RUN/export/model.<format>].")
+@click.pass_context
+def export(ctx, run_path, fmt, out):
+    """Export RUN's best model; the model takes 0-255 pixels (its scaling is built in).
+
+    \b
+    Example:
+      cnnclf export runs/20261121T101500Z-fashion --format tflite
+    """
+    from cnnclf.runs import RunDir
+
+    run = RunDir.open(run_path, need_model=True)
+    output_file(out, "--out")
+    start_tensorflow(ctx)
+    from cnnclf import export as exporting
+
+    click.echo(exporting.export(run, fmt, out))

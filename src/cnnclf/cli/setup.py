@@ -1,0 +1,139 @@
+"""Commands before training: config show/validate/presets, init, data inspect."""
+
+from pathlib import Path
+
+import click
+
+from cnnclf.cli.options import cli, command, json_option, output_file, set_option, start_tensorflow
+
+
+@cli.group()
+def config():
+    """Show, check and list what a config can hold.
+
+    \b
+    Example:
+      cnnclf config show configs/fashion.yaml --set train.epochs=3
+    """
+
+
+@command(config, "show")
+@click.argument("config_path", metavar="CONFIG")
+@set_option
+def config_show(config_path, overrides):
+    """Print CONFIG fully resolved, every default filled in.
+
+    \b
+    Example:
+      cnnclf config show configs/fashion.yaml
+    """
+    from cnnclf.config import load_config
+
+    click.echo(load_config(config_path, overrides).to_yaml(), nl=False)
+
+
+@command(config, "validate")
+@click.argument("config_path", metavar="CONFIG")
+@set_option
+@click.option("--deep", is_flag=True, help="Also load the data and build the model (no training).")
+@click.pass_context
+def config_validate(ctx, config_path, overrides, deep):
+    """Check CONFIG without training: its keys, the paths it names, and with --deep its data and model.
+    Exit 0 if it is valid, 2 with the reason if not.
+
+    \b
+    Example:
+      cnnclf config validate configs/fashion.yaml --deep
+    """
+    from cnnclf.config import load_config
+    from cnnclf.data.dataset import check_paths
+
+    config = load_config(config_path, overrides)
+    check_paths(config.data)
+    if deep:
+        from cnnclf.train import load_data
+
+        if config.data.source == "keras":
+            start_tensorflow(ctx)
+        config, data = load_data(config)
+        start_tensorflow(ctx, config.train)
+        from cnnclf.train import prepare
+
+        session = prepare(config, data)
+        sizes = ", ".join(f"{n:,} {part}" for part, n in data.splits.sizes().items())
+        click.echo(f"{config_path}: valid; data: {sizes} images of {list(data.splits.shape)} in "
+                   f"{data.splits.num_classes} classes; model: {session.model.count_params():,} parameters")
+        return
+    click.echo(f"{config_path}: valid")
+
+
+@command(config, "presets")
+def config_presets():
+    """List the built-in architectures (model.preset).
+
+    \b
+    Example:
+      cnnclf config presets
+    """
+    from cnnclf.presets import PRESETS
+
+    for name, layers in PRESETS.items():
+        click.echo(f"{name}: {' > '.join(next(iter(layer)) for layer in layers)}")
+
+
+@command()
+@click.option("--dataset", default="mnist", show_default=True,
+              type=click.Choice(["mnist", "fashion_mnist", "cifar10", "digits", "custom"]))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="The file to write [DATASET.yaml].")
+def init(dataset, out):
+    """Write a commented starter config for DATASET (never over an existing file).
+
+    \b
+    Example:
+      cnnclf init --dataset fashion_mnist && cnnclf train fashion_mnist.yaml
+    """
+    from cnnclf.errors import ConfigError
+    from cnnclf.fileio import write_text
+    from cnnclf.starter import starter_config
+
+    out = out or Path(f"{dataset}.yaml")
+    if out.exists():
+        raise ConfigError(f"{out}: already exists; choose another --out or remove it")
+    output_file(out, "--out")
+    write_text(out, starter_config(dataset))
+    click.echo(out)
+
+
+@cli.group()
+def data():
+    """Look at a dataset before training on it.
+
+    \b
+    Example:
+      cnnclf data inspect configs/fashion.yaml
+    """
+
+
+@command(data, "inspect")
+@click.argument("config_path", metavar="CONFIG")
+@set_option
+@json_option
+@click.pass_context
+def data_inspect(ctx, config_path, overrides, as_json):
+    """Class balance, image sizes and colour modes, train/test duplicates, unreadable files,
+    and a grid of training images per class.
+
+    \b
+    Example:
+      cnnclf data inspect configs/fashion.yaml
+    """
+    import json
+
+    from cnnclf import inspection
+    from cnnclf.config import load_config
+
+    config = load_config(config_path, overrides)
+    if config.data.source == "keras":
+        start_tensorflow(ctx)
+    found = inspection.inspect(config)
+    click.echo(json.dumps(found, indent=2) if as_json else inspection.describe(found))

@@ -1,0 +1,154 @@
+"""Commands that train: train, resume, tune, bench."""
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from cnnclf.cli.options import command, set_option, start_tensorflow, writable_folder
+
+
+def _load_data(ctx, config, smoke: bool = False, split_from=None):
+    """The config's data, loaded before TensorFlow starts (but for keras.datasets, which needs it)."""
+    from cnnclf.train import load_data
+
+    if config.data.source == "keras":
+        start_tensorflow(ctx)
+    return load_data(config, smoke, split_from)
+
+
+@command()
+@click.argument("config_path", metavar="CONFIG", required=False)
+@click.option("--from", "from_run", metavar="RUN", help="Rerun RUN's resolved config and split (with any --set changes).")
+@set_option
+@click.option("--name", help="Run-name prefix (default: the config's name, or its file name).")
+@click.option("--runs-dir", help="Where run directories go (default: output.runs_dir, runs/).")
+@click.option("--smoke", is_flag=True, help="A quick check: 20 images per class, one epoch.")
+@click.pass_context
+def train(ctx, config_path, from_run, overrides, name, runs_dir, smoke):
+    """Train a classifier as CONFIG says; the run directory is the last line printed.
+
+    \b
+    Example:
+      cnnclf train configs/quickstart.yaml --set train.epochs=3
+      cnnclf train --from runs/20261121T101500Z-fashion --set train.batch_size=256
+    """
+    from cnnclf.config import load_config
+    from cnnclf.runs import RunDir
+
+    if (config_path is None) == (from_run is None):
+        raise click.UsageError("give a CONFIG file or --from RUN (one of them)")
+    split_from = None
+    if from_run:
+        source = RunDir.open(from_run)
+        config_path, split_from = source.config, source.split if source.split.exists() else None
+    values = {key: value for key, value in (("name", name), ("output.runs_dir", runs_dir)) if value is not None}
+    config = load_config(config_path, overrides, values)
+    writable_folder(Path(config.output.runs_dir), "output.runs_dir")
+    config, data = _load_data(ctx, config, smoke, split_from)
+    start_tensorflow(ctx, config.train)
+    from cnnclf import train as training
+
+    run = training.train(config, data, started=ctx.obj["started"])
+    if run is not None:  # None: another worker of a multi-worker run; the chief prints the path
+        click.echo(run.path)
+
+
+@command()
+@click.argument("run_path", metavar="RUN")
+@click.pass_context
+def resume(ctx, run_path):
+    """Continue an interrupted or failed run from its last finished epoch.
+
+    \b
+    Example:
+      cnnclf resume runs/20261121T101500Z-fashion
+    """
+    from cnnclf.runs import RunDir
+
+    config = RunDir.open(run_path).read_config()
+    start_tensorflow(ctx, config.train)
+    from cnnclf import train as training
+
+    run = training.resume(run_path, started=ctx.obj["started"])
+    if run is not None:
+        click.echo(run.path)
+
+
+@command()
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--trials", type=click.IntRange(1), help="Finished trials the study should reach [tune.trials].")
+@set_option
+@click.pass_context
+def tune(ctx, config_path, trials, overrides):
+    """Search the config keys in CONFIG's tune: section with Optuna; each trial is a run.
+    Run it again to continue the study (an interrupted trial is resumed).
+
+    \b
+    Example:
+      cnnclf tune configs/tune-quickstart.yaml --trials 8
+    """
+    from cnnclf.config import load_config
+    from cnnclf.tables import aligned, short
+
+    config = load_config(config_path, overrides)
+    writable_folder(Path(config.output.runs_dir), "output.runs_dir")
+    start_tensorflow(ctx, config.train)
+    from cnnclf import tune as tuning
+
+    found = tuning.tune(config, trials)
+    rows = found["rows"]
+    click.echo(aligned(list(rows[0]), [[short(v) for v in r.values()] for r in rows]))
+    click.echo(f"\nbest: trial {found['best_trial']}, {found['best_value']:.4f}")
+    click.echo(found["trials_csv"])
+    click.echo(found["best_config"])
+
+
+@command()
+@click.argument("configs", nargs=-1, required=True)
+@click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(path_type=Path),
+              help="Folder with mnist/, fashion-mnist/ (IDX) and cifar10/cifar10-jpg.zip.")
+@click.option("--limit", type=click.IntRange(1), help="Quick pass: this many training and test images.")
+@click.option("--epochs", type=click.IntRange(1), help="Quick pass: this many epochs.")
+@click.option("--seeds", type=click.IntRange(1), default=1, show_default=True,
+              help="Train each config this many times (seeds seed, seed+1, ...); accuracy is their mean.")
+@click.option("--section", default="latest", show_default=True, help="Name of the table's section in --out.")
+@click.option("--out", default="BENCHMARKS.md", show_default=True, type=click.Path(path_type=Path),
+              help="Markdown file whose section gets the table (the rest of it is kept).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Results as JSON [bench/SECTION.json].")
+@click.option("--work-dir", default="bench", show_default=True, type=click.Path(path_type=Path),
+              help="Where runs, logs and the CSV cache go; its figures.yaml names each config's target "
+                   "figure, and its tutorials.py holds the tutorials' own code.")
+@click.option("--tutorial-code", is_flag=True, help="Also run each seed tutorial's own code (WORK_DIR/tutorials.py).")
+@click.pass_context
+def bench(ctx, configs, data_dir, limit, epochs, seeds, section, out, json_path, work_dir, tutorial_code):
+    """Train CONFIGS on the full datasets, each in its own process, and tabulate wall time,
+    time to the target figure, images/s, peak memory and test accuracy.
+
+    \b
+    Example:
+      cnnclf bench configs/seeds/*.yaml configs/fast/*.yaml --tutorial-code --section cpu
+      cnnclf bench configs/seeds/s002_mnist.yaml --limit 2000 --epochs 1 --section quick
+    """
+    import json
+    import shlex
+
+    from cnnclf.errors import DataError
+
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such folder; pass --data-dir with mnist/, fashion-mnist/ and cifar10/")
+    start_tensorflow(ctx)
+    from cnnclf import bench as benchmark
+    from cnnclf import bench_report
+
+    results = benchmark.run_bench(list(configs), data_dir.resolve(), work_dir, limit, epochs, seeds, tutorial_code,
+                                  log=logging.getLogger("cnnclf").info)
+    json_path = json_path or work_dir / f"{section}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    command_line = "cnnclf bench " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("bench") + 1:]) \
+        if "bench" in sys.argv else "cnnclf bench " + " ".join(configs)
+    bench_report.write_section(out, section, bench_report.markdown(results, command_line))
+    click.echo(out)
+    click.echo(json_path)

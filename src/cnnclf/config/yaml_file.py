@@ -1,0 +1,139 @@
+"""Reading YAML safely: a config file, or one `--set` value.
+
+PyYAML's safe loader builds no Python objects but plain data. What it does not bound is size:
+aliases let a few hundred bytes stand for millions of values (a "billion laughs"), or for a
+value that contains itself. Each document is composed first and its node graph checked, every
+node visited once, before any value is built from it.
+"""
+
+from pathlib import Path
+
+import yaml
+
+from cnnclf.errors import ConfigError
+
+MAX_BYTES = 1 << 20  # a config is a page of text; a megabyte is not a config
+MAX_VALUES = 100_000  # values in the document with every alias expanded
+
+
+def read_config_file(path: Path) -> tuple[object, dict[tuple, int]]:
+    """The file's data and the 1-based line of each key and list item, by key path."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a config (at most {MAX_BYTES:,}); "
+                              f"pass the YAML config file")
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file; check the path (examples are in configs/)") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.__class__.__name__}); pass a YAML file") from None
+    try:
+        node = _compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({_problem(e)}); check the indentation and colons there") from None
+    _check_size(node, str(path))
+    return _construct(node, str(path)), _key_lines(node)
+
+
+def parse_value(text: str, key: str):
+    """A `--set key=value` value as YAML: plain data only, no tags."""
+    where = f"--set {key}"
+    try:
+        tags = [e.tag for e in yaml.parse(text) if getattr(e, "tag", None)]
+        node = _compose(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: {text!r} is not valid YAML ({_problem(e)}); quote it, like "
+                          f"--set '{key}=\"{text}\"'") from None
+    if tags:
+        raise ConfigError(f"{where}: {text!r} carries the YAML tag {tags[0]}; write plain values (numbers, "
+                          f"strings, [lists], {{mappings}})")
+    _check_size(node, where)
+    return _construct(node, where)
+
+
+def _compose(text: str):
+    loader = yaml.SafeLoader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+def _construct(node, where: str):
+    if node is None:
+        return None
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark and not where.startswith("--set") else ""
+        raise ConfigError(f"{where}{line}: not valid YAML ({_problem(e)}); check the indentation and colons "
+                          f"there") from None
+    finally:
+        loader.dispose()
+
+
+def _check_size(root, where: str) -> None:
+    """Refuse a document whose aliases make it recursive or expand it past MAX_VALUES values.
+    Each node is visited once: its expanded size is remembered (aliases share node objects)."""
+    if root is None:
+        return
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_VALUES:
+                raise ConfigError(f"{where}: the YAML expands to more than {MAX_VALUES:,} values through "
+                                  f"aliases (*name); write the values out")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise ConfigError(f"{where}:{node.start_mark.line + 1}: a YAML alias refers to a value that contains "
+                              f"it, which never ends; remove the alias")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _key_lines(root) -> dict[tuple, int]:
+    """1-based line of every key and list item, by key path; each node is walked once."""
+    lines: dict[tuple, int] = {}
+    seen: set[int] = set()
+    stack = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    lines[path + (key.value,)] = key.start_mark.line + 1  # a repeated key: the last one counts
+                    stack.append((value, path + (key.value,)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                stack.append((item, path + (i,)))
+    return lines
+
+
+def _problem(error: yaml.YAMLError) -> str:
+    return getattr(error, "problem", None) or str(error).splitlines()[0]

@@ -1,0 +1,230 @@
+"""Image files: a listing of them (ImageFiles), reading their bytes from a folder or a zip, and
+decoding one into pixels. Every image that enters cnnclf (training, evaluation, predict, the
+server, the data grid) is decoded by decode_image, so the resize policy and the limits are the
+same everywhere.
+
+Limits, each refused with one line naming the file:
+- MAX_PIXELS per image (64 megapixels: a 61-megapixel camera's photos pass; a 12000x12000 PNG,
+  which would take 432 MB decoded, does not). Checked from the header, before decoding.
+- zip entries: declared size at most MAX_ENTRY_BYTES and compression at most MAX_RATIO to one
+  (above 16 MiB), checked from the zip's directory before reading, so a zip bomb is never expanded.
+"""
+
+import hashlib
+import io
+import os
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from cnnclf.errors import DataError
+
+MAX_PIXELS = 64_000_000
+MAX_ENTRY_BYTES = 256 * 2**20
+MAX_RATIO = 200
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+               zipfile.ZIP_LZMA: "lzma"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+# cnnclf checks the size itself (decode_image), from the header and with its own message; Pillow's
+# own check would first print a warning for images between its limit and twice that.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class ImageError(ValueError):
+    """A file that is not a usable image; the message says why."""
+
+
+# What decoding a file can raise: Pillow's errors, a damaged zip entry, or ours.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, zipfile.BadZipFile, EOFError)
+
+
+def decode_image(data: bytes, shape: tuple[int, int, int], policy: str = "stretch", resize: bool = True) -> np.ndarray:
+    """Encoded image bytes -> uint8 (height, width, channels): turned upright by its EXIF orientation,
+    16-bit and float images scaled to 0-255, converted to the shape's channels and, when `resize`,
+    brought to its size by `policy`: stretch, crop (the centre, at the shape's aspect) or pad
+    (letterbox, black bars). Raises one of DECODE_ERRORS."""
+    height, width, channels = shape
+    with Image.open(io.BytesIO(data)) as opened:
+        if opened.width * opened.height > MAX_PIXELS:
+            raise ImageError(f"{opened.width}x{opened.height} is {opened.width * opened.height / 1e6:.1f} "
+                             f"megapixels, more than cnnclf's limit of {MAX_PIXELS / 1e6:.0f}; downscale it")
+        image = ImageOps.exif_transpose(_eight_bit(opened))
+        image = image.convert("L" if channels == 1 else "RGB")
+        if resize and image.size != (width, height):
+            if policy == "crop":
+                image = ImageOps.fit(image, (width, height), Image.BILINEAR)
+            elif policy == "pad":
+                image = ImageOps.pad(image, (width, height), Image.BILINEAR, color=0)
+            else:
+                image = image.resize((width, height), Image.BILINEAR)
+        pixels = np.asarray(image, dtype=np.uint8)
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+
+
+def reason(error: Exception) -> str:
+    """What went wrong decoding a file, in one line (Pillow names its buffer, not the file: the
+    caller names the file)."""
+    text = (str(error).splitlines() or [""])[0][:200]
+    if "BytesIO object at" in text or "cannot identify image file" in text:
+        text = "not an image file Pillow can identify"
+    return f"{error.__class__.__name__}: {text}"
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer images scaled to 0-255 (Pillow's convert would clip them), float
+    ones taken as 0-1 when they stay within it, else as 0-255."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(np.round(values * (255 / top)), 0, 255).astype(np.uint8), "L")
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+        return Image.fromarray(np.clip(np.round(values * scale), 0, 255).astype(np.uint8), "L")
+    return image
+
+
+def image_header(stream) -> tuple[int, int, str]:
+    """(height, width, colour mode) from an image file's header, without decoding its pixels."""
+    with Image.open(stream) as image:
+        return image.height, image.width, image.mode
+
+
+# --- where files are read from --------------------------------------------------------------
+
+
+class FolderReader:
+    """Files under a folder, by path relative to it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def open(self, name: str):
+        return open(self.root / name, "rb")
+
+    def describe(self, name: str) -> str:
+        return str(self.root / name)
+
+    def check(self, name: str) -> None:
+        pass
+
+    def stamp(self, name: str) -> str:
+        """What changes when the file changes: its size and modification time."""
+        info = (self.root / name).stat()
+        return f"{info.st_size}:{info.st_mtime_ns}"
+
+
+class ZipReader:
+    """Members of a zip file, by name; each process and thread opens its own handle."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                self.infos = {i.filename: i for i in archive.infolist() if not i.is_dir()}
+                self.infos_dirs = [i.filename for i in archive.infolist() if i.is_dir()]
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise DataError(f"{path}: not a readable zip file ({e}); zip the folder again") from None
+
+    def check(self, name: str) -> None:
+        """Refuse an entry before reading it: a zip bomb, an unsupported compression, encryption."""
+        info = self.infos[name]
+        where = self.describe(name)
+        if info.flag_bits & 0x1:
+            raise DataError(f"{where}: the entry is encrypted; zip the images without a password")
+        if info.compress_type not in ZIP_METHODS:
+            raise DataError(f"{where}: compression method {info.compress_type} cannot be read; zip the images "
+                            f"again with {', '.join(ZIP_METHODS.values())}")
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > MAX_ENTRY_BYTES or (info.file_size > 16 * 2**20 and ratio > MAX_RATIO):
+            raise DataError(f"{where}: the entry expands to {info.file_size:,} bytes ({ratio:,.0f} times its "
+                            f"compressed size), beyond what an image file is (at most {MAX_ENTRY_BYTES:,} bytes, "
+                            f"{MAX_RATIO} times); remove it")
+
+    def _archive(self) -> zipfile.ZipFile:
+        archive = getattr(self._local, "archive", None)
+        if archive is None or self._local.pid != os.getpid():
+            archive = self._local.archive = zipfile.ZipFile(self.path)
+            self._local.pid = os.getpid()
+        return archive
+
+    def read(self, name: str) -> bytes:
+        return self._archive().read(name)
+
+    def open(self, name: str):
+        return self._archive().open(name)
+
+    def describe(self, name: str) -> str:
+        return f"{self.path}:{name}"
+
+    def stamp(self, name: str) -> str:
+        info = self.infos[name]
+        return f"{info.file_size}:{info.CRC}"
+
+
+def open_tree(path: Path):
+    """A reader for a folder, or for a zip file of one."""
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise DataError(f"{path}: not a folder or a zip file; data.path must be a folder of class folders "
+                            f"or a zip of one")
+        return ZipReader(path)
+    return FolderReader(path)
+
+
+def checked_name(name: str, where: str) -> str:
+    """A file name as text; one that is not valid UTF-8 (Python keeps its bytes as surrogates) is refused."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise DataError(f"{where}: the file name {shown!r} is not valid UTF-8; rename it") from None
+    return name
+
+
+# --- the listing ------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageFiles:
+    """Image files and their classes, before anything is decoded."""
+
+    where: str  # the data's path, for messages
+    reader: FolderReader | ZipReader
+    names: list[str]  # each file's path relative to the data (or its zip member name): its identity
+    labels: np.ndarray  # int64 class indices
+    parts: np.ndarray  # per file "train", "test", or "" where the data says nothing
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def has_test_part(self) -> bool:
+        return bool(np.any(self.parts == "test"))
+
+    def describe(self, i: int) -> str:
+        return self.reader.describe(self.names[i])
+
+    def fingerprint(self, indices=None) -> str:
+        """sha256 of the files' names, classes and stamps (size and time, or zip CRC): it changes when
+        a file is added, removed, relabelled or rewritten."""
+        digest = hashlib.sha256()
+        for i in range(len(self)) if indices is None else indices:
+            name = self.names[i]
+            digest.update(f"{name}\0{self.labels[i]}\0{self.reader.stamp(name)}\n".encode())
+        return digest.hexdigest()
+
+
+def suffix_is_image(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES

@@ -1,0 +1,104 @@
+"""Names that Keras exports, read from its API files without importing Keras, and the layers a
+config may name.
+
+Importing Keras imports TensorFlow (seconds); config validation must stay fast, so the valid
+layer, optimizer, metric, loss and application names are read from Keras's generated
+`__init__.py` files.
+"""
+
+import ast
+import functools
+import importlib.util
+from pathlib import Path
+
+# The layers a config may name: an allow-list of layer families that only compute on the tensor
+# they are given. A config is data, and a run directory's config.yaml is read again by `resume`
+# and `train --from`, so a layer that loads or runs something from outside the config would turn
+# a shared run directory into code: TFSMLayer (runs a SavedModel), TorchModuleWrapper, JaxLayer and
+# FlaxLayer (foreign modules), Lambda (a function), lookup and vectorization layers (read
+# vocabulary files), and wrappers that deserialize a nested layer from a mapping (TimeDistributed,
+# Bidirectional, Pipeline, SpectralNormalization). An allow-list rather than a deny-list, so that
+# a loader added in a later Keras is refused until someone has looked at it.
+COMPUTE_LAYERS = frozenset({
+    # convolution, pooling and shape
+    "Conv2D", "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
+    "SeparableConvolution2D", "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D",
+    "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D",
+    "AdaptiveAveragePooling2D", "AdaptiveMaxPooling2D", "Flatten", "Reshape", "Permute", "Cropping2D",
+    "ZeroPadding2D", "UpSampling2D", "Identity",
+    # dense, normalization, activation, regularization
+    "Dense", "EinsumDense", "BatchNormalization", "LayerNormalization", "GroupNormalization", "RMSNormalization",
+    "UnitNormalization", "Normalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    "Dropout", "SpatialDropout2D", "AlphaDropout", "GaussianDropout", "GaussianNoise", "ActivityRegularization",
+    # image preprocessing and augmentation (inactive at inference unless they say otherwise)
+    "Rescaling", "Resizing", "CenterCrop", "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom",
+    "RandomCrop", "RandomContrast", "RandomBrightness", "RandomHue", "RandomSaturation", "RandomSharpness",
+    "RandomShear", "RandomGrayscale", "RandomColorJitter", "RandomColorDegeneration", "RandomInvert",
+    "RandomPosterization", "RandomErasing", "RandomGaussianBlur", "RandomPerspective", "AutoContrast",
+    "Equalization", "Solarization", "AugMix", "RandAugment",
+})
+
+
+@functools.cache
+def public_names(module: str) -> tuple[str, ...]:
+    """Public names of `keras.<module>`, e.g. public_names("layers") -> ("Activation", ...)."""
+    spec = importlib.util.find_spec("keras")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    init = Path(spec.submodule_search_locations[0]) / module / "__init__.py"
+    tree = ast.parse(init.read_text())
+    names = {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    return tuple(sorted(n for n in names if not n.startswith("_")))
+
+
+def layer_names() -> tuple[str, ...]:
+    """The layers a config may name: the compute-only families this Keras exports."""
+    return tuple(n for n in public_names("layers") if n in COMPUTE_LAYERS)
+
+
+def refused_layer_names() -> tuple[str, ...]:
+    """Keras layers a config may not name (see COMPUTE_LAYERS)."""
+    return tuple(n for n in public_names("layers") if n[0].isupper() and n not in COMPUTE_LAYERS)
+
+
+def optimizer_names() -> tuple[str, ...]:
+    """Lower-case names accepted by keras.optimizers.get(), e.g. 'adam', 'rmsprop'."""
+    skip = {"Optimizer", "LossScaleOptimizer", "MultiOptimizer", "OptimizerMap"}
+    return tuple(n.lower() for n in public_names("optimizers") if n[0].isupper() and n not in skip)
+
+
+# Metrics and losses that fail for a softmax classifier whatever the labels (measured on Keras 3.15:
+# each compiled and fitted one step with sparse and with one-hot labels).
+_UNUSABLE = {"get", "serialize", "deserialize", "Metric", "MeanMetricWrapper", "Mean", "Sum", "IoU", "MeanIoU",
+             "OneHotIoU", "OneHotMeanIoU", "PrecisionAtRecall", "RecallAtPrecision", "SensitivityAtSpecificity",
+             "SpecificityAtSensitivity", "huber", "log_cosh", "binary_focal_crossentropy",
+             "categorical_focal_crossentropy", "Loss", "CTC", "ctc", "Circle", "circle",
+             "CategoricalGeneralizedCrossEntropy", "categorical_generalized_cross_entropy"}
+
+
+def labels_needed(name: str) -> str | None:
+    """The label encoding a metric or loss needs: sparse for the sparse_ ones, onehot for the rest,
+    None (either) for accuracy, which Keras matches to the labels."""
+    if name in ("accuracy", "acc"):
+        return None
+    return "sparse" if "sparse" in name.lower() else "onehot"
+
+
+def metric_names() -> tuple[str, ...]:
+    """Metric functions and classes that compile(metrics=[...]) takes by name."""
+    return ("accuracy", "acc") + tuple(n for n in public_names("metrics") if n not in _UNUSABLE)
+
+
+def loss_names() -> tuple[str, ...]:
+    """Loss functions and classes keras.losses.get() takes by name."""
+    return tuple(n for n in public_names("losses") if n not in _UNUSABLE)
+
+
+def application_names() -> tuple[str, ...]:
+    """The keras.applications models (backbones), e.g. 'MobileNetV3Small'."""
+    return tuple(n for n in public_names("applications") if n[0].isupper())

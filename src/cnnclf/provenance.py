@@ -1,0 +1,50 @@
+"""env.json: what a run ran on and with: versions, device, command line, git commit, data."""
+
+import os
+import platform
+import subprocess
+import sys
+
+
+def describe_device() -> dict:
+    """What the run trains on: the CPU model and core count, and any GPUs TensorFlow sees."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "gpus": gpus}
+
+
+def environment(config, compute: dict, data_fingerprint: dict) -> dict:
+    """env.json: versions, device, seed, compute settings, command line, git commit, data fingerprints."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from cnnclf import __version__
+
+    try:
+        git = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = git.stdout.strip() if git.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "cnnclf": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": describe_device(),
+        "seed": config.seed,
+        "compute": compute,
+        "command": sys.argv,
+        "git_commit": commit or None,
+        "data": data_fingerprint,
+    }
