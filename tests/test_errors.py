@@ -229,7 +229,7 @@ def test_a_lambda_layer_in_model_file_is_refused(tmp_path, trained_run):
                               keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
     model.save(trained_run / "model.keras")
     result = cnnclf("evaluate", trained_run)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a run directory cnnclf refuses to load is bad input
     assert result.stderr == (f"Error: {trained_run}/model.keras: the model holds a Lambda layer (code), which safe "
                              f"mode refuses to load; cnnclf never runs code from model files\n")
 

@@ -19,30 +19,11 @@ def compare(runs: list[RunDir], plot_path) -> dict:
         metrics = run.read_metrics() or {}
         state = run.status()
         numbers[run.path.name] = {**{k: metrics.get(k) for k in METRICS}, **{k: state.get(k) for k in FACTS}}
-    _curves(runs, plot_path)
+    from cnnclf.plots import compared_curves  # matplotlib, configured once there
+
+    compared_curves(runs, plot_path)
     return {"runs": [r.path.name for r in runs], "config_differences": differences, "metrics": numbers,
             "plot": str(plot_path)}
-
-
-def _curves(runs: list[RunDir], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for run in runs:
-        rows = run.read_history()
-        for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
-            if rows and metric in rows[0]:
-                ax.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker="o", label=run.path.name)
-    for ax, metric in zip(axes, ("validation accuracy", "validation loss")):
-        ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def describe(result: dict) -> str:

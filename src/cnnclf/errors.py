@@ -47,7 +47,7 @@ class DiskFull(RunError):
 
 
 class NotARunError(RunError):
-    """A path given as a run directory is not one (bad usage, not a failure)."""
+    """A path given as a run directory is not one, or not a usable one (bad input, not a failure)."""
 
     exit_code = 2
 

@@ -1,6 +1,7 @@
 """Test-set evaluation of a run's best model: metrics.json and predictions.npz."""
 
 import io
+import json
 import zipfile
 
 import keras
@@ -8,7 +9,7 @@ import numpy as np
 
 from cnnclf.compute import eval_batch_size
 from cnnclf.data.pipeline import evaluation_batches
-from cnnclf.errors import RunError
+from cnnclf.errors import NotARunError
 from cnnclf.fileio import write_bytes, write_json
 from cnnclf.metrics import confusion_matrix, expected_calibration_error, per_class, top_k_accuracy
 from cnnclf.models import inference_model
@@ -19,28 +20,52 @@ TOP_K = (3, 5)
 
 
 def load_model(run: RunDir) -> keras.Model:
-    """The run's best model, loaded with Keras safe mode on (no code from the file is run)."""
+    """The run's best model, loaded with Keras safe mode on (no code from the file is run), after a
+    look at its config: a damaged file or a class Keras does not have is one clear line."""
     path = run.model
+    _check_archive(path)
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except ValueError as e:
         if "safe_mode" in str(e):
-            raise RunError(f"{path}: the model holds a Lambda layer (code), which safe mode refuses to load; "
+            raise NotARunError(f"{path}: the model holds a Lambda layer (code), which safe mode refuses to load; "
                            f"cnnclf never runs code from model files") from None
         raise _damaged(path, e) from None
     except TypeError as e:
         if "Could not locate" in str(e) or "custom" in str(e).lower():
             name = str(e).split("'")[1] if "'" in str(e) else "an object"
-            raise RunError(f"{path}: the model uses {name}, which is not a Keras class cnnclf knows (a custom "
+            raise NotARunError(f"{path}: the model uses {name}, which is not a Keras class cnnclf knows (a custom "
                            f"object); cnnclf loads only models made of Keras's own layers") from None
         raise _damaged(path, e) from None
     except (OSError, zipfile.BadZipFile, KeyError, EOFError) as e:
         raise _damaged(path, e) from None
 
 
-def _damaged(path, error: Exception) -> RunError:
+def _check_archive(path) -> None:
+    """A .keras file is a zip holding config.json; refuse one that is not, or whose config names an
+    object that is not Keras's own (a custom class would need its code, which cnnclf never loads)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as e:
+        raise _damaged(path, e) from None
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            module = node.get("module")
+            if "class_name" in node and node.get("registered_name") and not str(module or "").startswith("keras"):
+                raise NotARunError(f"{path}: the model uses {node['registered_name']}, which is not a Keras class "
+                                   f"cnnclf knows (a custom object); cnnclf loads only models made of Keras's own "
+                                   f"layers")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _damaged(path, error: Exception) -> NotARunError:
     reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0][:120]
-    return RunError(f"{path}: the model file is damaged ({error.__class__.__name__}: {reason}); resume or retrain "
+    return NotARunError(f"{path}: the model file is damaged ({error.__class__.__name__}: {reason}); resume or retrain "
                     f"the run to write it again")
 
 

@@ -5,6 +5,8 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False  # class names are text: "price_$5_$10" is not mathematics
+matplotlib.rcParams["text.usetex"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -46,6 +48,21 @@ def learning_curves(run: RunDir):
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, run.plots / "learning_curves.png")
+
+
+def compared_curves(runs: list[RunDir], path):
+    """Several runs' validation accuracy and loss per epoch on one plot (cnnclf compare)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in runs:
+        rows = run.read_history()
+        for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
+            if rows and metric in rows[0]:
+                ax.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker="o", label=run.path.name)
+    for ax, metric in zip(axes, ("validation accuracy", "validation loss")):
+        ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
 
 
 def confusion(run: RunDir):

@@ -79,8 +79,8 @@ class RunDir:
         if not run._status.is_file() or not run.config.is_file():
             raise NotARunError(f"{run.path}: not a cnnclf run directory (no run.json and config.yaml); "
                                f"pass a folder that `cnnclf train` made, like runs/<id>")
+        state = run.status()  # a damaged run.json is found here, whatever the command
         if need_model and not run.model.is_file():
-            state = run.status()
             raise NotARunError(f"{run.path}: this run has no model yet (status {state['status']}); "
                                f"`cnnclf resume {run.path}` continues its training")
         return run
@@ -190,9 +190,13 @@ def read_history(path) -> list[dict]:
     """The rows of a history.csv: epoch as int, phase as text, every other column as float."""
     if not os.path.exists(path):
         return []
-    with open(path, newline="") as f:
-        return [{k: v if k == "phase" else int(v) if k == "epoch" else float(v) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="") as f:
+            return [{k: v if k == "phase" else int(v) if k == "epoch" else float(v) for k, v in row.items()}
+                    for row in csv.DictReader(f)]
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as e:
+        raise NotARunError(f"{path}: the run's history file is damaged ({e.__class__.__name__}); `cnnclf resume` "
+                           f"writes it again from the saved training state") from None
 
 
 # --- many runs --------------------------------------------------------------------------

@@ -111,6 +111,7 @@ class TrainingState(keras.callbacks.Callback):
         shutil.rmtree(partial, ignore_errors=True)
         try:
             partial.mkdir(parents=True)
+            self._check_space(partial)
             self.model.save_weights(partial / "weights.weights.h5")
             _write_arrays(partial / "random_state.npz", [v.numpy() for v in _random_state(self.model)])
             es = self.early_stopping
@@ -128,12 +129,21 @@ class TrainingState(keras.callbacks.Callback):
             os.rename(partial, done)  # the epoch is saved: everything it vouches for is in place
         except (OSError, RuntimeError) as e:
             if is_disk_full(e) or _no_space(self.run.backup):
+                shutil.rmtree(partial, ignore_errors=True)  # what was written of it: room for the next try
                 raise DiskFull(getattr(e, "path", None) or partial) from None
             raise
         previous, self.latest, self.saved = self.latest, done, state
         self._publish(done)
         if previous is not None and previous != done:
             shutil.rmtree(previous, ignore_errors=True)
+
+    def _check_space(self, partial: Path) -> None:
+        """Refuse to start saving what would not fit: h5py, failing half-way through a file, can take the
+        process down when it later closes it. The estimate: the last state's size, or for the first one
+        the model's variables (weights and optimizer slots) three times over, with room to spare."""
+        needed = _size(self.latest) if self.latest else 3 * 4 * sum(int(np.prod(v.shape)) for v in self.model.variables)
+        if shutil.disk_usage(partial).free < 1.5 * needed + (1 << 20):
+            raise DiskFull(partial)
 
     def _publish(self, saved: Path) -> None:
         """history.csv and model.keras in the run directory, as the saved state has them."""
@@ -187,6 +197,10 @@ def _plain(value):
     if value is None or isinstance(value, int):
         return value
     return float(value)
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
 def _no_space(folder: Path) -> bool:

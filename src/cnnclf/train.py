@@ -13,7 +13,6 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from cnnclf import distribute
 from cnnclf.callbacks import Progress, StopOnNaN
 from cnnclf.compute import Compute, resolve, with_model
-from cnnclf.config import Config, override
+from cnnclf.config import Config
 from cnnclf.data.dataset import Dataset, load
 from cnnclf.data.pipeline import evaluation_batches, training_batches
 from cnnclf.data.split import write_split
@@ -53,21 +52,12 @@ class Session:
         return distribute.is_chief(self.strategy)
 
 
-def load_data(config: Config, smoke: bool = False, split_from: Path | None = None) -> tuple[Config, Dataset]:
-    """The run's data, and its config with what --smoke changed. `split_from`: a run's split.csv."""
-    data = load(config.data, config.seed, smoke, split_from)
-    if smoke:
-        config = override(config, {"data.limit_train": data.limits[0], "data.limit_test": data.limits[1],
-                                   "train.epochs": 1})
-    return config, data
-
-
 def train(config: Config, data: Dataset | None = None, started: float | None = None) -> RunDir | None:
-    """Train as `config` says into a new run directory and return it (None on a multi-worker
-    run's other workers, which keep their state in a scratch directory)."""
+    """Train as `config` says, on `data` (loaded as the config says, if not given), into a new run
+    directory and return it (None on a multi-worker run's other workers, which keep their state in
+    a scratch directory)."""
     started = started or time.time()
-    if data is None:
-        config, data = load_data(config)
+    data = data or load(config.data, config.seed)
     session = prepare(config, data)
     runs_dir = session.config.output.runs_dir if session.chief else tempfile.mkdtemp(prefix="cnnclf-worker-")
     run = RunDir.create(runs_dir, session.config.name)
@@ -93,7 +83,7 @@ def resume(path, started: float | None = None) -> RunDir | None:
         if state["status"] == "completed":
             raise NotARunError(f"{run.path}: this run completed; nothing to resume (`cnnclf train --from` reruns it)")
         config = run.read_config()
-        _, data = load_data(config, split_from=run.split if run.split.exists() else None)
+        data = load(config.data, config.seed, saved_split=run.split if run.split.exists() else None)
         session = prepare(config, data)
         if not session.chief:  # a multi-worker run's other worker: continue from the chief's backup, in scratch
             scratch = RunDir(tempfile.mkdtemp(prefix="cnnclf-worker-"))

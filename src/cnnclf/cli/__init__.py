@@ -9,6 +9,8 @@ talks to the terminal.
 TensorFlow is imported only by commands that need it, so --help and config checks stay fast.
 """
 
+import os
+import sys
 import time
 
 from cnnclf.cli import runs, setup, training  # noqa: F401  (each registers its commands)
@@ -18,4 +20,12 @@ __all__ = ["cli", "main"]
 
 
 def main():
-    cli(prog_name="cnnclf", obj={"started": time.time()})
+    obj = {"started": time.time(), "console": True}
+    try:
+        cli(prog_name="cnnclf", obj=obj)
+    except SystemExit as e:
+        if obj.get("disk_full"):  # h5py, closing a file it could not write, can crash the interpreter's
+            sys.stdout.flush()  # shutdown: the error is printed and every file cnnclf keeps is whole,
+            sys.stderr.flush()  # so leave without it
+            os._exit(e.code if isinstance(e.code, int) else 1)
+        raise

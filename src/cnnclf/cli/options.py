@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cnnclf import __version__
-from cnnclf.errors import CnnclfError, ConfigError
+from cnnclf.errors import CnnclfError, ConfigError, DiskFull
 
 
 class _StderrHandler(logging.Handler):
@@ -29,7 +29,11 @@ class _Cli(click.Group):
         except CnnclfError as e:
             if ctx.obj.get("debug"):
                 raise
+            if isinstance(e, DiskFull):
+                ctx.obj["disk_full"] = True
             click.echo(f"Error: {_one_line(str(e))}", err=True)
+            if ctx.obj.get("disk_full") and ctx.obj.get("console"):
+                _silence_stderr()  # h5py prints the files it could not close as it frees them: the same error
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             if ctx.obj.get("debug"):
@@ -42,6 +46,13 @@ class _Cli(click.Group):
             click.echo(f"Error: internal error ({e.__class__.__name__}: {_one_line(str(e))[:300]}); rerun with "
                        f"--debug for the traceback and report it", err=True)
             ctx.exit(1)
+
+
+def _silence_stderr() -> None:
+    import os
+
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
 
 def _one_line(text: str) -> str:
@@ -119,3 +130,18 @@ def output_file(path: Path | None, what: str) -> Path | None:
     if path is not None:
         writable_folder(Path(path).parent, f"{what}'s folder")
     return path
+
+
+def load_data(ctx, config, smoke: bool = False, split_from=None):
+    """The config's data (loaded before TensorFlow starts, but for keras.datasets, which needs it),
+    and the config with what --smoke changed. `split_from`: a run's split.csv to split as it says."""
+    from cnnclf.config import override
+    from cnnclf.data.dataset import load
+
+    if config.data.source == "keras":
+        start_tensorflow(ctx)
+    data = load(config.data, config.seed, smoke, split_from)
+    if smoke:
+        config = override(config, {"data.limit_train": data.limits[0], "data.limit_test": data.limits[1],
+                                   "train.epochs": 1})
+    return config, data

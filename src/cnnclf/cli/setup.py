@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from cnnclf.cli.options import cli, command, json_option, output_file, set_option, start_tensorflow
+from cnnclf.cli.options import cli, command, json_option, load_data, output_file, set_option, start_tensorflow
 
 
 @cli.group()
@@ -51,11 +51,7 @@ def config_validate(ctx, config_path, overrides, deep):
     config = load_config(config_path, overrides)
     check_paths(config.data)
     if deep:
-        from cnnclf.train import load_data
-
-        if config.data.source == "keras":
-            start_tensorflow(ctx)
-        config, data = load_data(config)
+        config, data = load_data(ctx, config)
         start_tensorflow(ctx, config.train)
         from cnnclf.train import prepare
 

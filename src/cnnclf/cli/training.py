@@ -6,16 +6,7 @@ from pathlib import Path
 
 import click
 
-from cnnclf.cli.options import command, set_option, start_tensorflow, writable_folder
-
-
-def _load_data(ctx, config, smoke: bool = False, split_from=None):
-    """The config's data, loaded before TensorFlow starts (but for keras.datasets, which needs it)."""
-    from cnnclf.train import load_data
-
-    if config.data.source == "keras":
-        start_tensorflow(ctx)
-    return load_data(config, smoke, split_from)
+from cnnclf.cli.options import command, load_data, set_option, start_tensorflow, writable_folder
 
 
 @command()
@@ -46,7 +37,7 @@ def train(ctx, config_path, from_run, overrides, name, runs_dir, smoke):
     values = {key: value for key, value in (("name", name), ("output.runs_dir", runs_dir)) if value is not None}
     config = load_config(config_path, overrides, values)
     writable_folder(Path(config.output.runs_dir), "output.runs_dir")
-    config, data = _load_data(ctx, config, smoke, split_from)
+    config, data = load_data(ctx, config, smoke, split_from)
     start_tensorflow(ctx, config.train)
     from cnnclf import train as training
 

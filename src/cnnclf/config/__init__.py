@@ -99,8 +99,10 @@ def _describe(errors: list[dict], where) -> str:
         return f"{where(loc)}: unknown key {key!r}{nearest_key(Config, loc, fields_of(schema) or ())}"
     if error["type"] == "missing":
         return f"{where(loc)}: {key} is required"
-    messages = dict.fromkeys(e["msg"].removeprefix("Value error, ") for place, e in located if place == loc)
-    message = " or ".join(m[0].lower() + m[1:] for m in messages)
+    # pydantic's own messages ("Input should be ...") joined in lower case; cnnclf's (value errors) as written
+    messages = dict.fromkeys(e["msg"][len("Value error, "):] if e["msg"].startswith("Value error, ")
+                             else e["msg"][0].lower() + e["msg"][1:] for place, e in located if place == loc)
+    message = " or ".join(messages)
     place = where(loc)
     named = "" if place == f"--set {key}" else f"{key}: "  # --set already names the key
     return f"{place}: {named}got {_short(error['input'])}; {message}"

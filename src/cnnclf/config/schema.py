@@ -28,7 +28,7 @@ from cnnclf.errors import did_you_mean, listing
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _on_off(value):
@@ -49,6 +49,18 @@ class AugmentConfig(Section):
     test_shift: int = Field(0, ge=0)  # pixels; they also average over the image shifted this far down-right and up-left
 
 
+Side = Annotated[int, Field(gt=0, le=4096)]  # pixels; larger inputs are beyond what cnnclf's models train on
+
+
+def _local_path(value: Optional[str]) -> Optional[str]:
+    """A path as the user wrote it, made absolute, so that a run's config works from anywhere."""
+    if value is None:
+        return None
+    if "\0" in value:
+        raise ValueError("a path cannot hold a NUL character")
+    return os.path.abspath(os.path.expanduser(value))
+
+
 class DataConfig(Section):
     dataset: Literal[DATASETS] = "mnist"  # type: ignore[valid-type]
     source: Optional[Literal[tuple(SOURCES)]] = None  # type: ignore[valid-type]  # null: the dataset's own
@@ -57,7 +69,7 @@ class DataConfig(Section):
     path_column: str = "path"  # manifest: the column of image paths, relative to the CSV's folder
     label_column: str = "label"  # csv and manifest: the column of labels (manifest labels may be names)
     split_column: str = "split"  # manifest: train or test per row, if the column exists
-    image_shape: Optional[tuple[PositiveInt, PositiveInt, Literal[1, 3]]] = None  # [height, width, channels]
+    image_shape: Optional[tuple[Side, Side, Literal[1, 3]]] = None  # [height, width, channels]
     resize: Literal["stretch", "crop", "pad"] = "stretch"  # image files of another aspect: stretch them, crop
     # the centre to the aspect, or pad (letterbox) them, then resize
     skip_bad_images: bool = False  # image files: skip and count files that are not images
@@ -75,14 +87,15 @@ class DataConfig(Section):
     normalize: Literal["scale", "none"] = "scale"  # scale: x/255, done inside the model
     augment: AugmentConfig = AugmentConfig()  # none by default
 
+    @field_validator("path", "test_path", "cache")
+    @classmethod
+    def _absolute(cls, value):
+        return _local_path(value)
+
     @model_validator(mode="after")
     def _resolve(self):
         if self.source is None and self.dataset in KNOWN:
             self.source = KNOWN[self.dataset].default_source
-        for key in ("path", "test_path", "cache"):
-            value = getattr(self, key)
-            if value is not None:
-                setattr(self, key, os.path.abspath(os.path.expanduser(value)))
         return self
 
 
@@ -171,7 +184,7 @@ class TrainConfig(Section):
     loss: str = "auto"  # auto: (sparse_)categorical_crossentropy, following data.labels
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # needs data.labels: onehot
     metrics: list[str] = ["accuracy"]
-    epochs: PositiveInt = 10
+    epochs: int = Field(10, gt=0, le=100_000)
     batch_size: PositiveInt = 32  # images per training step
     eval_batch_size: Union[Literal["auto"], PositiveInt] = "auto"  # images per validation/test step; auto: as
     # many as fit in 64 MB of activations (at least batch_size, at most 1024)

@@ -45,10 +45,10 @@ def parse_value(text: str, key: str):
         tags = [e.tag for e in yaml.parse(text) if getattr(e, "tag", None)]
         node = _compose(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: {text!r} is not valid YAML ({_problem(e)}); quote it, like "
-                          f"--set '{key}=\"{text}\"'") from None
+        raise ConfigError(f"{where}: {_quoted(text)} is not valid YAML ({_problem(e)}); quote it, like "
+                          f"--set '{key}=\"...\"'") from None
     if tags:
-        raise ConfigError(f"{where}: {text!r} carries the YAML tag {tags[0]}; write plain values (numbers, "
+        raise ConfigError(f"{where}: {_quoted(text)} carries the YAML tag {tags[0]}; write plain values (numbers, "
                           f"strings, [lists], {{mappings}})")
     _check_size(node, where)
     return _construct(node, where)
@@ -133,6 +133,10 @@ def _key_lines(root) -> dict[tuple, int]:
                 lines[path + (i,)] = item.start_mark.line + 1
                 stack.append((item, path + (i,)))
     return lines
+
+
+def _quoted(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:57] + "...")
 
 
 def _problem(error: yaml.YAMLError) -> str:

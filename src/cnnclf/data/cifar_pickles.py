@@ -41,22 +41,38 @@ def load(cfg) -> Images:
                             f"test_batch and batches.meta")
     x_train, y_train = zip(*(_read_batch(p) for p in batches))
     x_test, y_test = _read_batch(test)
-    names = [n.decode() if isinstance(n, bytes) else str(n)
-             for n in _unpickle(meta)[b"label_names"]] if meta.is_file() else None
+    names = _label_names(meta) if meta.is_file() else None
     return Images(np.concatenate(x_train), np.concatenate(y_train), x_test, y_test,
                   class_names=names, files=hash_files([*batches, test] + ([meta] if meta.is_file() else [])))
+
+
+def _label_names(meta: Path) -> list[str] | None:
+    """The class names in batches.meta; None (the dataset's own names) where it has none."""
+    names = _unpickle(meta).get(b"label_names")
+    if names is None:
+        return None
+    try:
+        return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+    except (UnicodeDecodeError, TypeError) as e:
+        raise DataError(f"{meta}: label_names are not UTF-8 text ({e.__class__.__name__}); write the class names "
+                        f"as UTF-8") from None
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path)
     try:
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-        images = data.reshape(len(data), 3, 32, 32).transpose(0, 2, 3, 1)
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
+        if not np.issubdtype(data.dtype, np.number) or not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"data of dtype {data.dtype} and labels of dtype {labels.dtype}")
+        if data.size and (data.min() < 0 or data.max() > 255):
+            raise DataError(f"{path}: pixel values run {data.min()}-{data.max()}, outside 0-255; "
+                            f"is this a CIFAR batch?")
+        images = data.astype(np.uint8).reshape(len(data), 3, 32, 32).transpose(0, 2, 3, 1)
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"{path}: not a CIFAR batch (a dict with b'data' of N x 3072 uint8 and "
-                        f"b'labels'): {e}") from None
-    return np.ascontiguousarray(images), labels
+                        f"b'labels'): {str(e)[:200]}") from None
+    return np.ascontiguousarray(images), labels.astype(np.int64)
 
 
 def _unpickle(path: Path) -> dict:

@@ -25,18 +25,21 @@ def load(cfg) -> Images:
 def read_csv(path: Path, label_column: str, image_shape) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path}: no such CSV file; check data.path and data.test_path")
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), [])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel starts UTF-8 files with a BOM
+            header = next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable CSV file ({e.__class__.__name__}); save it as UTF-8 CSV") from None
     if label_column not in header:
         raise DataError(f"{path}: no label column {label_column!r} in the header (it starts "
                         f"{', '.join(header[:3])}, ...); set data.label_column")
     pixels = [c for c in header if c != label_column]
-    shape = _shape(path, len(pixels), image_shape)
+    shape = _shape(path, len(pixels), image_shape, _not_a_pixel(pixels))
     dtypes = {c: np.uint8 for c in pixels} | {label_column: np.int64}
     try:
         # Explicit uint8 columns: pandas parses straight into small arrays and refuses
         # (rather than wraps) anything that is not a whole number in 0-255.
-        frame = pd.read_csv(path, dtype=dtypes, engine="c")
+        frame = pd.read_csv(path, dtype=dtypes, engine="c", encoding="utf-8-sig")
     except (ValueError, pd.errors.ParserError) as e:
         raise _diagnose(path, header, label_column) or DataError(f"{path}: cannot parse the CSV ({e})") from None
     labels = frame.pop(label_column).to_numpy()
@@ -44,15 +47,29 @@ def read_csv(path: Path, label_column: str, image_shape) -> tuple[np.ndarray, np
     return images, labels
 
 
-def _shape(path: Path, columns: int, image_shape) -> tuple:
+def _shape(path: Path, columns: int, image_shape, extra: str | None = None) -> tuple:
     if image_shape is not None:
         if int(np.prod(image_shape)) != columns:
             raise DataError(f"{path}: {columns} pixel columns do not fit data.image_shape "
                             f"{list(image_shape)} ({int(np.prod(image_shape))} pixels)")
         return tuple(image_shape)
     if columns not in INFERRED_SHAPES:
+        if columns - 1 in INFERRED_SHAPES and extra is not None:
+            raise DataError(f"{path}: column {extra!r} is not a pixel ({columns} columns besides the label, one more "
+                            f"than {columns - 1} pixels); remove that column")
         raise DataError(f"{path}: {columns} pixel columns; set data.image_shape: [height, width, channels]")
     return INFERRED_SHAPES[columns]
+
+
+def _not_a_pixel(columns: list[str]) -> str | None:
+    """The one column that is not named like the others (pixel1.. or 1..): a saved row index, say."""
+    def kind(name: str) -> str:
+        return "".join("9" if c.isdigit() else c for c in name.strip().lower()).rstrip("9")
+
+    kinds = [kind(c) for c in columns]
+    common = max(set(kinds), key=kinds.count)
+    odd = [c for c, k in zip(columns, kinds) if k != common]
+    return odd[0] if len(odd) == 1 else None
 
 
 def _diagnose(path: Path, header: list[str], label_column: str) -> DataError | None:

@@ -137,19 +137,7 @@ class ZipReader:
             raise DataError(f"{path}: not a readable zip file ({e}); zip the folder again") from None
 
     def check(self, name: str) -> None:
-        """Refuse an entry before reading it: a zip bomb, an unsupported compression, encryption."""
-        info = self.infos[name]
-        where = self.describe(name)
-        if info.flag_bits & 0x1:
-            raise DataError(f"{where}: the entry is encrypted; zip the images without a password")
-        if info.compress_type not in ZIP_METHODS:
-            raise DataError(f"{where}: compression method {info.compress_type} cannot be read; zip the images "
-                            f"again with {', '.join(ZIP_METHODS.values())}")
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > MAX_ENTRY_BYTES or (info.file_size > 16 * 2**20 and ratio > MAX_RATIO):
-            raise DataError(f"{where}: the entry expands to {info.file_size:,} bytes ({ratio:,.0f} times its "
-                            f"compressed size), beyond what an image file is (at most {MAX_ENTRY_BYTES:,} bytes, "
-                            f"{MAX_RATIO} times); remove it")
+        check_zip_entry(self.infos[name], self.describe(name), MAX_ENTRY_BYTES)
 
     def _archive(self) -> zipfile.ZipFile:
         archive = getattr(self._local, "archive", None)
@@ -170,6 +158,21 @@ class ZipReader:
     def stamp(self, name: str) -> str:
         info = self.infos[name]
         return f"{info.file_size}:{info.CRC}"
+
+
+def check_zip_entry(info: zipfile.ZipInfo, where: str, max_bytes: int) -> None:
+    """Refuse a zip entry before reading it: one that would expand past `max_bytes` or by more than
+    MAX_RATIO to one (a zip bomb), an unsupported compression, encryption."""
+    if info.flag_bits & 0x1:
+        raise DataError(f"{where}: the entry is encrypted; zip the files without a password")
+    if info.compress_type not in ZIP_METHODS:
+        raise DataError(f"{where}: compression method {info.compress_type} cannot be read; zip the files "
+                        f"again with {', '.join(ZIP_METHODS.values())}")
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > max_bytes or (info.file_size > 16 * 2**20 and ratio > MAX_RATIO):
+        raise DataError(f"{where}: the entry expands to {info.file_size:,} bytes ({ratio:,.0f} times its "
+                        f"compressed size), more than cnnclf reads (at most {max_bytes:,} bytes, {MAX_RATIO} "
+                        f"times); remove it")
 
 
 def open_tree(path: Path):

@@ -1,6 +1,7 @@
 """IDX files (the MNIST format): a folder holding train/t10k images and labels, gzipped or not."""
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from cnnclf.errors import DataError
 
 MAGIC = {"images": 2051, "labels": 2049}
 PARTS = {"train": ("train",), "test": ("t10k", "test")}
+MAX_BYTES = 16 * 2**30  # an IDX file of more pixels than this is not one cnnclf can train on
 
 
 def load(cfg) -> Images:
@@ -43,25 +45,42 @@ def _find(folder: Path, prefixes: tuple[str, ...], kind: str) -> Path:
 
 
 def read_idx(path: Path, kind: str) -> np.ndarray:
+    """An IDX file's array. A gzipped file is inflated only as far as its header says the data goes,
+    so a small file that inflates to gigabytes is refused, not expanded."""
     raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:
-            raise DataError(f"{path}: the gzip stream is damaged ({e}); download the file again") from None
-    magic = int.from_bytes(raw[:4], "big")
+    gzipped = raw[:2] == b"\x1f\x8b"
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+    head = _inflate(path, inflate, raw, 4) if inflate else raw[:4]
+    magic = int.from_bytes(head[:4], "big")
     if magic != MAGIC[kind]:
         raise DataError(f"{path}: bad IDX magic number {magic}, expected {MAGIC[kind]} for {kind}; "
                         f"is this an IDX {kind} file?")
-    ndim = raw[3]
+    ndim = head[3]
     header = 4 + 4 * ndim
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    size = int(np.prod(dims))
-    if len(raw) - header != size:
-        raise DataError(f"{path}: truncated IDX payload: the header promises {size} bytes "
-                        f"({' x '.join(map(str, dims))}) but {max(len(raw) - header, 0)} follow; "
-                        f"download the file again")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+    head += _inflate(path, inflate, b"", header - 4) if inflate else raw[4:header]
+    dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    size = math.prod(dims)
+    if size > MAX_BYTES:
+        raise DataError(f"{path}: the IDX header promises {' x '.join(map(str, dims))} = {size:,} bytes, more "
+                        f"than any dataset cnnclf reads ({MAX_BYTES:,}); is this an IDX {kind} file?")
+    payload = _inflate(path, inflate, b"", size + 1) if inflate else raw[header:]
+    if len(payload) != size:
+        raise DataError(f"{path}: {'truncated' if len(payload) < size else 'overlong'} IDX payload: the header "
+                        f"promises {size} bytes ({' x '.join(map(str, dims))}) but "
+                        f"{f'{len(payload)}' if len(payload) <= size else 'more'} follow; download the file again")
+    return np.frombuffer(payload, np.uint8).reshape(dims)
+
+
+def _inflate(path: Path, inflate, data: bytes, wanted: int) -> bytes:
+    """Up to `wanted` more bytes of a gzip stream (the compressed bytes go in the first call)."""
+    try:
+        out = inflate.decompress(data or inflate.unconsumed_tail, wanted) if data or inflate.unconsumed_tail \
+            else b""
+        while len(out) < wanted and inflate.unconsumed_tail:
+            out += inflate.decompress(inflate.unconsumed_tail, wanted - len(out))
+    except zlib.error as e:
+        raise DataError(f"{path}: the gzip stream is damaged ({e}); download the file again") from None
+    return out
 
 
 def write_idx(path: Path, array: np.ndarray, kind: str) -> None:

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnclf.data.files import check_zip_entry
 from cnnclf.data.images import Images, hash_files, with_channels
 from cnnclf.errors import DataError
+from cnnclf.memory import machine_memory_mb
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -16,6 +18,9 @@ def load(cfg) -> Images:
     if not path.is_file():
         raise DataError(f"{path}: no such .npz file; check data.path")
     try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():  # before np.load inflates any of them
+                check_zip_entry(info, f"{path}:{info.filename}", machine_memory_mb() * 2**20 // 2)
         with np.load(path, allow_pickle=False) as arrays:
             missing = [k for k in KEYS if k not in arrays.files]
             if missing:

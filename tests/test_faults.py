@@ -1,0 +1,146 @@
+"""Faults at the worst moments: kill -9 while an epoch's state is being saved, two resumes of one
+run at once, and a disk that fills up. Each leaves a run that resumes to the same result as an
+uninterrupted one, or a clear refusal; none leaves a dead run shown as running."""
+
+import errno
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import cnnclf
+from test_resume import history, resumable_config, signal_after_epochs, start_training
+
+pytestmark = pytest.mark.slow
+
+# Python run as `cnnclf train CONFIG`, with one fault planted: kill -9 at a chosen instant of epoch 2's save.
+FAULTS = {
+    # the weights are saved in the new state folder, which is not yet renamed into place
+    "before-rename": """
+import os, signal
+real = os.rename
+def rename(src, dst):
+    if str(dst).endswith("epoch-0002"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst)
+os.rename = rename
+""",
+    # half of the weights file is written
+    "mid-weights": """
+import os, signal, keras
+real = keras.Model.save_weights
+def save_weights(self, filepath, *args, **kwargs):
+    real(self, filepath, *args, **kwargs)
+    if ".partial-0002" in str(filepath):
+        data = open(filepath, "rb").read()
+        open(filepath, "wb").write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+keras.Model.save_weights = save_weights
+""",
+    # the state is in place, history.csv and model.keras not yet published from it
+    "before-publish": """
+import os, signal
+from cnnclf import state
+real = state.TrainingState._publish
+def publish(self, saved):
+    if saved.name == "epoch-0002":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, saved)
+state.TrainingState._publish = publish
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("straight")
+    result = cnnclf("train", resumable_config(tmp))
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.split()[-1])
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_kill_9_while_saving_then_resume_matches_an_uninterrupted_run(tmp_path, uninterrupted, fault):
+    config = resumable_config(tmp_path)
+    code = FAULTS[fault] + "\nimport sys\nfrom cnnclf.cli import main\nsys.argv = ['cnnclf', 'train', sys.argv[1]]\nmain()\n"
+    killed = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run = next((tmp_path / "runs").iterdir())
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    listed = json.loads(cnnclf("runs", tmp_path / "runs", "--json").stdout)
+    assert listed[0]["status"] == "stopped (no process; resume it)"  # not shown as running
+    resumed = cnnclf("resume", run)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]
+    assert history(run) == history(uninterrupted)
+    assert json.loads((run / "metrics.json").read_text()) == json.loads((uninterrupted / "metrics.json").read_text())
+
+
+def test_two_resumes_at_once_one_trains_the_other_is_refused(tmp_path):
+    process = start_training(resumable_config(tmp_path))
+    run = signal_after_epochs(process, tmp_path / "runs", 1, signal.SIGTERM)
+    process.communicate(timeout=120)
+    resumes = [subprocess.Popen([sys.executable, "-m", "cnnclf", "resume", str(run)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = sorted((p.wait(timeout=300), p.stderr.read()) for p in resumes)
+    assert [code for code, _ in outcomes] == [0, 2], outcomes
+    refused = outcomes[1][1].strip().splitlines()[-1]
+    assert refused.startswith(f"Error: {run}: this run is being trained by process ") and "Traceback" not in refused
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
+    """Fault injection: the disk fills while epoch 2's state is saved (any machine)."""
+    from cnnclf import state
+
+    real = state.TrainingState._commit
+
+    def commit(self, epoch, saved):
+        if epoch == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.run.backup / ".partial-0002"))
+        return real(self, epoch, saved)
+
+    monkeypatch.setattr(state.TrainingState, "_commit", commit)
+    result = cnnclf("train", resumable_config(tmp_path))
+    run = next((tmp_path / "runs").iterdir())
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (f"Error: disk full writing {run}/backup/.partial-0002; free some "
+                                              f"space, then `cnnclf resume {run}`")
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(state.TrainingState, "_commit", real)
+    resumed = cnnclf("resume", run)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.5 MB tmpfs, where the machine lets this process mount one (root, not in a locked-down container)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs",
+                                                         str(mount)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_really_full_disk_is_one_line_and_the_run_resumes(tmp_path, small_disk):
+    config = resumable_config(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "cnnclf", "train", str(config), "--runs-dir",
+                             str(small_disk / "runs")], capture_output=True, text=True, timeout=300)
+    run = next((small_disk / "runs").iterdir())
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: disk full writing ") and last.endswith(f"then `cnnclf resume {run}`"), last
+    listed = json.loads(cnnclf("runs", small_disk / "runs", "--json").stdout)
+    assert "running" != listed[0]["status"]
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    resumed = cnnclf("resume", run)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]
