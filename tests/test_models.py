@@ -8,7 +8,8 @@ from cnnclf.compute import Compute
 from cnnclf.config import Config
 from cnnclf.conv_gradients import use_forward_convolutions
 from cnnclf.errors import ConfigError
-from cnnclf.models import build_model, compile_model, make_optimizer
+from cnnclf.models import build_model
+from cnnclf.optimization import compile_model, make_optimizer
 
 # Parameter counts printed by the tutorials' model.summary() (10 classes).
 TUTORIAL_PARAMS = {

@@ -221,7 +221,7 @@ def training_gflops_per_image(run: RunDir) -> float:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from cnnclf.evaluate import load_model
+    from cnnclf.inference import load_model
 
     model = load_model(run)
     forward = tf.function(lambda x: model(x, training=False))

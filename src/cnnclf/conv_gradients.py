@@ -18,12 +18,18 @@ import tensorflow as tf
 
 
 def use_forward_convolutions(model: keras.Model) -> None:
-    """Route the gradients of every stride-1, undilated, ungrouped channels-last Conv2D of `model`
-    through forward convolutions; the other layers keep TensorFlow's kernels."""
-    for layer in model.layers:
+    """Route the gradients of every stride-1, undilated, ungrouped channels-last Conv2D of `model` (and
+    of a backbone inside it) through forward convolutions; the other layers keep TensorFlow's kernels."""
+    for layer in _all_layers(model):
         if (isinstance(layer, keras.layers.Conv2D) and layer.strides == (1, 1) and layer.dilation_rate == (1, 1)
                 and layer.groups == 1 and layer.data_format == "channels_last"):
             layer.convolution_op = _convolution(layer.kernel_size, layer.padding)
+
+
+def _all_layers(model) -> list:
+    """The model's layers, and those of the models inside it (a backbone)."""
+    return [inner for layer in model.layers
+            for inner in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer])]
 
 
 def _convolution(kernel_size: tuple[int, int], padding: str):

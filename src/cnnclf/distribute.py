@@ -52,12 +52,17 @@ def is_chief(chosen: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
 
 
-def sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Shard by element across workers: the data is in memory, so there are no files to split
-    (the default policy would try files first and warn)."""
+def per_worker(chosen: tf.distribute.Strategy, make):
+    """The batches `make(shard)` builds, as the strategy feeds them: under multi_worker each worker
+    builds its own pipeline for its slice of every batch (shard = (this worker, workers)), so it reads
+    and decodes only its own images; otherwise the one pipeline, whose batches the strategy splits
+    across this process's replicas."""
+    if not is_multi_worker(chosen):
+        return make((0, 1))
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sliced already
+    return chosen.distribute_datasets_from_function(
+        lambda context: make((context.input_pipeline_id, context.num_input_pipelines)).with_options(options))
 
 
 def fit_model(model, chosen: tf.distribute.Strategy):

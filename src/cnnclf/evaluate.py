@@ -1,77 +1,20 @@
 """Test-set evaluation of a run's best model: metrics.json and predictions.npz."""
 
 import io
-import json
-import zipfile
 
 import keras
 import numpy as np
 
 from cnnclf.compute import eval_batch_size
 from cnnclf.data.pipeline import evaluation_batches
-from cnnclf.errors import NotARunError
 from cnnclf.fileio import write_bytes, write_json
 from cnnclf.metrics import confusion_matrix, expected_calibration_error, per_class, top_k_accuracy
-from cnnclf.models import inference_model
+from cnnclf.inference import inference_model, load_model
 from cnnclf.runs import RunDir
 
 SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
+EXPLAINED = 6  # of them, the first few (misclassified) get a Grad-CAM heatmap in the report
 TOP_K = (3, 5)
-
-
-def load_model(run: RunDir) -> keras.Model:
-    """The run's best model, loaded with Keras safe mode on (no code from the file is run), after a
-    look at its config: a damaged file or a class Keras does not have is one clear line."""
-    path = run.model
-    _check_archive(path)
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except ValueError as e:
-        if "safe_mode" in str(e):
-            raise NotARunError(f"{path}: the model holds a Lambda layer (code), which safe mode refuses to load; "
-                           f"cnnclf never runs code from model files") from None
-        raise _damaged(path, e) from None
-    except TypeError as e:
-        if "Could not locate" in str(e) or "custom" in str(e).lower():
-            name = str(e).split("'")[1] if "'" in str(e) else "an object"
-            raise NotARunError(f"{path}: the model uses {name}, which is not a Keras class cnnclf knows (a custom "
-                           f"object); cnnclf loads only models made of Keras's own layers") from None
-        raise _damaged(path, e) from None
-    except (OSError, zipfile.BadZipFile, KeyError, EOFError) as e:
-        raise _damaged(path, e) from None
-
-
-def _check_archive(path) -> None:
-    """A .keras file is a zip holding config.json; refuse one that is not, or whose config names an
-    object that is not Keras's own (a custom class would need its code, which cnnclf never loads)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as e:
-        raise _damaged(path, e) from None
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            module = node.get("module")
-            if "class_name" in node and node.get("registered_name") and not str(module or "").startswith("keras"):
-                raise NotARunError(f"{path}: the model uses {node['registered_name']}, which is not a Keras class "
-                                   f"cnnclf knows (a custom object); cnnclf loads only models made of Keras's own "
-                                   f"layers")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-
-
-def _damaged(path, error: Exception) -> NotARunError:
-    reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0][:120]
-    return NotARunError(f"{path}: the model file is damaged ({error.__class__.__name__}: {reason}); resume or retrain "
-                    f"the run to write it again")
-
-
-def load_predictor(run: RunDir) -> keras.Model:
-    """The run's best model as predict, export and serve use it: inference_model for the run's config."""
-    return inference_model(load_model(run), run.read_config())
 
 
 def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
@@ -79,7 +22,7 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     predictions.npz; return the metrics."""
     onehot = config.data.labels == "onehot"
     test = evaluation_batches(splits.test, eval_batch_size(model, config.train), splits.num_classes, onehot)
-    model = inference_model(model, config)
+    base, model = model, inference_model(model, config)
     results = model.evaluate(test, return_dict=True, verbose=0)
     # Batch by batch: model.predict on the same batches peaked 100-700 MB higher (s004_mnist).
     probabilities = np.concatenate([model.predict_on_batch(x) for x, _ in test]).astype(np.float32)
@@ -91,6 +34,8 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
         "test_loss": float(results.pop("loss")),
         **{f"test_{name}": float(value) for name, value in results.items()},
         "test_images": int(len(y_true)),
+        "balanced_accuracy": float(scores["recall"].mean()),  # the mean of the classes' recalls
+        "macro_f1": float(scores["f1"].mean()),
         "class_names": splits.class_names,
         "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
                       for name, p, r, f, n in rows},
@@ -101,11 +46,44 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     }
     write_json(run.metrics, metrics)
     order = np.argsort(y_pred == y_true, kind="stable")[:SAMPLES]  # wrong ones first
+    samples = splits.test.gather(order)
+    explained = order[:EXPLAINED]
     out = io.BytesIO()
-    np.savez_compressed(out, y_true=y_true, probabilities=probabilities, sample_index=order,
-                        sample_images=splits.test.gather(order))
+    np.savez_compressed(out, y_true=y_true, probabilities=probabilities, sample_index=order, sample_images=samples,
+                        gradcam=_explain(base, samples[:EXPLAINED], y_pred[explained]))
     write_bytes(run.predictions, out.getvalue())
     return metrics
+
+
+def _explain(model: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Grad-CAM heatmaps (float16) of the predicted classes; none when the model has no feature map."""
+    from cnnclf import gradcam
+    from cnnclf.errors import ConfigError
+
+    try:
+        return gradcam.heatmaps(model, images, classes).astype(np.float16)
+    except ConfigError:
+        return np.zeros((0, *images.shape[1:3]), np.float16)
+
+
+COLLAPSE_SHARE, COLLAPSE_LABELS = 0.9, 0.6
+
+
+def collapse_warning(model: keras.Model, splits, config, batch_size: int) -> str | None:
+    """A warning when the validation predictions fall on one class: over 90% of them, where that
+    class is under 60% of the labels (the model has learnt the majority, not the classes)."""
+    part = splits.validation
+    if len(part) < 10:
+        return None
+    batches = evaluation_batches(part, batch_size, splits.num_classes, config.data.labels == "onehot")
+    predicted = np.concatenate([model.predict_on_batch(x).argmax(axis=1) for x, _ in batches])
+    top = int(np.bincount(predicted, minlength=splits.num_classes).argmax())
+    share, labels_share = float(np.mean(predicted == top)), float(np.mean(part.labels == top))
+    if share <= COLLAPSE_SHARE or labels_share >= COLLAPSE_LABELS:
+        return None
+    return (f"the model predicts {splits.class_names[top]} for {share:.0%} of the validation images, which are "
+            f"{labels_share:.0%} {splits.class_names[top]}: it has learnt the majority, not the classes; try "
+            f"train.class_weight: balanced, a smaller train.batch_size or a lower learning rate")
 
 
 def evaluate_run(run: RunDir) -> dict:
@@ -125,5 +103,6 @@ def metrics_table(metrics: dict) -> str:
     for name, row in metrics["per_class"].items():
         lines.append(f"{name:<{width}}{row['precision']:9.4f}{row['recall']:8.4f}{row['f1']:8.4f}{row['support']:9d}")
     lines.append(f"test_loss {metrics['test_loss']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
+                 f"balanced_accuracy {metrics['balanced_accuracy']:.4f}  macro_f1 {metrics['macro_f1']:.4f}  "
                  f"({metrics['test_images']} images)")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from cnnclf.errors import ConfigError
-from cnnclf.evaluate import load_predictor
+from cnnclf.inference import Predictor
 from cnnclf.fileio import atomic_path
 from cnnclf.runs import RunDir
 
@@ -30,7 +30,7 @@ def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
         raise ConfigError(f"{out}: already exists; choose another --out or remove it")
     import tensorflow as tf
 
-    model = load_predictor(run)
+    model = Predictor(run).averaged
     signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="pixels")]
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..."
         if fmt == "savedmodel":

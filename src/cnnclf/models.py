@@ -1,27 +1,33 @@
-"""Build and compile a Keras model from the config: a declarative layer list or a preset."""
+"""Build a Keras model from the config: a declarative layer list, a preset, or a pretrained backbone
+with a head. Compiling is in optimization.py; the views evaluation averages over, in inference.py."""
 
 import inspect
-import math
 
 import keras
 
-from cnnclf.compute import Compute
-from cnnclf.conv_gradients import use_forward_convolutions
+from cnnclf import backbones
 from cnnclf.errors import ConfigError, did_you_mean
+from cnnclf.inference import check_test_shift
 from cnnclf.presets import PRESETS
+
+REDUCING = ("Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D")
 
 
 def layer_specs(model_config) -> tuple[list[dict], str]:
-    """The layer list, and how to name it in messages."""
+    """The layer list (a backbone's head), and how to name it in messages."""
     if model_config.preset is not None:
         return PRESETS[model_config.preset], f"preset {model_config.preset}"
-    return model_config.layers, "model.layers"
+    specs = list(model_config.layers or [])
+    if model_config.backbone is not None and not any(next(iter(s)) in REDUCING for s in specs):
+        specs.insert(0, {"GlobalAveragePooling2D": {}})  # the backbone's feature map to one vector per image
+    return specs, "model.layers"
 
 
 def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
                 precision: str = "float32") -> keras.Model:
-    """Input (uint8 pixels, cast by Keras) -> optional x/255 -> the layers -> softmax classifier.
-    Under a mixed precision policy the output is cast back to float32, for a stable loss."""
+    """Input (uint8 pixels, cast by Keras) -> augmentation -> x/255, or a backbone's own preprocessing
+    and the backbone -> the layers -> softmax classifier. Under a mixed precision policy the output is
+    cast back to float32, for a stable loss."""
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(precision)
     specs, where = layer_specs(config.model)
@@ -30,7 +36,13 @@ def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
     check_test_shift(config.data.augment, input_shape)
     for layer in augmentation(config.data.augment, config.seed):
         model.add(layer)
-    if config.data.normalize == "scale":
+    if config.model.backbone is not None:
+        for layer, weights in backbones.input_layers(config.model.backbone.name, input_shape[-1]):
+            model.add(layer)
+            if weights is not None:
+                layer.set_weights(weights)
+        model.add(backbones.build(config, input_shape))
+    elif config.data.normalize == "scale":
         model.add(keras.layers.Rescaling(1 / 255, name="scale"))
     for i, spec in enumerate(specs):
         ((name, kwargs),) = spec.items()
@@ -70,83 +82,6 @@ def augmentation(augment, seed: int) -> list:
     if augment.zoom:
         layers.append(keras.layers.RandomZoom(augment.zoom, name="zoom", **common))
     return layers
-
-
-def check_test_shift(augment, input_shape) -> None:
-    """Refuse test-time shifts further than training's translations reach: before training starts, and
-    before a run whose config was edited is evaluated, predicted with or exported."""
-    side = min(input_shape[:2])
-    reach = augment.translate * side
-    if augment.test_shift > reach:
-        raise ConfigError(f"data.augment.test_shift: {augment.test_shift} pixels is further than training's "
-                          f"translations reach ({augment.translate:g} of {side} pixels); "
-                          f"set it to at most {math.floor(reach)} or raise data.augment.translate")
-
-
-FLIP_AXES = {"horizontal": (2,), "vertical": (1,), "horizontal_and_vertical": (1, 2)}  # of (N, H, W, C)
-
-
-def inference_model(model: keras.Model, config) -> keras.Model:
-    """The model evaluate, predict and export use. With test-time augmentation, each image's class
-    probabilities are averaged over its views: the image, with data.augment.test_shift also the image
-    shifted that many pixels down-right and up-left (edges reflected), and with data.augment.test_flip
-    the flips of each. On CIFAR-10, flips took 85.11% to 86.06% for twice the inference time, and
-    1-pixel shifts 87.02% to 87.59% for 3x more (BENCHMARKS.md)."""
-    augment = config.data.augment
-    if not (augment.test_flip or augment.test_shift):
-        return model
-    check_test_shift(augment, model.input_shape[1:])
-    pixels = keras.Input(model.input_shape[1:], name="pixels")
-    views = [pixels]
-    if augment.test_shift:
-        s = augment.test_shift
-        height, width = model.input_shape[1:3]
-        padded = keras.ops.pad(pixels, [(0, 0), (s, s), (s, s), (0, 0)], mode="reflect")
-        views += [padded[:, :height, :width], padded[:, 2 * s:, 2 * s:]]
-    if augment.test_flip:
-        for axis in FLIP_AXES[augment.flip]:
-            views += [keras.ops.flip(view, axis=axis) for view in views]
-    probabilities = keras.layers.Average(name="test_time_views")([model(view) for view in views])
-    averaged = keras.Model(pixels, probabilities, name=model.name)
-    averaged.compile(loss=make_loss(config.train, config.data.labels), metrics=list(config.train.metrics))
-    return averaged
-
-
-def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, compute: Compute) -> None:
-    """Optimizer (with its learning-rate schedule), loss and metrics, as `train` (TrainConfig) says,
-    with the compute levers resolved in `compute`."""
-    if compute.conv_gradients == "forward":
-        use_forward_convolutions(model)
-    optimizer = make_optimizer(train, steps_per_epoch, compute.learning_rate_scale)
-    model.compile(optimizer=optimizer, loss=make_loss(train, labels),
-                  metrics=list(train.metrics), steps_per_execution=compute.steps_per_execution,
-                  jit_compile=compute.jit_compile)
-
-
-def make_optimizer(train, steps_per_epoch: int, scale: float = 1.0) -> keras.optimizers.Optimizer:
-    options = train.optimizer
-    cls = {n.lower(): getattr(keras.optimizers, n) for n in dir(keras.optimizers) if n[:1].isupper()}[options.name]
-    kwargs = dict(options.model_extra or {})
-    rate = scale * (options.learning_rate or inspect.signature(cls).parameters["learning_rate"].default)
-    warmup = round(train.warmup_epochs * steps_per_epoch)
-    if train.lr_schedule == "cosine" or warmup:
-        total = train.epochs * steps_per_epoch
-        rate = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warmup else rate,
-            decay_steps=max(total - warmup, 1),
-            alpha=1.0 if train.lr_schedule == "constant" else 0.0,  # alpha 1: stay at the peak
-            warmup_target=rate if warmup else None,
-            warmup_steps=warmup,
-        )
-    return construct(cls, {**kwargs, "learning_rate": rate}, "train.optimizer")
-
-
-def make_loss(train, labels: str):
-    if train.loss != "auto":
-        return keras.losses.get(train.loss)  # a name the config checked against the labels
-    if labels == "onehot":
-        return keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
-    return keras.losses.SparseCategoricalCrossentropy()
 
 
 def construct(cls, kwargs: dict, label: str):

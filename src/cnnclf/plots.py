@@ -27,6 +27,10 @@ def draw_all(run: RunDir) -> list:
         drawn += [confusion(run), per_class_accuracy(run)]
     if run.predictions.exists():
         drawn += [test_samples(run), reliability(run)]
+        with np.load(run.predictions) as f:
+            explained = "gradcam" in f.files and len(f["gradcam"]) > 0
+        if explained:
+            drawn.append(gradcam_samples(run))
     if run.data_samples.exists():
         with np.load(run.data_samples) as f:
             drawn.append(data_grid(f["images"], f["labels"], list(f["class_names"]), run.plots / "data_samples.png"))
@@ -114,6 +118,33 @@ def test_samples(run: RunDir):
         colors.append(RIGHT if predicted == true else WRONG)
     return _grid(images, titles, colors, "Test samples (misclassified first): true → predicted",
                  run.plots / "test_samples.png")
+
+
+def gradcam_samples(run: RunDir):
+    """The first test samples (misclassified ones first) with their Grad-CAM heatmaps."""
+    names = run.read_metrics()["class_names"]
+    with np.load(run.predictions) as f:
+        maps = f["gradcam"].astype(np.float32)
+        index = f["sample_index"][: len(maps)]
+        images, truth, probabilities = f["sample_images"][: len(maps)], f["y_true"][index], f["probabilities"][index]
+    titles = [f"{names[t]}\n→ {names[int(p.argmax())]} {p.max():.0%}" for t, p in zip(truth, probabilities)]
+    return explanations(images, maps, titles, run.plots / "gradcam.png",
+                        "Where the model looked (Grad-CAM), misclassified test images first: true → predicted")
+
+
+def explanations(images: np.ndarray, maps: np.ndarray, titles: list[str], path, title: str = ""):
+    """Each image beside its Grad-CAM heatmap laid over it."""
+    fig, axes = plt.subplots(2, len(images), figsize=(max(2.2 * len(images), 3), 4.8), squeeze=False)
+    for column, (image, heat, text) in enumerate(zip(images, maps, titles)):
+        top, bottom = axes[0, column], axes[1, column]
+        for ax in (top, bottom):
+            ax.axis("off")
+            _show(ax, image)
+        bottom.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        top.set_title(text, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
 
 
 def reliability(run: RunDir):

@@ -5,37 +5,61 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnclf.data.files import DECODE_ERRORS, decode_image, reason
+from cnnclf.data.files import DECODE_ERRORS, reason
 from cnnclf.errors import DataError
-from cnnclf.evaluate import load_predictor
+from cnnclf.inference import Predictor
 from cnnclf.runs import RunDir
 
 log = logging.getLogger("cnnclf")
 
+BATCH = 256  # images per call into the model
 
-def predict(run: RunDir, paths: list[str], top_k: int) -> list[dict]:
-    """One row per readable image: file, class, probability and the top-k classes.
-    Files that are not images are reported on stderr and skipped."""
-    model = load_predictor(run)
-    class_names = run.class_names()
-    shape = tuple(model.input_shape[1:])
-    policy = run.read_config().data.resize
+
+def predict(run: RunDir, paths: list[str], top_k: int, explain: Path | None = None,
+            layer: str | None = None) -> list[dict]:
+    """One row per readable image: file, class, probability and the top-k classes, and with `explain`
+    (a folder) the path of its Grad-CAM picture there. Files that are not images are reported on
+    stderr and skipped."""
+    predictor = Predictor(run)
     files, images = [], []
     for path in _expand(paths):
         try:
-            images.append(decode_image(path.read_bytes(), shape, policy))
+            images.append(predictor.decode(path.read_bytes()))
             files.append(path)
         except DECODE_ERRORS as e:
             log.warning(f"skipped {path}: not a readable image ({reason(e)})")
     if not images:
         raise DataError(f"no readable images in {', '.join(paths)}; pass PNG or JPEG files or folders of them")
-    probabilities = model.predict(np.stack(images), batch_size=256, verbose=0)
+    pixels = np.stack(images)
+    probabilities = np.concatenate([predictor.probabilities(pixels[i:i + BATCH]) for i in range(0, len(pixels), BATCH)])
     rows = []
     for path, p in zip(files, probabilities):
-        top = np.argsort(p)[::-1][:top_k]
-        rows.append({"file": str(path), "class": class_names[top[0]], "probability": float(p[top[0]]),
-                     "top_k": [{"class": class_names[i], "probability": float(p[i])} for i in top]})
+        top = predictor.top(p, top_k)
+        rows.append({"file": str(path), "class": top[0]["class"], "probability": top[0]["probability"], "top_k": top})
+    if explain is not None:
+        for row, picture in zip(rows, _explain(predictor, pixels, probabilities.argmax(axis=1), explain, files, layer)):
+            row["explanation"] = str(picture)
     return rows
+
+
+def _explain(predictor: Predictor, pixels: np.ndarray, classes: np.ndarray, folder: Path, files: list[Path],
+             layer: str | None) -> list[Path]:
+    """A Grad-CAM picture per image, <folder>/<file name>.gradcam.png."""
+    from cnnclf import gradcam, plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written, used = [], set()
+    for start in range(0, len(pixels), BATCH):
+        maps = gradcam.heatmaps(predictor.model, pixels[start:start + BATCH], classes[start:start + BATCH], layer)
+        for offset, heat in enumerate(maps):
+            i = start + offset
+            name = f"{files[i].stem}.gradcam.png"
+            if name in used:
+                name = f"{files[i].stem}-{i}.gradcam.png"
+            used.add(name)
+            title = f"{files[i].name}\n{predictor.class_names[classes[i]]}"
+            written.append(plots.explanations(pixels[i:i + 1], heat[None], [title], folder / name))
+    return written
 
 
 def _expand(paths: list[str]) -> list[Path]:

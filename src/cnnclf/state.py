@@ -7,8 +7,9 @@ previous epoch's directory or the new one, each whole, and the previous one is r
 the new one exists. It holds:
   weights.weights.h5   the model's weights and the optimizer's state (its step counter too, hence
                        the position in the learning-rate schedule and the data order)
-  state.json           the epoch, the history rows so far, early stopping's wait count and best
-                       value, the checkpoint's best value, and whether training has finished
+  state.json           the epoch, the history rows so far, the phase (train, or fine_tune from which
+                       epoch), early stopping's wait count and best value, the checkpoint's best value,
+                       and whether the phase has finished
   random_state.npz     the random-generator states of dropout and augmentation layers
   early_stopping.npz   early stopping's best weights, when it keeps them
   best.keras           the best model so far (a hard link to the previous epoch's when unchanged)
@@ -39,19 +40,26 @@ class TrainingState(keras.callbacks.Callback):
     """Saves the state after every epoch and restores it for a resumed run. Put it last in the
     callback list, so that the callbacks whose state it saves have finished their epoch."""
 
-    def __init__(self, run: RunDir, early_stopping=None, checkpoint=None):
+    def __init__(self, run: RunDir, early_stopping=None, checkpoint=None, phases: bool = False):
         super().__init__()
         self.run, self.early_stopping, self.checkpoint = run, early_stopping, checkpoint
+        self.phases = phases  # history rows name their phase (a run that fine-tunes)
         self.candidate = run.backup / "best-candidate.keras"  # where the checkpoint writes a new best
         self.latest = latest_state(run.backup)
         self.saved = json.loads((self.latest / "state.json").read_text()) if self.latest else {}
         self.rows: list[dict] = list(self.saved.get("history", []))
+        self.phase, self.phase_start = self.saved.get("phase", "train"), self.saved.get("phase_start", 0)
 
     def first_epoch(self) -> int:
         return self.saved.get("epoch", 0)
 
     def finished(self) -> bool:
-        return self.saved.get("finished", False)
+        """Whether the current phase has finished (its last epoch, or early stopping, is behind it)."""
+        return self.saved.get("finished", False) and self.saved.get("phase", "train") == self.phase
+
+    def begin_phase(self, phase: str) -> None:
+        """The next phase starts at the epoch reached; early stopping starts afresh in it."""
+        self.phase, self.phase_start = phase, self.first_epoch()
 
     def restore_weights(self, model: keras.Model) -> None:
         """Load the saved weights and optimizer state into the compiled model, before fit, and
@@ -75,7 +83,7 @@ class TrainingState(keras.callbacks.Callback):
         if not self.saved:
             return
         es = self.early_stopping
-        if es is not None and "early_stopping" in self.saved:
+        if es is not None and "early_stopping" in self.saved and self.saved.get("phase", "train") == self.phase:
             for field in EARLY_STOPPING_FIELDS:
                 setattr(es, field, self.saved["early_stopping"][field])
             weights = self.latest / "early_stopping.npz"
@@ -90,24 +98,29 @@ class TrainingState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.time()
-        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+        self.rows.append({"epoch": epoch + 1, **({"phase": self.phase} if self.phases else {}),
+                          **{k: float(v) for k, v in (logs or {}).items()},
                           "seconds": round(now - self.epoch_started, 3), "time": round(now, 3)})  # time: Unix
-        state = {"epoch": epoch + 1, "finished": False, "history": self.rows}
+        with deferred_interrupts():
+            self._commit(f"epoch-{epoch + 1:04d}", self._state(epoch + 1, finished=False))
+
+    def on_train_end(self, logs=None):
+        """The phase is over: its state again, as early stopping may have restored its best weights."""
+        with deferred_interrupts():
+            self._commit(f"epoch-{self.first_epoch():04d}-end", self._state(self.first_epoch(), finished=True))
+
+    def _state(self, epoch: int, finished: bool) -> dict:
+        state = {"epoch": epoch, "phase": self.phase, "phase_start": self.phase_start, "finished": finished,
+                 "history": self.rows}
         es = self.early_stopping
         if es is not None:
             state["early_stopping"] = {f: _plain(getattr(es, f)) for f in EARLY_STOPPING_FIELDS}
         if self.checkpoint is not None:
             state["checkpoint_best"] = _plain(self.checkpoint.best)
-        with deferred_interrupts():
-            self._commit(epoch + 1, state)
+        return state
 
-    def on_train_end(self, logs=None):
-        if self.latest is not None:
-            self.saved = {**json.loads((self.latest / "state.json").read_text()), "finished": True}
-            write_json(self.latest / "state.json", self.saved)
-
-    def _commit(self, epoch: int, state: dict) -> None:
-        partial = self.run.backup / f".partial-{epoch:04d}"
+    def _commit(self, name: str, state: dict) -> None:
+        partial = self.run.backup / f".partial-{name.removeprefix('epoch-')}"
         shutil.rmtree(partial, ignore_errors=True)
         try:
             partial.mkdir(parents=True)
@@ -116,7 +129,8 @@ class TrainingState(keras.callbacks.Callback):
             _write_arrays(partial / "random_state.npz", [v.numpy() for v in _random_state(self.model)])
             es = self.early_stopping
             if es is not None and es.best_weights is not None:
-                if es.best_epoch == epoch - 1 or self.latest is None:
+                if es.best_epoch == state["epoch"] - 1 or self.latest is None \
+                        or not (self.latest / "early_stopping.npz").exists():
                     _write_arrays(partial / "early_stopping.npz", es.best_weights)
                 else:
                     _link_or_copy(self.latest / "early_stopping.npz", partial / "early_stopping.npz")
@@ -125,7 +139,7 @@ class TrainingState(keras.callbacks.Callback):
             elif self.latest is not None and (self.latest / "best.keras").exists():
                 _link_or_copy(self.latest / "best.keras", partial / "best.keras")
             write_json(partial / "state.json", state)
-            done = self.run.backup / f"epoch-{epoch:04d}"
+            done = self.run.backup / name
             os.rename(partial, done)  # the epoch is saved: everything it vouches for is in place
         except (OSError, RuntimeError) as e:
             if is_disk_full(e) or _no_space(self.run.backup):
@@ -160,12 +174,14 @@ class TrainingState(keras.callbacks.Callback):
 
 def latest_state(backup: Path) -> Path | None:
     """The last complete epoch's state directory, if any; partial ones are left for _commit to replace."""
-    done = sorted(backup.glob("epoch-[0-9][0-9][0-9][0-9]")) if backup.is_dir() else []
+    done = sorted(backup.glob("epoch-[0-9][0-9][0-9][0-9]*")) if backup.is_dir() else []
     return done[-1] if done else None
 
 
 def publish_model(source: Path, target: Path) -> None:
     """Put `source` at `target` atomically (a hard link where the filesystem allows it)."""
+    if target.exists() and os.path.samefile(source, target):
+        return  # published already (and rename(2) of two links to one file would do nothing)
     tmp = target.with_name(f".{target.name}.publish")
     if tmp.exists():
         tmp.unlink()

@@ -22,13 +22,15 @@ from cnnclf.callbacks import Progress, StopOnNaN
 from cnnclf.compute import Compute, resolve, with_model
 from cnnclf.config import Config
 from cnnclf.data.dataset import Dataset, load
-from cnnclf.data.pipeline import evaluation_batches, training_batches
 from cnnclf.data.split import write_split
 from cnnclf.errors import CnnclfError, DiskFull, Interrupted, NotARunError
-from cnnclf.evaluate import evaluate, load_model
+from cnnclf.evaluate import collapse_warning, evaluate
+from cnnclf.inference import load_model
+from cnnclf.fitting import class_weights, fit_phases
 from cnnclf.fileio import interrupts_raised, is_disk_full, write_bytes, write_json, write_text
 from cnnclf.memory import peak_rss_mb, release_memory
-from cnnclf.models import build_model, compile_model
+from cnnclf.models import build_model
+from cnnclf.optimization import compile_model
 from cnnclf.provenance import environment
 from cnnclf.runs import RunDir
 from cnnclf.state import TrainingState, publish_model
@@ -46,6 +48,7 @@ class Session:
     model: keras.Model
     strategy: object  # tf.distribute.Strategy
     compute: Compute
+    class_weight: dict[int, float] | None = None  # train.class_weight, by class index
 
     @property
     def chief(self) -> bool:
@@ -107,7 +110,8 @@ def prepare(config: Config, data: Dataset) -> Session:
         steps = -(-len(splits.train) // compute.batch_size)
         compile_model(model, config.train, config.data.labels, steps, compute)
     compute = with_model(compute, model, config.train)
-    return Session(config, data, distribute.fit_model(model, strategy), strategy, compute)
+    weights = class_weights(config.train.class_weight, splits.train.labels, splits.class_names)
+    return Session(config, data, distribute.fit_model(model, strategy), strategy, compute, weights)
 
 
 def write_data_samples(run: RunDir, data: Dataset, per_class: int = 8) -> None:
@@ -122,11 +126,11 @@ def write_data_samples(run: RunDir, data: Dataset, per_class: int = 8) -> None:
 
 def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | None:
     config, splits, model = session.config, session.data.splits, session.model
-    train_cfg, onehot = config.train, config.data.labels == "onehot"
+    train_cfg = config.train
     early_stopping = checkpoint = None
     if train_cfg.early_stopping is not None:
         early_stopping = keras.callbacks.EarlyStopping(**train_cfg.early_stopping.model_dump())
-    state = TrainingState(run, early_stopping)
+    state = TrainingState(run, early_stopping, phases=train_cfg.fine_tune is not None)
     if train_cfg.checkpoint is not None:
         checkpoint = keras.callbacks.ModelCheckpoint(state.candidate, save_best_only=True,
                                                      **train_cfg.checkpoint.model_dump())
@@ -143,19 +147,8 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
     try:
         with _outcome_recorded(run, state):
             fit_started = time.time()
-            with session.strategy.scope():
-                state.restore_weights(model)
-            if not state.finished():
-                compute = session.compute
-                batches, _ = training_batches(splits.train, compute.batch_size, config.seed,
-                                              model.optimizer.iterations, splits.num_classes, onehot)
-                validation = evaluation_batches(splits.validation, compute.eval_batch_size, splits.num_classes,
-                                                onehot)
-                callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint, mlflow]), *trackers,
-                             state]
-                model.fit(distribute.sharded(batches), epochs=train_cfg.epochs, initial_epoch=first_epoch,
-                          validation_data=distribute.sharded(validation), callbacks=callbacks, shuffle=False,
-                          verbose=0)
+            callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint, mlflow]), *trackers, state]
+            fit_phases(session, state, callbacks, progress)
             fit_seconds = time.time() - fit_started
             if not session.chief:  # nothing collective remains: the chief evaluates and writes
                 log.info("this worker is done; the chief writes the run directory")
@@ -166,7 +159,11 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
                 model.save(run.backup / "final.keras")
                 publish_model(run.backup / "final.keras", run.model)
             release_memory()
-            metrics = evaluate(run, load_model(run), splits, config)
+            best = load_model(run)
+            metrics = evaluate(run, best, splits, config)
+            warnings = [w for w in [collapse_warning(best, splits, config, session.compute.eval_batch_size)] if w]
+            for warning in warnings:
+                log.warning(f"warning: {warning}")
             release_memory()
             plots_error = _draw_plots(run)
             if mlflow:
@@ -186,7 +183,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
                    time_to_first_step_seconds=_round(progress.time_to_first_step),
                    train_images_per_second=round(len(splits.train) * (epochs_done - first_epoch)
                                                  / max(fit_seconds, 1e-9), 1),
-                   **({"plots_error": plots_error} if plots_error else {}))
+                   warnings=warnings, **({"plots_error": plots_error} if plots_error else {}))
     shutil.rmtree(run.backup, ignore_errors=True)
     log.info(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}")
     return run

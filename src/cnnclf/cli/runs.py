@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from cnnclf.cli.options import command, json_option, output_file, set_option, start_tensorflow
+from cnnclf.cli.options import command, json_option, output_file, set_option, start_tensorflow, writable_folder
 
 
 @command()
@@ -75,13 +75,17 @@ def plot(ctx, run_path, config_path, overrides):
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(1), help="How many classes to list.")
 @json_option
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
+@click.option("--explain", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a Grad-CAM picture of each image here (where the model found its class).")
+@click.option("--layer", help="With --explain: the feature map to explain [the last one].")
 @click.pass_context
-def predict(ctx, run_path, paths, top_k, as_json, csv_path):
+def predict(ctx, run_path, paths, top_k, as_json, csv_path, explain, layer):
     """Classify PNG/JPEG files (or folders of them) with RUN's best model.
 
     \b
     Example:
       cnnclf predict runs/20261121T101500Z-fashion shoe.png photos/ --top-k 3
+      cnnclf predict runs/20261121T101500Z-fashion shoe.png --explain explained/
     """
     import csv
     import io
@@ -93,10 +97,14 @@ def predict(ctx, run_path, paths, top_k, as_json, csv_path):
 
     run = RunDir.open(run_path, need_model=True)
     output_file(csv_path, "--csv")
+    if explain is not None:
+        writable_folder(explain, "--explain")
+    elif layer is not None:
+        raise click.UsageError("--layer goes with --explain")
     start_tensorflow(ctx)
     from cnnclf import predict as prediction
 
-    rows = prediction.predict(run, list(paths), top_k)
+    rows = prediction.predict(run, list(paths), top_k, explain, layer)
     header = ["file", "class", "probability"] + [f"top {i + 1}" for i in range(min(top_k, len(rows[0]["top_k"])))]
     if csv_path:
         out = io.StringIO()

@@ -56,16 +56,25 @@ def _check_data(data: DataConfig, where, fail) -> None:
 
 def _check_model(cfg: Config, fail) -> None:
     model = cfg.model
-    if (model.preset is None) == (model.layers is None):
+    if model.backbone is not None:
+        if model.preset is not None:
+            fail(("model", "preset"), "a preset is a whole network: set model.preset or model.backbone, not both")
+    elif (model.preset is None) == (model.layers is None):
         both = "both" if model.preset else "neither"
-        fail(("model",), f"set exactly one of model.preset and model.layers ({both} given)")
+        fail(("model",), f"set exactly one of model.preset and model.layers ({both} given), or model.backbone")
+    if cfg.train.fine_tune is not None:
+        if model.backbone is None:
+            fail(("train", "fine_tune"), "fine-tuning unfreezes a pretrained backbone: set model.backbone")
+        elif model.backbone.trainable:
+            fail(("train", "fine_tune"), "the backbone already trains (model.backbone.trainable: true); set it to "
+                                         "false to train the head first, or remove train.fine_tune")
     if model.preset is not None:
         from cnnclf.presets import PRESETS
 
         if model.preset not in PRESETS:
             fail(("model", "preset"), f"unknown preset {model.preset!r}{did_you_mean(model.preset, PRESETS)}; "
                                       f"valid: {', '.join(PRESETS)}")
-    if model.layers == []:
+    if model.layers == [] and model.backbone is None:
         fail(("model", "layers"), "the layer list is empty; list the layers (at least Flatten or "
                                   "GlobalAveragePooling2D before the classifier) or use model.preset")
 

@@ -131,8 +131,31 @@ def _check_layer(item: Any) -> dict:
 LayerSpec = Annotated[Any, AfterValidator(_check_layer)]
 
 
+class BackboneConfig(Section):
+    """A keras.applications model as the feature extractor; its own preprocessing is part of the model."""
+
+    name: str  # e.g. MobileNetV3Small, EfficientNetB0, ResNet50 (`cnnclf config presets` lists them)
+    weights: Optional[str] = "imagenet"  # imagenet (Keras's download cache) | null (random) | a weights file
+    trainable: bool = False  # false: frozen (batch normalization in inference mode); true: every layer trains
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name):
+        valid = keras_names.application_names()
+        if name not in valid:
+            raise ValueError(f"{name!r} is not a keras.applications model{did_you_mean(name, valid)}; "
+                             f"`cnnclf config presets` lists them")
+        return name
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, weights):
+        return weights if weights in (None, "imagenet") else _local_path(weights)
+
+
 class ModelConfig(Section):
     preset: Optional[str] = None  # a built-in architecture by name (`cnnclf config presets`), or:
+    backbone: Optional[BackboneConfig] = None  # a pretrained feature extractor, with layers as its head, or:
     layers: Optional[list[LayerSpec]] = None  # [{KerasLayerName: {kwargs}}, ...]; the classifier may be left out
 
 
@@ -177,6 +200,15 @@ class MlflowConfig(Section):
     experiment: str = "cnnclf"
 
 
+class FineTuneConfig(Section):
+    """A second phase in the same run: the backbone unfrozen, at a small learning rate."""
+
+    epochs: PositiveInt = 5
+    learning_rate: PositiveFloat = 1.0e-5
+    unfreeze: Union[Literal["all"], PositiveInt] = "all"  # all, or the backbone's last N layers
+    # (batch normalization stays in inference mode either way, as Keras's transfer-learning guide says)
+
+
 class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()  # a name, or {name: rmsprop, learning_rate: 0.001}
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 by the last epoch
@@ -202,6 +234,9 @@ class TrainConfig(Section):
     batch_size_per_replica: bool = False  # true: batch_size per replica, false: per step across all replicas
     scale_learning_rate: bool = False  # times the replicas, with batch_size_per_replica (linear scaling)
     cpu_replicas: PositiveInt = 1  # mirrored without GPUs: split the CPU into this many devices
+    fine_tune: Optional[FineTuneConfig] = None  # with model.backbone: a second phase, the backbone unfrozen
+    class_weight: Union[Literal["none", "balanced"], dict[str, PositiveFloat]] = "none"  # balanced: each class
+    # weighs images / (classes x its images) in the loss; or {class name: weight}, others 1
     tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard
     mlflow: Optional[MlflowConfig] = None  # log params, metrics, artifacts and the model to MLflow
 
@@ -210,12 +245,12 @@ class TrainConfig(Section):
     def _optimizer_name(cls, value):
         return {"name": value} if isinstance(value, str) else value
 
-    @field_validator("early_stopping", "checkpoint", mode="before")
+    @field_validator("early_stopping", "checkpoint", "fine_tune", mode="before")
     @classmethod
     def _switch(cls, value):
         return _on_off(value)
 
-    @field_serializer("early_stopping", "checkpoint")
+    @field_serializer("early_stopping", "checkpoint", "fine_tune")
     def _off_is_false(self, value):
         return False if value is None else value.model_dump()
 

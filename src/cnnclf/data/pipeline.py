@@ -20,14 +20,15 @@ from cnnclf.data.parts import Part
 
 
 def training_batches(part: Part, batch_size: int, seed: int, step_counter, num_classes: int, onehot: bool,
-                     first_epoch: int = 0) -> tuple[tf.data.Dataset, int]:
+                     first_epoch: int = 0, shard: tuple[int, int] = (0, 1)) -> tuple[tf.data.Dataset, int]:
     """One epoch of shuffled batches (Keras iterates it once per epoch), and its length in steps.
 
     Each epoch's order is a pure function of (seed, epoch), the epoch read from the optimizer's
     step counter when the epoch's iteration starts (plus `first_epoch`, where the counter started
     again: a second training phase): a resumed run (its counter restored from the backup) sees
     exactly the batches an uninterrupted one would have, and steps_per_execution cannot shift
-    batches across epochs.
+    batches across epochs. `shard` (index, count): this worker's slice of every batch, so that
+    workers of a multi-worker run read and decode only their own images.
     """
     n = len(part)
     steps = math.ceil(n / batch_size)
@@ -40,14 +41,28 @@ def training_batches(part: Part, batch_size: int, seed: int, step_counter, num_c
 
     batches = tf.data.Dataset.from_tensors(0).flat_map(epoch_order)
     batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
-    return _gather(batches, part, num_classes, onehot), steps
+    return _gather(_sliced(batches, shard), part, num_classes, onehot), steps
 
 
-def evaluation_batches(part: Part, batch_size: int, num_classes: int, onehot: bool) -> tf.data.Dataset:
+def evaluation_batches(part: Part, batch_size: int, num_classes: int, onehot: bool,
+                       shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """The set in order, in large batches."""
     n = len(part)
     batches = tf.data.Dataset.range(0, n, batch_size).map(lambda start: tf.range(start, tf.minimum(start + batch_size, n)))
-    return _gather(batches, part, num_classes, onehot)
+    return _gather(_sliced(batches, shard), part, num_classes, onehot)
+
+
+def _sliced(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.Dataset:
+    """Each batch of indices cut into `count` contiguous slices; the `index`-th is kept."""
+    index, count = shard
+    if count == 1:
+        return batches
+
+    def slice_of(indices):
+        size = tf.shape(indices, out_type=tf.int64)[0]
+        return indices[size * index // count: size * (index + 1) // count]
+
+    return batches.map(slice_of)
 
 
 def _gather(batches, part: Part, num_classes: int, onehot: bool):

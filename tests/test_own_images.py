@@ -1,0 +1,242 @@
+"""A user's own photos: a flat folder of classes (or a zip of one, or a CSV manifest), mixed sizes and
+colour modes, imbalanced; split by file, the split kept with the run; resized by the chosen
+policy everywhere; held in memory or streamed from files or a pixel cache."""
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnclf.config import DataConfig
+from cnnclf.data.dataset import list_and_split, load
+from cnnclf.data.files import decode_image
+from conftest import cnnclf, write_config
+
+COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
+MODES = ("RGB", "L", "RGBA", "P")
+
+
+def photo(colour, size, mode="RGB", seed=0) -> Image.Image:
+    """A noisy picture with a square of the class's colour in the middle."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    pixels = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+    pixels[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = colour
+    image = Image.fromarray(pixels)
+    return image.convert(mode) if mode != "RGB" else image
+
+
+def photos(root: Path, counts=None, suffix=".jpg") -> Path:
+    """photos/<class>/*: mixed sizes and colour modes, imbalanced (cat 3x fox by default)."""
+    counts = counts or {"cat": 36, "dog": 24, "fox": 12}
+    for name, count in counts.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            size = [(40, 30), (32, 32), (24, 48), (64, 40)][i % 4]
+            mode = MODES[i % 4] if suffix == ".png" else ("RGB", "L")[i % 2]
+            photo(COLOURS[name], size, mode, seed=i).save(root / name / f"{i:03d}{suffix}")
+    return root
+
+
+def data(path, **kwargs) -> dict:
+    return {"dataset": "custom", "source": "folder", "path": str(path), "image_shape": [24, 24, 3], **kwargs}
+
+
+def train(tmp, data_config: dict, *args, **train_config):
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = write_config(tmp / "own.yaml", {
+        "data": data_config, "model": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
+                                                  {"GlobalAveragePooling2D": {}}]},
+        "train": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "learning_rate": 0.01},
+                  **train_config}, "output": {"runs_dir": str(tmp / "runs")}})
+    result = cnnclf("train", config, *args)
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.strip().splitlines()[-1]), result
+
+
+@pytest.mark.slow
+def test_a_flat_folder_of_mixed_photos_trains_and_its_split_is_kept(tmp_path):
+    root = photos(tmp_path / "photos", suffix=".png")
+    run, result = train(tmp_path, data(root, resize="crop", test_split=0.25))
+    with open(run / "split.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 72 and {r["split"] for r in rows} == {"train", "validation", "test"}
+    test_files = sorted(r["file"] for r in rows if r["split"] == "test")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_images"] == len(test_files) and metrics["class_names"] == ["cat", "dog", "fox"]
+    assert json.loads((run / "env.json").read_text())["data"]["storage"] == "memory"
+    again = cnnclf("evaluate", run, "--json")  # the same test files, by split.csv
+    assert json.loads(again.stdout)["test_images"] == len(test_files)
+    photo(COLOURS["dog"], (30, 30), seed=99).save(root / "dog" / "new.png")  # a file added later
+    rerun = cnnclf("train", "--from", run, "--set", "train.epochs=1")
+    assert rerun.exit_code == 0, rerun.stderr
+    rerun_rows = list(csv.DictReader(open(Path(rerun.stdout.split()[-1]) / "split.csv", newline="")))
+    assert rerun_rows == rows  # train --from keeps the run's split; the new file is not in it
+
+
+def test_the_split_is_stable_and_stratified_in_expectation(tmp_path):
+    root = photos(tmp_path / "photos", counts={"cat": 300, "dog": 100}, suffix=".jpg")
+    cfg = DataConfig(**data(root, test_split=0.2))
+    files, parts, _ = list_and_split(cfg, seed=7)
+    again = list_and_split(cfg, seed=7)[1]
+    other_seed = list_and_split(cfg, seed=8)[1]
+    assert (parts == again).all() and (parts != other_seed).any()
+    for label in (0, 1):  # each class split in about the same proportion
+        share = np.mean(parts[files.labels == label] == "test")
+        assert 0.12 < share < 0.28
+    photo(COLOURS["cat"], (32, 32)).save(root / "cat" / "zz-new.jpg")
+    files2, parts2, _ = list_and_split(cfg, seed=7)
+    before = dict(zip(files.names, parts))
+    assert all(before[name] == part for name, part in zip(files2.names, parts2) if name in before)  # none moved
+    assert len(files2) == len(files) + 1
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ("stretch", (8, 16)),  # every column of the wide image kept, squeezed
+    ("crop", (8, 8)),      # the centre 8x8 of the 16x8 image: the red middle
+    ("pad", (4, 8)),       # letterboxed: black bars above and below
+])
+def test_resize_policies(policy, expected):
+    wide = np.zeros((8, 16, 3), np.uint8)
+    wide[:, 4:12] = (255, 0, 0)
+    out = io.BytesIO()
+    Image.fromarray(wide).save(out, format="PNG")
+    pixels = decode_image(out.getvalue(), (8, 8, 3), policy)
+    red = pixels[..., 0] > 128
+    if policy == "crop":
+        assert red.all()
+    elif policy == "pad":
+        assert not pixels[:2].any() and not pixels[-2:].any() and red[3:5].any()
+    else:
+        assert red[:, 2:6].all() and not red[:, 0].any()
+    assert pixels.shape == (8, 8, 3) and expected
+
+
+def test_a_zip_of_a_flat_folder_and_a_manifest_list_the_same_files(tmp_path):
+    root = photos(tmp_path / "photos", counts={"cat": 6, "dog": 6})
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
+        for path in sorted(root.rglob("*.jpg")):
+            archive.write(path, "photos/" + str(path.relative_to(root)))
+    with open(tmp_path / "photos" / "list.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        for path in sorted(root.rglob("*.jpg")):
+            writer.writerow([str(path.relative_to(root)), path.parent.name])
+    zipped = list_and_split(DataConfig(**data(tmp_path / "photos.zip")), seed=1)
+    listed = list_and_split(DataConfig(**data(root / "list.csv", source="manifest")), seed=1)
+    assert zipped[0].names == listed[0].names and (zipped[1] == listed[1]).all()
+    assert zipped[0].class_names == listed[0].class_names == ["cat", "dog"]
+
+
+@pytest.mark.slow
+def test_a_manifest_with_string_labels_and_a_split_column_trains(tmp_path):
+    root = photos(tmp_path / "imgs", counts={"cat": 12, "dog": 12})
+    with open(tmp_path / "list.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "kind", "part"])
+        for i, path in enumerate(sorted(root.rglob("*.jpg"))):
+            writer.writerow([str(path.relative_to(tmp_path)), path.parent.name, "test" if i % 4 == 0 else "train"])
+    run, _ = train(tmp_path, data(tmp_path / "list.csv", source="manifest", path_column="file", label_column="kind",
+                                  split_column="part", validation="test"))
+    assert json.loads((run / "metrics.json").read_text())["test_images"] == 6
+
+
+@pytest.mark.slow
+def test_streamed_and_cached_give_the_same_run_as_in_memory(tmp_path):
+    root = photos(tmp_path / "photos", counts={"cat": 20, "dog": 20})
+    runs = {}
+    for storage, extra in (("memory", {}), ("stream", {}), ("cached", {"cache": str(tmp_path / "cache")})):
+        settings = data(root, storage="stream" if storage == "cached" else storage, **extra)
+        runs[storage], result = train(tmp_path / storage, settings, deterministic=True)
+        if storage == "cached":
+            assert "filling the cache" in result.stderr
+    metrics = {k: json.loads((r / "metrics.json").read_text()) for k, r in runs.items()}
+    assert metrics["memory"] == metrics["stream"] == metrics["cached"]
+    assert json.loads((runs["cached"] / "env.json").read_text())["data"]["storage"] == "cache"
+    again = cnnclf("evaluate", runs["cached"], "--json")
+    assert json.loads(again.stdout)["test_accuracy"] == metrics["cached"]["test_accuracy"]
+
+
+def test_the_cache_is_reused_and_rebuilt_when_stale(tmp_path, caplog):
+    root = photos(tmp_path / "photos", counts={"cat": 6, "dog": 6})
+    cfg = DataConfig(**data(root, storage="stream", cache=str(tmp_path / "cache"), validation="test"))
+    first = load(cfg, seed=0).splits
+    assert any("filling the cache" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    second = load(cfg, seed=0).splits
+    assert any("from the cache" in r.getMessage() for r in caplog.records)
+    index = np.arange(len(first.train))
+    np.testing.assert_array_equal(first.train.gather(index), second.train.gather(index))
+    photo(COLOURS["cat"], (32, 32), seed=5).save(next((root / "cat").glob("*.jpg")))  # rewritten: stale
+    caplog.clear()
+    load(cfg, seed=0)
+    assert any("filling the cache" in r.getMessage() for r in caplog.records)
+
+
+def test_auto_storage_streams_past_the_memory_budget(tmp_path, caplog):
+    root = photos(tmp_path / "photos", counts={"cat": 6, "dog": 6})
+    big = load(DataConfig(**data(root, memory_budget_mb=1, image_shape=[300, 300, 3])), seed=0)
+    assert big.fingerprint["storage"] == "stream"
+    small = load(DataConfig(**data(root, memory_budget_mb=1)), seed=0)
+    assert small.fingerprint["storage"] == "memory"
+
+
+def test_smoke_decodes_only_its_few_files_per_class(tmp_path, monkeypatch):
+    from cnnclf.data import parts
+
+    root = photos(tmp_path / "photos", counts={"cat": 80, "dog": 80})
+    decoded = []
+    real = parts.decode_image
+    monkeypatch.setattr(parts, "decode_image", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    loaded = load(DataConfig(**data(root)), seed=0, smoke=True)
+    assert loaded.limits == (40, 20) and len(decoded) == 60
+    assert len(loaded.splits.train) + len(loaded.splits.validation) == 40
+
+
+def test_mixed_sizes_need_an_image_shape(tmp_path):
+    root = photos(tmp_path / "photos", counts={"cat": 4, "dog": 4})
+    for storage, expected in (("memory", "but the first image is"), ("stream", "images have 4 sizes (")):
+        config = write_config(tmp_path / "c.yaml", {"data": {**data(root, storage=storage), "image_shape": None},
+                                                    "model": {"layers": [{"Flatten": {}}]},
+                                                    "output": {"runs_dir": str(tmp_path / "runs")}})
+        result = cnnclf("train", config)
+        assert result.exit_code == 2 and expected in result.stderr, result.stderr
+        assert "set data.image_shape: [height, width, channels]" in result.stderr
+
+
+def test_data_inspect_reports_sizes_modes_balance_and_duplicates(tmp_path):
+    root = photos(tmp_path / "photos", counts={"cat": 40, "dog": 10}, suffix=".png")
+    (root / "dog" / "broken.png").write_bytes(b"not a png")
+    config = write_config(tmp_path / "c.yaml", {"data": data(root, test_split=0.3), "model": {"layers": [{"Flatten": {}}]},
+                                                "output": {"runs_dir": str(tmp_path / "runs")}})
+    result = cnnclf("data", "inspect", config, "--json")
+    assert result.exit_code == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["image_sizes"] == {"40x30": 13, "32x32": 13, "24x48": 12, "64x40": 12}
+    assert set(found["colour_modes"]) == set(MODES) and "1.33" in found["aspect_ratios"]
+    assert found["unreadable_files"] == [str(root / "dog" / "broken.png")]
+    assert found["warnings"] and "imbalanced: cat has" in found["warnings"][0]
+    assert sum(c["train"] + c.get("validation", 0) + c["test"] for c in found["class_balance"].values()) == 50
+    text = cnnclf("data", "inspect", config).stdout
+    assert "warning: classes are imbalanced" in text and "colour modes" in text
+
+
+def test_decoding_progress_is_reported(caplog, monkeypatch):
+    import logging
+
+    from cnnclf.data import parts
+
+    clock = iter(range(0, 100, 2))
+    monkeypatch.setattr(parts.time, "time", lambda: next(clock))
+    with caplog.at_level(logging.INFO, logger="cnnclf"):
+        progress = parts._Progress(1000)
+        for _ in range(4):
+            progress.done(250)
+        progress.finish()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("decoding images: 500/1,000 (") and lines[-1].startswith("decoded 1,000 images in")

@@ -1,0 +1,277 @@
+"""Transfer learning: pretrained backbones (their preprocessing inside the model), frozen then
+fine-tuned in one run, class weights, the collapse warning, and Grad-CAM."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from cnnclf import backbones
+from conftest import cnnclf, write_config
+from test_own_images import photo, photos
+
+SMALL = {"name": "MobileNetV3Small", "weights": None}
+
+
+def backbone_config(tmp, root, backbone=None, **train) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    return write_config(tmp / "bb.yaml", {
+        "data": {"dataset": "custom", "source": "folder", "path": str(root), "image_shape": [32, 32, 3]},
+        "model": {"backbone": backbone or SMALL},
+        "train": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "learning_rate": 0.01},
+                  "deterministic": True, **train},
+        "output": {"runs_dir": str(tmp / "runs")}})
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    return photos(tmp_path_factory.mktemp("pictures") / "photos", counts={"cat": 24, "dog": 16, "fox": 8})
+
+
+def weights_file(path: Path, name="MobileNetV3Small", seed=3) -> Path:
+    """A backbone's weights as a file, made here: what a download would bring."""
+    keras.utils.set_random_seed(seed)
+    getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
+    return path
+
+
+def backbone_weights(model_path: Path) -> list[np.ndarray]:
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    return backbones.find(model).get_weights()
+
+
+@pytest.mark.parametrize("name, family", [("MobileNetV2", "mobilenet_v2"), ("DenseNet121", "densenet"),
+                                          ("ResNet50", "resnet50"), ("Xception", "xception")])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_preprocessing_layers_do_what_keras_preprocess_input_does(name, family, channels):
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(0, 255, (2, 8, 8, channels)).astype(np.float32)
+    model = keras.Sequential([keras.Input((8, 8, channels))])
+    for layer, weights in backbones.input_layers(name, channels):
+        model.add(layer)
+        if weights is not None:
+            layer.set_weights(weights)
+    rgb = np.repeat(pixels, 3, axis=-1) if channels == 1 else pixels
+    expected = getattr(keras.applications, family).preprocess_input(rgb.copy())
+    np.testing.assert_allclose(model.predict(pixels, verbose=0), expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_frozen_then_fine_tuned_in_one_run_and_resumed_across_the_boundary(tmp_path, pictures, monkeypatch):
+    weights = weights_file(tmp_path / "given.weights.h5")
+    settings = dict(fine_tune={"epochs": 2, "learning_rate": 1e-4, "unfreeze": 10})
+    straight = cnnclf("train", backbone_config(tmp_path / "a", pictures, {**SMALL, "weights": str(weights)},
+                                               **settings))
+    assert straight.exit_code == 0, straight.stderr
+    run = Path(straight.stdout.split()[-1])
+    rows = (run / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,phase,") and [r.split(",")[1] for r in rows[1:]] == ["train"] * 2 + ["fine_tune"] * 2
+    assert "epoch 4/4" in straight.stderr
+
+    from cnnclf import fitting
+
+    real, calls = fitting.start_fine_tuning, []
+
+    def stop_at_the_boundary(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # Ctrl-C as fine-tuning is about to start
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fitting, "start_fine_tuning", stop_at_the_boundary)
+    cut = cnnclf("train", backbone_config(tmp_path / "b", pictures, {**SMALL, "weights": str(weights)}, **settings))
+    assert cut.exit_code == 130 and "after 2 finished epochs" in cut.stderr
+    resumed_run = next((tmp_path / "b" / "runs").iterdir())
+    resumed = cnnclf("resume", resumed_run)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "epoch 3/4" in resumed.stderr and "epoch 1/" not in resumed.stderr
+
+    def history(path):
+        return [{k: v for k, v in row.items() if k not in ("seconds", "time")} for row in
+                __import__("csv").DictReader((path / "history.csv").open())]
+
+    assert history(resumed_run) == history(run)
+    assert json.loads((resumed_run / "metrics.json").read_text()) == json.loads((run / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_frozen_backbone_keeps_the_given_weights_exactly(tmp_path, pictures):
+    weights = weights_file(tmp_path / "given.weights.h5")
+    result = cnnclf("train", backbone_config(tmp_path, pictures, {**SMALL, "weights": str(weights)}))
+    assert result.exit_code == 0, result.stderr
+    trained = backbone_weights(Path(result.stdout.split()[-1]) / "model.keras")
+    given = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3))
+    given.load_weights(weights)
+    for got, want in zip(trained, given.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+def test_imagenet_weights_come_through_keras_download_cache(tmp_path, pictures, monkeypatch):
+    """The download mocked: Keras's get_file hands over a weights file built here."""
+    from keras.src.utils import file_utils
+
+    weights = weights_file(tmp_path / "downloaded.weights.h5", seed=5)
+    asked = []
+    monkeypatch.setattr(file_utils, "get_file", lambda fname=None, origin=None, *a, **k: asked.append(fname)
+                        or str(weights))
+    result = cnnclf("train", backbone_config(tmp_path, pictures, {"name": "MobileNetV3Small"}, epochs=1))
+    assert result.exit_code == 0, result.stderr
+    assert asked and asked[0].startswith("weights_mobilenet_v3_small")
+    given = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3))
+    given.load_weights(weights)
+    np.testing.assert_array_equal(backbone_weights(Path(result.stdout.split()[-1]) / "model.keras")[0],
+                                  given.get_weights()[0])
+
+
+def test_offline_imagenet_weights_are_one_line_naming_the_file(tmp_path, pictures, monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    result = cnnclf("train", backbone_config(tmp_path, pictures, {"name": "MobileNetV3Small"}))
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert line.startswith("Error: model.backbone: the ImageNet weights of MobileNetV3Small cannot be downloaded (")
+    assert f"into {tmp_path}/keras/models/weights_mobilenet_v3_small" in line
+    assert line.endswith("or set model.backbone.weights to a weights file (.weights.h5 or .h5)")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("backbone, image_shape, expected", [
+    ({"name": "MobileNetV3Small", "weights": "LARGE"}, [32, 32, 3], "does not fit MobileNetV3Small ("),
+    ({"name": "InceptionV3", "weights": None}, [32, 32, 3],
+     "model.backbone: InceptionV3 takes images of at least 75x75 pixels, the data has 32x32; set data.image_shape "
+     "to [75, 75, 3] or more"),
+    ({"name": "MobileNetV3Smal", "weights": None}, [32, 32, 3], "is not a keras.applications model; did you mean "
+                                                               "'MobileNetV3Small'?"),
+])
+def test_backbone_mistakes_are_one_line(tmp_path, pictures, backbone, image_shape, expected):
+    if backbone["weights"] == "LARGE":
+        backbone = {**backbone, "weights": str(weights_file(tmp_path / "large.weights.h5", "MobileNetV3Large"))}
+    config = yaml.safe_load(backbone_config(tmp_path, pictures, backbone).read_text())
+    config["data"]["image_shape"] = image_shape
+    result = cnnclf("train", write_config(tmp_path / "c.yaml", config))
+    assert result.exit_code == 2 and expected in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_class_weights_reweigh_the_loss():
+    from cnnclf.fitting import class_weights
+    from cnnclf.errors import DataError
+
+    labels = np.array([0] * 30 + [1] * 10)
+    assert class_weights("balanced", labels, ["a", "b"]) == {0: 40 / 60, 1: 40 / 20}
+    assert class_weights({"b": 3.0}, labels, ["a", "b"]) == {0: 1.0, 1: 3.0}
+    assert class_weights("none", labels, ["a", "b"]) is None
+    with pytest.raises(DataError, match="train.class_weight: c is not a class of the data"):
+        class_weights({"c": 2.0}, labels, ["a", "b"])
+    x = np.zeros((40, 2), np.float32)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros",
+                                                                    bias_initializer=keras.initializers.Constant([1, 0]))])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    plain = model.fit(x, labels, epochs=1, verbose=0, shuffle=False).history["loss"][0]
+    model.set_weights([np.zeros((2, 2)), np.array([1.0, 0.0])])
+    weighted = model.fit(x, labels, epochs=1, verbose=0, shuffle=False,
+                         class_weight=class_weights("balanced", labels, ["a", "b"])).history["loss"][0]
+    assert weighted > plain  # the rare class, predicted badly, counts more
+
+
+def test_the_collapse_warning_names_the_class_and_the_fixes():
+    from cnnclf.data.parts import InMemory
+    from cnnclf.data.split import Splits
+    from cnnclf.evaluate import collapse_warning
+
+    part = InMemory(np.zeros((40, 4, 4, 1), np.uint8), np.array([0] * 20 + [1] * 20))
+    splits = Splits(part, part, part, ["ant", "bee"], "x")
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros",
+                                                 bias_initializer=keras.initializers.Constant([0, 5]))])
+    config = type("C", (), {"data": type("D", (), {"labels": "sparse"})})
+    warning = collapse_warning(model, splits, config, 16)
+    assert warning.startswith("the model predicts bee for 100% of the validation images, which are 50% bee")
+    assert "train.class_weight: balanced" in warning
+    mostly_bees = InMemory(part.x, np.array([0] * 2 + [1] * 38))  # predicting the class that is 95%: no warning
+    assert collapse_warning(model, Splits(part, mostly_bees, part, ["ant", "bee"], "x"), config, 16) is None
+
+
+@pytest.mark.slow
+def test_grad_cam_pictures_for_predictions_and_the_report(trained_run, tmp_path, digit_files_for_cam):
+    result = cnnclf("predict", trained_run, *digit_files_for_cam, "--explain", tmp_path / "cam", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert all(Path(r["explanation"]).stat().st_size > 2000 for r in rows)
+    assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == sorted(f"{p.stem}.gradcam.png"
+                                                                         for p in digit_files_for_cam)
+    layer = cnnclf("predict", trained_run, digit_files_for_cam[0], "--explain", tmp_path / "c2", "--layer", "conv")
+    assert layer.exit_code == 2 and layer.stderr.startswith("Error: --layer conv: no such layer; did you mean")
+    assert (trained_run / "plots" / "gradcam.png").stat().st_size > 5000
+    with np.load(trained_run / "predictions.npz") as saved:
+        maps = saved["gradcam"].astype(np.float32)
+    assert maps.shape == (6, 28, 28) and maps.min() >= 0 and maps.max() <= 1 + 1e-3
+    assert np.isclose(maps.max(axis=(1, 2)), 1, atol=1e-3).sum() >= 3  # each scaled to its peak (none: all zero)
+
+
+@pytest.fixture
+def digit_files_for_cam(tmp_path):
+    from PIL import Image
+
+    from cnnclf.data.idx import read_idx
+    from conftest import SAMPLE
+
+    images = read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:3]
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(tmp_path / f"digit{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+def test_grad_cam_finds_the_part_of_the_image_that_decides(tmp_path):
+    """An image lit only in its bottom-right quarter, which alone raises class 0: the heatmap lies there."""
+    from cnnclf import gradcam
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1, use_bias=False, name="conv"),
+                              keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    model.layers[0].set_weights([np.ones((1, 1, 1, 1))])
+    model.layers[2].set_weights([np.stack([np.ones(64), -np.ones(64)], axis=1), np.zeros(2)])
+    images = np.zeros((1, 8, 8, 1), np.float32)
+    images[0, 4:, 4:] = 1
+    heat = gradcam.heatmaps(model, images, np.array([0]))[0]
+    assert heat[5:, 5:].min() > 0.9 and heat[:3, :3].max() < 0.1
+    assert gradcam.target(model) == (0, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_exports_of_a_backbone_model_take_raw_pixels(tmp_path, pictures, fmt):
+    result = cnnclf("train", backbone_config(tmp_path, pictures, {"name": "MobileNetV2", "weights": None}, epochs=1))
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.split()[-1])
+    exported = cnnclf("export", run, "--format", fmt)
+    assert exported.exit_code == 0, exported.stderr
+    x = np.stack([np.asarray(photo((200, 40, 40), (32, 32), seed=i), np.float32) for i in range(3)])
+    expected = keras.saving.load_model(run / "model.keras").predict(x, verbose=0)
+    path = Path(exported.stdout.strip())
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path))
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    else:
+        import tensorflow as tf
+
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+        index = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(index, x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
