@@ -119,14 +119,14 @@ def test_a_signal_as_an_epoch_ends_leaves_history_and_state_agreeing(tmp_path, m
     saved. The epoch counts as unfinished, so history.csv must not show it either."""
     from cnnclf import callbacks
 
-    ended = callbacks.Progress.on_epoch_end
+    ended = callbacks.EpochLines.on_epoch_end
 
     def signalled(self, epoch, logs=None):
         ended(self, epoch, logs)
         if epoch == 1:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(callbacks.Progress, "on_epoch_end", signalled)
+    monkeypatch.setattr(callbacks.EpochLines, "on_epoch_end", signalled)
     result = cnnclf("train", resumable_config(tmp_path))
     run = next((tmp_path / "runs").iterdir())
     assert result.exit_code == 128 + signal.SIGTERM

@@ -278,5 +278,12 @@ def test_mlflow_has_params_epoch_metrics_artifacts_and_model(second_run):
     assert len(client.get_metric_history(tracked.info.run_id, "val_accuracy")) == 1
     assert tracked.data.metrics["test_accuracy"] == json.loads((run / "metrics.json").read_text())["test_accuracy"]
     artifacts = {a.path for a in client.list_artifacts(tracked.info.run_id)}
-    assert {"model", "metrics.json", "history.csv", "config.yaml", "report.html", "plots"} <= artifacts
-    assert [a.path for a in client.list_artifacts(tracked.info.run_id, "model")] == ["model/model.keras"]
+    assert {"metrics.json", "history.csv", "config.yaml", "report.html", "plots"} <= artifacts
+    import keras
+    import mlflow
+
+    mlflow.set_tracking_uri(f"file://{store}")
+    uri = json.loads((run / "run.json").read_text())["mlflow_model_uri"]  # an MLflow Model: pyfunc loads it
+    x = read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:4, ..., None].astype(np.float32)
+    np.testing.assert_allclose(mlflow.pyfunc.load_model(uri).predict(x),
+                               keras.saving.load_model(run / "model.keras").predict(x, verbose=0), atol=1e-5)

@@ -51,7 +51,7 @@ def test_an_interrupted_trial_is_resumed_when_tune_runs_again(tmp_path, monkeypa
     from cnnclf import callbacks
 
     calls = {"epochs": 0}
-    original = callbacks.Progress.on_epoch_begin
+    original = callbacks.EpochLines.on_epoch_begin
 
     def interrupt_in_second_trial(self, epoch, logs=None):
         calls["epochs"] += 1
@@ -59,7 +59,7 @@ def test_an_interrupted_trial_is_resumed_when_tune_runs_again(tmp_path, monkeypa
             raise Interrupted("stopped by SIGINT", 2)
         original(self, epoch, logs)
 
-    monkeypatch.setattr(callbacks.Progress, "on_epoch_begin", interrupt_in_second_trial)
+    monkeypatch.setattr(callbacks.EpochLines, "on_epoch_begin", interrupt_in_second_trial)
     config = tune_config(tmp_path, epochs=2)
     stopped = cnnclf("tune", config, "--trials", 3)
     assert stopped.exit_code == 130 and "continue with: cnnclf resume" in stopped.stderr

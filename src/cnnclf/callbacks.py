@@ -27,7 +27,7 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
             raise NonFiniteLoss(self.epoch + 1, first, batch + 1, float(loss))
 
 
-class Progress(keras.callbacks.Callback):
+class EpochLines(keras.callbacks.Callback):
     """One line per epoch on stderr (and in train.log); times the start of the first training step."""
 
     def __init__(self, epochs: int, started: float):

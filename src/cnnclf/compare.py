@@ -27,12 +27,12 @@ def compare(runs: list[RunDir], plot_path) -> dict:
 
 
 def describe(result: dict) -> str:
-    from cnnclf.tables import aligned
+    from cnnclf.tables import aligned, short
 
     names = result["runs"]
     keys = list(next(iter(result["metrics"].values())))
     return "\n\n".join([
-        aligned(["config key", *names], [[k, *v] for k, v in result["config_differences"].items()]),
-        aligned(["", *names], [[k, *(result["metrics"][n][k] for n in names)] for k in keys]),
+        aligned(["config key", *names], [[k, *map(short, v)] for k, v in result["config_differences"].items()]),
+        aligned(["", *names], [[k, *(short(result["metrics"][n][k]) for n in names)] for k in keys]),
         result["plot"],
     ])

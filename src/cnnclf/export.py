@@ -1,7 +1,9 @@
 """Export a run's best model: TensorFlow SavedModel, TensorFlow Lite, or ONNX (through tf2onnx).
 
 Every format takes float32 pixels 0-255 of the run's image shape: the scaling the run used
-is inside the model, so callers feed images exactly as they load them. With data.augment.test_flip
+is inside the model, so callers feed images exactly as they load them. Beside the export,
+<file>.json gives the class names (the order of the output `probabilities`), the input size,
+colour and pixel range, and the resize policy the run's images went through. With data.augment.test_flip
 or test_shift the export averages over the same views as evaluation did.
 """
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from cnnclf.errors import ConfigError
 from cnnclf.inference import Predictor
-from cnnclf.fileio import atomic_path
+from cnnclf.fileio import atomic_path, write_json
 from cnnclf.runs import RunDir
 
 FORMATS = {"savedmodel": "model.savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
@@ -30,7 +32,8 @@ def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
         raise ConfigError(f"{out}: already exists; choose another --out or remove it")
     import tensorflow as tf
 
-    model = Predictor(run).averaged
+    predictor = Predictor(run)
+    model = predictor.averaged
     signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="pixels")]
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..."
         if fmt == "savedmodel":
@@ -43,7 +46,32 @@ def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
             _require_onnx()
             with atomic_path(out) as tmp:
                 model.export(str(tmp), format="onnx", input_signature=signature)
+                _name_output(tmp, "probabilities")
+    write_json(out.with_name(out.name + ".json"), description(predictor, fmt))
     return out
+
+
+def description(predictor: Predictor, fmt: str) -> dict:
+    """What a program needs to use the export, written beside it as <file>.json."""
+    height, width, channels = predictor.shape
+    return {"format": fmt, "input": {"name": "pixels", "shape": [None, height, width, channels], "dtype": "float32",
+                                     "pixel_range": [0, 255], "color": "grayscale" if channels == 1 else "RGB",
+                                     "resize": predictor.config.data.resize},
+            "output": {"name": "probabilities", "classes": predictor.class_names},
+            "test_time_views": {"flip": predictor.config.data.augment.test_flip,
+                                "shift": predictor.config.data.augment.test_shift}}
+
+
+def _name_output(path: Path, name: str) -> None:
+    """Rename the ONNX graph's output (tf2onnx names it after a TensorFlow op: Identity:0)."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    old = graph.graph.output[0].name
+    for node in graph.graph.node:
+        node.output[:] = [name if o == old else o for o in node.output]
+    graph.graph.output[0].name = name
+    onnx.save(graph, str(path))
 
 
 def _require_onnx() -> None:

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 matplotlib.rcParams["text.parse_math"] = False  # class names are text: "price_$5_$10" is not mathematics
 matplotlib.rcParams["text.usetex"] = False
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cnnclf.runs import RunDir  # noqa: E402
@@ -40,18 +41,39 @@ def draw_all(run: RunDir) -> list:
 
 
 def learning_curves(run: RunDir):
-    """Accuracy and loss per epoch, training vs validation, as the tutorials draw them."""
+    """Accuracy and loss per epoch, training vs validation, as the tutorials draw them, with the
+    epoch whose model was kept marked, and a fine-tuning phase shaded."""
     rows = run.read_history()
     epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    kept = kept_epoch(run, rows)
+    tuned = [r["epoch"] for r in rows if r.get("phase") == "fine_tune"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric in zip(axes, ("accuracy", "loss")):
         for prefix, label in (("", "training"), ("val_", "validation")):
             if f"{prefix}{metric}" in rows[0]:
                 ax.plot(epochs, [r[f"{prefix}{metric}"] for r in rows], marker="o", label=label)
+        if kept is not None:
+            ax.axvline(kept, color="black", linestyle=":", label=f"kept: epoch {kept}")
+        if tuned:
+            ax.axvspan(min(tuned) - 0.5, max(tuned) + 0.5, color="#f5cba7", alpha=0.35, label="fine-tuning")
         ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, run.plots / "learning_curves.png")
+
+
+def kept_epoch(run: RunDir, rows: list[dict]) -> int | None:
+    """The epoch whose model is model.keras: the best by the checkpoint's monitor, else the last."""
+    if not rows:
+        return None
+    checkpoint = run.read_config().train.checkpoint
+    if checkpoint is None or checkpoint.monitor not in rows[0]:
+        return rows[-1]["epoch"]
+    higher = checkpoint.mode == "max" or (checkpoint.mode == "auto" and "acc" in checkpoint.monitor)
+    values = [r[checkpoint.monitor] for r in rows]
+    best = max(values) if higher else min(values)
+    return rows[values.index(best)]["epoch"]
 
 
 def compared_curves(runs: list[RunDir], path):
@@ -70,37 +92,40 @@ def compared_curves(runs: list[RunDir], path):
 
 
 def confusion(run: RunDir):
-    """Confusion matrix, counts and normalized by true class."""
+    """Confusion matrix, counts above and normalized by true class below, each the page's width."""
     metrics = run.read_metrics()
     counts = np.array(metrics["confusion_matrix"])
     names = metrics["class_names"]
     normalized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = max(6, 0.5 * len(names) + 3)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size, size))
-    for ax, values, title, fmt in ((axes[0], counts, "Counts", "d"), (axes[1], normalized, "Normalized by true class", ".2f")):
-        ax.imshow(values, cmap="Blues")
-        ax.set(title=title, xlabel="predicted", ylabel="true", xticks=range(len(names)), yticks=range(len(names)))
+    size = max(7.0, 0.55 * len(names) + 4)
+    fig, axes = plt.subplots(2, 1, figsize=(size + 1.5, 2 * size))
+    font = max(6, min(12, 140 // max(len(names), 1)))
+    for ax, values, title, fmt in ((axes[0], counts, "Counts", "d"), (axes[1], normalized, "Normalized by true class",
+                                                                      ".2f")):
+        shown = ax.imshow(values, cmap="Blues")
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        ax.set(title=title, xlabel="predicted class", ylabel="true class", xticks=range(len(names)),
+               yticks=range(len(names)))
         ax.set_xticklabels(names, rotation=45, ha="right")
         ax.set_yticklabels(names)
         if len(names) <= 20:
             threshold = values.max() / 2
             for (i, j), v in np.ndenumerate(values):
-                ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
+                ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=font,
                         color="white" if v > threshold else "black")
     return _save(fig, run.plots / "confusion_matrix.png")
 
 
 def per_class_accuracy(run: RunDir):
-    """Accuracy (recall) of each class, worst first, against the overall test accuracy."""
+    """Accuracy (recall) of each class, worst first, on a 0-1 axis, against the overall test accuracy."""
     metrics = run.read_metrics()
     rows = sorted(metrics["per_class"].items(), key=lambda item: -item[1]["recall"])  # barh: last on top
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(rows) + 1)))
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(rows) + 1.2)))
     ax.barh([name for name, _ in rows], [r["recall"] for _, r in rows], color="#2e86c1")
-    ax.axvline(metrics["test_accuracy"], color="black", linestyle="--",
-               label=f"overall {metrics['test_accuracy']:.2%}")
-    low = min(r["recall"] for _, r in rows)
-    ax.set(title="Per-class accuracy (test)", xlabel="accuracy", xlim=(max(0, low - 0.05), 1))
-    ax.legend(loc="lower right")
+    ax.axvline(metrics["test_accuracy"], color="black", linestyle="--")
+    ax.set(title=f"Per-class accuracy (test); dashed line: overall {metrics['test_accuracy']:.2%}",
+           xlabel="accuracy (recall)", xlim=(0, 1))
+    ax.grid(axis="x", alpha=0.3)
     return _save(fig, run.plots / "per_class_accuracy.png")
 
 
@@ -178,20 +203,20 @@ def data_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], pa
             ax.axis("off")
             if j < len(shown):
                 _show(ax, shown[j])
-        row[0].set_title(str(class_names[c]), fontsize=8, loc="left")
+        row[0].set_title(str(class_names[c]), fontsize=10, loc="left")
     fig.suptitle("Training images per class")
     return _save(fig, path)
 
 
 def _grid(images, titles, colors, title, path):
-    columns = min(9, len(images))
+    columns = min(6, len(images))
     rows = math.ceil(len(images) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.6), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.9, rows * 2.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, text, color in zip(axes.flat, images, titles, colors):
         _show(ax, image)
-        ax.set_title(text, fontsize=7, color=color)
+        ax.set_title(text, fontsize=10, color=color)
     fig.suptitle(title)
     return _save(fig, path)
 

@@ -16,6 +16,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; display: block; margin: 1rem 0; }
 pre { background: #f6f6f6; padding: 1rem; overflow-x: auto; font-size: 0.85rem; }
 .status { font-weight: bold; } .completed { color: #1e8449; } .failed, .interrupted { color: #c0392b; }
+.what { color: #555; } .warning { color: #b9770e; font-weight: bold; }
 """
 
 # Sets data-images-loaded on <body> once every image has decoded: a check for tests and tools.
@@ -31,10 +32,16 @@ window.addEventListener("load", () => {
 def write_report(run: RunDir, plots: list[Path]) -> Path:
     status = run.status()
     metrics = run.read_metrics()
+    config = run.read_config()
     parts = [f"<h1>{_e(run.path.name)}</h1>",
+             f"<p class='what'>{_e(_what(config, status))}</p>",
              f"<p class='status {_e(status['status'])}'>{_e(status['status'])}"
-             + (f": {_e(status['error'])}" if status.get("error") else "") + "</p>",
-             _table(["", ""], [[k, v] for k, v in _facts(status, metrics).items()])]
+             + (f": {_e(status['error'])}" if status.get("error") else "") + "</p>"]
+    parts += [f"<p class='warning'>warning: {_e(w)}</p>" for w in status.get("warnings", [])]
+    if status.get("plots_error"):
+        parts.append(f"<p class='warning'>a plot could not be drawn ({_e(status['plots_error'])}); "
+                     f"<code>cnnclf plot {_e(run.path)}</code> draws them again</p>")
+    parts.append(_table(["", ""], [[k, v] for k, v in _facts(status, metrics).items()]))
     if metrics:
         parts += ["<h2>Per class (test)</h2>",
                   _table(["class", "precision", "recall", "f1", "support"],
@@ -49,11 +56,28 @@ def write_report(run: RunDir, plots: list[Path]) -> Path:
     return run.report
 
 
+def _what(config, status: dict) -> str:
+    """The run in one line: dataset, model, parameters and date."""
+    data, model = config.data, config.model
+    where = f" ({data.source}: {data.path})" if data.path else f" ({data.source})"
+    if model.backbone is not None:
+        weights = model.backbone.weights or "random"
+        head = f" + {len(model.layers)} head layers" if model.layers else ""
+        described = f"backbone {model.backbone.name} ({'imagenet' if weights == 'imagenet' else weights} weights, " \
+                    f"{'trainable' if model.backbone.trainable else 'frozen'}){head}"
+    else:
+        described = f"preset {model.preset}" if model.preset else f"{len(model.layers or [])} layers"
+    parameters = f", {status['parameters']:,} parameters" if status.get("parameters") else ""
+    return f"dataset {data.dataset}{where}; model: {described}{parameters}; started {status.get('started_at', '?')}"
+
+
 def _facts(status: dict, metrics: dict | None) -> dict:
     facts = {"epochs": status.get("epochs_done"), "parameters": status.get("parameters"),
              "wall time (s)": status.get("wall_seconds"), "training images/s": status.get("train_images_per_second")}
     if metrics:
         facts |= {"test accuracy": f"{metrics['test_accuracy']:.4f}", "test loss": f"{metrics['test_loss']:.4f}",
+                  **{name.replace("_", " "): f"{metrics[name]:.4f}" for name in ("balanced_accuracy", "macro_f1")
+                     if name in metrics},
                   **{f"top-{k} accuracy": f"{v:.4f}" for k, v in metrics.get("top_k_accuracy", {}).items()},
                   "expected calibration error": f"{metrics['expected_calibration_error']:.4f}"}
     return {k: v for k, v in facts.items() if v is not None}

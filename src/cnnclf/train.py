@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from cnnclf import distribute
-from cnnclf.callbacks import Progress, StopOnNaN
+from cnnclf import distribute, progress
+from cnnclf.callbacks import EpochLines, StopOnNaN
 from cnnclf.compute import Compute, resolve, with_model
 from cnnclf.config import Config
 from cnnclf.data.dataset import Dataset, load
@@ -105,7 +105,7 @@ def prepare(config: Config, data: Dataset) -> Session:
     splits = data.splits
     strategy = distribute.strategy(config.train.distribute)
     compute = resolve(config.train, strategy)
-    with strategy.scope():
+    with strategy.scope(), progress.step("building the model"):
         model = build_model(config, splits.shape, splits.num_classes, compute.mixed_precision)
         steps = -(-len(splits.train) // compute.batch_size)
         compile_model(model, config.train, config.data.labels, steps, compute)
@@ -136,7 +136,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
                                                      **train_cfg.checkpoint.model_dump())
         state.checkpoint = checkpoint
     first_epoch = state.first_epoch()
-    progress = Progress(train_cfg.epochs, started)
+    epoch_lines = EpochLines(train_cfg.epochs, started)
     run.set_status("running", epochs_done=first_epoch, parameters=model.count_params(),
                    class_names=splits.class_names)
     trackers = [tensorboard(run)] if train_cfg.tensorboard and session.chief else []
@@ -147,8 +147,9 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
     try:
         with _outcome_recorded(run, state):
             fit_started = time.time()
-            callbacks = [StopOnNaN(), progress, *filter(None, [early_stopping, checkpoint, mlflow]), *trackers, state]
-            fit_phases(session, state, callbacks, progress)
+            callbacks = [StopOnNaN(), epoch_lines, *filter(None, [early_stopping, checkpoint, mlflow]), *trackers,
+                         state]
+            fit_phases(session, state, callbacks, epoch_lines)
             fit_seconds = time.time() - fit_started
             if not session.chief:  # nothing collective remains: the chief evaluates and writes
                 log.info("this worker is done; the chief writes the run directory")
@@ -159,15 +160,16 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
                 model.save(run.backup / "final.keras")
                 publish_model(run.backup / "final.keras", run.model)
             release_memory()
-            best = load_model(run)
-            metrics = evaluate(run, best, splits, config)
-            warnings = [w for w in [collapse_warning(best, splits, config, session.compute.eval_batch_size)] if w]
+            with progress.step(f"evaluating the best model on the {len(splits.test):,} test images"):
+                best = load_model(run)
+                metrics = evaluate(run, best, splits, config)
+                warnings = [w for w in [collapse_warning(best, splits, config, session.compute.eval_batch_size)] if w]
             for warning in warnings:
                 log.warning(f"warning: {warning}")
             release_memory()
             plots_error = _draw_plots(run)
             if mlflow:
-                mlflow.finish(metrics)
+                mlflow.finish(metrics, best)
         outcome = "FINISHED"
     except Interrupted:
         outcome = "KILLED"
@@ -180,7 +182,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
     epochs_done = state.first_epoch()
     run.set_status("completed", epochs_done=epochs_done, wall_seconds=round(time.time() - started, 2),
                    peak_rss_mb=peak_rss_mb(), fit_seconds=round(fit_seconds, 2),
-                   time_to_first_step_seconds=_round(progress.time_to_first_step),
+                   time_to_first_step_seconds=_round(epoch_lines.time_to_first_step),
                    train_images_per_second=round(len(splits.train) * (epochs_done - first_epoch)
                                                  / max(fit_seconds, 1e-9), 1),
                    warnings=warnings, **({"plots_error": plots_error} if plots_error else {}))
@@ -195,7 +197,8 @@ def _draw_plots(run: RunDir) -> str | None:
     from cnnclf import plots  # matplotlib: 40 MB, not held during training
 
     try:
-        plots.draw_all(run)
+        with progress.step("drawing the plots and report.html"):
+            plots.draw_all(run)
     except Exception as e:  # noqa: BLE001 - the model and metrics are kept whatever a plot does
         if is_disk_full(e):
             raise DiskFull(run.plots) from None

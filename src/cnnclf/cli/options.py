@@ -104,9 +104,10 @@ def command(group=cli, name=None):
 
 
 def start_tensorflow(ctx, train=None):
-    from cnnclf import startup
+    from cnnclf import progress, startup
 
-    startup.start(debug=ctx.obj["debug"], train=train)
+    with progress.step("starting TensorFlow"):
+        startup.start(debug=ctx.obj["debug"], train=train)
 
 
 def writable_folder(path: Path, what: str) -> Path:
@@ -138,9 +139,12 @@ def load_data(ctx, config, smoke: bool = False, split_from=None):
     from cnnclf.config import override
     from cnnclf.data.dataset import load
 
+    from cnnclf import progress
+
     if config.data.source == "keras":
         start_tensorflow(ctx)
-    data = load(config.data, config.seed, smoke, split_from)
+    with progress.step(f"reading the data ({config.data.source}: {config.data.path or config.data.dataset})"):
+        data = load(config.data, config.seed, smoke, split_from)
     if smoke:
         config = override(config, {"data.limit_train": data.limits[0], "data.limit_test": data.limits[1],
                                    "train.epochs": 1})

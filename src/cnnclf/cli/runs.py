@@ -180,3 +180,32 @@ def export(ctx, run_path, fmt, out):
     from cnnclf import export as exporting
 
     click.echo(exporting.export(run, fmt, out))
+
+
+@command()
+@click.argument("run_path", metavar="RUN")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default lets only this machine connect (0.0.0.0: the network, with "
+                   "no authentication).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(1),
+              help="Images classified together at most (from concurrent requests).")
+@click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="How long the first request of a batch waits for others (0: no batching).")
+@click.pass_context
+def serve(ctx, run_path, host, port, max_batch, batch_wait_ms):
+    """Serve RUN's model over HTTP: POST images to /predict, GET /metadata and /health.
+
+    \b
+    Example:
+      cnnclf serve runs/20261121T101500Z-fashion --port 8000
+      curl -F file=@shoe.png http://127.0.0.1:8000/predict
+    """
+    from cnnclf.runs import RunDir
+
+    run = RunDir.open(run_path, need_model=True)
+    run.read_config()
+    start_tensorflow(ctx)
+    from cnnclf import serve as serving
+
+    serving.serve(run, host, port, max_batch, batch_wait_ms)

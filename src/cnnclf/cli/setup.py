@@ -80,23 +80,35 @@ def config_presets():
 @command()
 @click.option("--dataset", default="mnist", show_default=True,
               type=click.Choice(["mnist", "fashion_mnist", "cifar10", "digits", "custom"]))
+@click.option("--path", "data_path", type=click.Path(exists=True, path_type=Path),
+              help="custom: your images (a folder of class folders, a zip, or a CSV manifest), looked at to choose "
+                   "the image size, batch, epochs and augmentation.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="The file to write [DATASET.yaml].")
-def init(dataset, out):
-    """Write a commented starter config for DATASET (never over an existing file).
+def init(dataset, data_path, out):
+    """Write a commented starter config for DATASET (never over an existing file), fitted to the
+    data it finds; what it chose goes to stderr.
 
     \b
     Example:
       cnnclf init --dataset fashion_mnist && cnnclf train fashion_mnist.yaml
+      cnnclf init --dataset custom --path photos/ && cnnclf train custom.yaml
     """
     from cnnclf.errors import ConfigError
     from cnnclf.fileio import write_text
     from cnnclf.starter import starter_config
 
+    import logging
+
+    if data_path is not None and dataset != "custom":
+        raise click.UsageError("--path is for --dataset custom (your own images)")
     out = out or Path(f"{dataset}.yaml")
     if out.exists():
         raise ConfigError(f"{out}: already exists; choose another --out or remove it")
     output_file(out, "--out")
-    write_text(out, starter_config(dataset))
+    text, notes = starter_config(dataset, data_path)
+    write_text(out, text)
+    for note in notes:
+        logging.getLogger("cnnclf").info(f"chose: {note}")
     click.echo(out)
 
 

@@ -1,0 +1,32 @@
+"""Saying what is happening when a step is slow, so a long run never sits silent for long."""
+
+import contextlib
+import logging
+import threading
+import time
+
+log = logging.getLogger("cnnclf")
+
+SILENCE = 2.0  # seconds a step may take before it is named
+
+
+@contextlib.contextmanager
+def step(what: str):
+    """Within the block, if it lasts more than SILENCE seconds: '<what> ...' on stderr when it gets
+    there, and '<what>: done in N s' at the end. Quick steps say nothing."""
+    started = time.time()
+    said = threading.Event()
+
+    def say():
+        said.set()
+        log.info(f"{what} ...")
+
+    timer = threading.Timer(SILENCE, say)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if said.is_set():
+            log.info(f"{what}: done in {time.time() - started:.1f} s")

@@ -1,0 +1,119 @@
+"""What a new user touches: options where they are typed, tables that line up, plots in folders,
+exports that carry their class names, a starter config fitted to the data, and no long silences."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from conftest import cnnclf, tiny_config, write_config
+
+
+def test_debug_and_set_work_after_the_command(tmp_path):
+    bad = write_config(tmp_path / "bad.yaml", {"model": {"preset": "s002_mnist"}, "train": {"epochz": 1}})
+    plain = cnnclf("config", "validate", bad)
+    assert plain.exit_code == 2 and "Traceback" not in plain.stderr
+    debugged = cnnclf("config", "validate", bad, "--debug")
+    assert debugged.exit_code == 1 and type(debugged.exception).__name__ == "ConfigError"  # raised, not printed
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs"))
+    inspected = cnnclf("data", "inspect", config, "--set", "data.limit_train=100", "--json")
+    assert inspected.exit_code == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["sizes"]["train"] + json.loads(inspected.stdout)["sizes"]["validation"] == 100
+
+
+def test_config_validate_checks_paths_and_deep_loads_data_and_model(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs"))
+    deep = cnnclf("config", "validate", config, "--deep")
+    assert deep.exit_code == 0, deep.stderr
+    assert deep.stdout.strip() == (f"{config}: valid; data: 900 train, 100 validation, 200 test images of [28, 28, 1] "
+                                   f"in 10 classes; model: 27,210 parameters")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    gone = cnnclf("config", "validate", config, "--set", f"data.path={tmp_path / 'nowhere'}")
+    assert gone.exit_code == 2 and "no such file or folder (data.path)" in gone.stderr
+
+
+def test_tables_line_up_with_short_class_names(tiny_run):
+    run, _ = tiny_run
+    lines = cnnclf("evaluate", run).stdout.splitlines()
+    assert lines[0].startswith("class  precision") and lines[1].startswith("0    ")
+    assert "balanced_accuracy" in lines[-1] and "macro_f1" in lines[-1]
+
+
+def test_compare_rounds_and_draws_into_its_folder(tiny_run, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_run[0], runs / tiny_run[0].name)
+    shutil.copytree(tiny_run[0], runs / (tiny_run[0].name + "-2"))
+    result = cnnclf("compare", *sorted(runs.iterdir()))
+    assert result.exit_code == 0, result.stderr
+    assert not any(len(number) > 8 for number in __import__("re").findall(r"\d+\.\d+", result.stdout))
+    plot = Path(result.stdout.strip().splitlines()[-1])
+    assert plot.parent == runs / "compare" and plot.stat().st_size > 5000
+
+
+def test_report_names_dataset_model_parameters_and_date(tiny_run):
+    page = (tiny_run[0] / "report.html").read_text()
+    assert "dataset mnist (idx: " in page and "model: 3 layers, 27,210 parameters; started 20" in page
+    assert "balanced accuracy" in page and "macro f1" in page
+
+
+@pytest.mark.slow
+def test_exports_carry_class_names_input_size_and_named_output(trained_run):
+    import onnxruntime
+
+    result = cnnclf("export", trained_run, "--format", "onnx")
+    assert result.exit_code == 0, result.stderr
+    path = Path(result.stdout.strip())
+    meta = json.loads(path.with_name("model.onnx.json").read_text())
+    assert meta["output"] == {"name": "probabilities", "classes": [str(i) for i in range(10)]}
+    assert meta["input"]["shape"] == [None, 28, 28, 1] and meta["input"]["pixel_range"] == [0, 255]
+    session = onnxruntime.InferenceSession(str(path))
+    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+
+
+def test_init_points_at_a_local_copy_or_says_how_to_get_one(tmp_path, monkeypatch, caplog):
+    from cnnclf import starter
+
+    monkeypatch.setitem(starter.LOCAL_COPIES, "cifar10", [("folder", str(tmp_path / "cifar.zip"))])
+    (tmp_path / "cifar.zip").write_bytes(b"")
+    result = cnnclf("init", "--dataset", "cifar10", "--out", tmp_path / "c.yaml")
+    assert result.exit_code == 0
+    text = (tmp_path / "c.yaml").read_text()
+    assert f"source: folder\n  path: {tmp_path / 'cifar.zip'}" in text
+    monkeypatch.setitem(starter.LOCAL_COPIES, "cifar10", [("folder", str(tmp_path / "absent.zip"))])
+    offline = cnnclf("init", "--dataset", "cifar10", "--out", tmp_path / "d.yaml")
+    assert "source: keras" in (tmp_path / "d.yaml").read_text() and "no local copy found" in offline.stderr
+
+
+def test_init_fits_a_custom_config_to_the_images(tmp_path):
+    from test_own_images import photos
+
+    photos(tmp_path / "photos", counts={"cat": 150, "dog": 40, "fox": 30})
+    result = cnnclf("init", "--dataset", "custom", "--path", tmp_path / "photos", "--out", tmp_path / "mine.yaml")
+    assert result.exit_code == 0, result.stderr
+    from cnnclf.config import load_config
+
+    config = load_config(tmp_path / "mine.yaml")
+    steps = -(-int(220 * 0.8 * 0.9) // config.train.batch_size)
+    assert config.train.batch_size <= 16 and steps >= 10  # not 2 steps an epoch
+    assert config.data.image_shape == (32, 32, 3) and config.data.augment.flip == "horizontal"
+    assert config.train.class_weight == "balanced" and config.train.epochs == 40
+    assert "chose: 220 images in 3 classes" in result.stderr
+
+
+def test_slow_steps_are_named_quick_ones_are_not(monkeypatch, caplog):
+    import time
+
+    from cnnclf import progress
+
+    monkeypatch.setattr(progress, "SILENCE", 0.05)
+    with caplog.at_level(logging.INFO, logger="cnnclf"):
+        with progress.step("quick"):
+            pass
+        with progress.step("evaluating"):
+            time.sleep(0.2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "evaluating ..." and lines[1].startswith("evaluating: done in 0.")
+    assert not any(line.startswith("quick") for line in lines)
