@@ -14,11 +14,12 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from cnnclf import startup
+from cnnclf import progress, startup
 from cnnclf.data.csv_files import write_csv
 from cnnclf.data.idx import read_idx, write_idx
 
 startup.start()  # the quiet TensorFlow import, once for the session
+progress.SILENCE = 1e9  # no "still working" lines in the stderr that tests read whole
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "mnist-sample"

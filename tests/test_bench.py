@@ -3,8 +3,12 @@
 import json
 import shutil
 
+import pytest
+
 from cnnclf.bench_report import write_section
 from conftest import ROOT, cnnclf
+
+pytestmark = pytest.mark.slow  # trains for real, in subprocesses and clusters
 
 
 def test_quick_pass_tabulates_each_config(tmp_path):

@@ -2,8 +2,6 @@
 
 import gzip
 import json
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,6 @@ from cnnclf.data.images import load_images
 from cnnclf.data.parts import InMemory
 from cnnclf.data.split import split_arrays
 from cnnclf.errors import DataError
-
 from conftest import ROOT, cnnclf, write_cifar, write_folder
 
 
@@ -122,6 +119,7 @@ def test_keras_download_path_with_the_download_mocked(keras_downloads):
 
 
 @pytest.mark.parametrize("seed", sorted(p.stem for p in (ROOT / "configs" / "seeds").glob("*.yaml")))
+@pytest.mark.slow
 def test_seed_configs_train_from_the_keras_source(keras_downloads, tmp_path, seed):
     """Each tutorial's config runs from keras.datasets by changing only data.source."""
     result = cnnclf("train", ROOT / "configs" / "seeds" / f"{seed}.yaml", "--smoke", "--set", "data.source=keras",

@@ -13,6 +13,8 @@ import pytest
 
 from conftest import cnnclf, tiny_config, write_config
 
+pytestmark = pytest.mark.slow  # trains for real, in subprocesses and clusters
+
 GLOBAL_BATCH = 32
 
 

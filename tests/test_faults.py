@@ -100,10 +100,10 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
 
     real = state.TrainingState._commit
 
-    def commit(self, epoch, saved):
-        if epoch == 2:
+    def commit(self, name, saved):
+        if name == "epoch-0002":
             raise OSError(errno.ENOSPC, "No space left on device", str(self.run.backup / ".partial-0002"))
-        return real(self, epoch, saved)
+        return real(self, name, saved)
 
     monkeypatch.setattr(state.TrainingState, "_commit", commit)
     result = cnnclf("train", resumable_config(tmp_path))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import SAMPLE, cnnclf, png_bytes, write_cifar, write_config
+from conftest import SAMPLE, cnnclf, png_bytes, write_cifar
 from test_errors import GRAY, config, folder, npz, two_classes
 
 TINY = {"dataset": "mnist", "source": "idx", "path": str(SAMPLE)}

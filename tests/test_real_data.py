@@ -4,10 +4,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cnnclf.data.csv_files import write_csv
 from cnnclf.data.idx import read_idx
 from conftest import SHARED_DATA, cnnclf, needs_shared_data, write_config
+
+pytestmark = pytest.mark.slow  # trains for real, in subprocesses and clusters
 
 
 def train_one_epoch(tmp_path, data, preset, batch_size):

@@ -54,6 +54,7 @@ def signal_after_epochs(process, runs: Path, epochs: int, signum) -> Path:
     raise AssertionError(f"no epoch saved after 120 s: {process.communicate()}")
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     straight = cnnclf("train", resumable_config(tmp_path / "straight"))
     assert straight.exit_code == 0, straight.stderr
@@ -79,6 +80,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert again.exit_code == 2 and "this run completed; nothing to resume" in again.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_the_run_interrupted(tmp_path):
     process = start_training(resumable_config(tmp_path))
     run = signal_after_epochs(process, tmp_path / "runs", 1, signal.SIGINT)
@@ -134,6 +136,7 @@ def test_a_signal_as_an_epoch_ends_leaves_history_and_state_agreeing(tmp_path, m
     assert json.loads((run / "run.json").read_text())["epochs_done"] == 1 and len(history(run)) == 1
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_metrics(tmp_path):
     config = write_config(tmp_path / "det.yaml", tiny_config(tmp_path / "runs", deterministic=True))
     first, second = cnnclf("train", config), cnnclf("train", config)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import SAMPLE, cnnclf, tiny_config, write_config
 from cnnclf.data.idx import read_idx
+from conftest import SAMPLE, cnnclf, tiny_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,7 @@ def test_predict_with_nothing_readable(trained_run, digit_files):
     assert result.exit_code == 2 and "Error: no readable images in" in result.stderr
 
 
+@pytest.mark.slow
 def test_runs_lists_every_run(tiny_run, second_run):
     runs_dir = tiny_run[0].parent
     result = cnnclf("runs", runs_dir, "--sort", "test_accuracy")
@@ -87,12 +88,14 @@ def test_runs_lists_every_run(tiny_run, second_run):
     assert bad.exit_code == 2 and "--sort speed: not a column; one of id, dataset," in bad.stderr
 
 
+@pytest.mark.slow
 def test_train_from_a_run_reuses_its_config(tiny_run, second_run):
     config = yaml.safe_load((second_run[0] / "config.yaml").read_text())
     original = yaml.safe_load((tiny_run[0] / "config.yaml").read_text())
     assert config["train"]["epochs"] == 1 and config["model"] == original["model"] and config["name"] == "tiny"
 
 
+@pytest.mark.slow
 def test_compare_shows_differences_metrics_and_curves(tiny_run, second_run, tmp_path):
     result = cnnclf("compare", tiny_run[0], second_run[0], "--json", "--out", tmp_path / "c.png")
     assert result.exit_code == 0, result.stderr
@@ -147,6 +150,7 @@ def test_test_time_views_average_evaluation_and_predictions(trained_run, digit_f
 
 @pytest.mark.parametrize("test_time_views", [False, True])
 @pytest.mark.parametrize("fmt", ["savedmodel", "tflite", "onnx"])
+@pytest.mark.slow
 def test_export_reloads_with_the_same_predictions(trained_run, fmt, test_time_views, tmp_path):
     import keras
     import tensorflow as tf
@@ -251,6 +255,7 @@ def test_shell_completion_script(monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+@pytest.mark.slow
 def test_report_loads_with_all_images_in_headless_chromium(trained_run, tmp_path):
     report = trained_run / "report.html"
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -262,11 +267,13 @@ def test_report_loads_with_all_images_in_headless_chromium(trained_run, tmp_path
     assert "Per class (test)" in dom and "expected calibration error" in dom and "completed" in dom
 
 
+@pytest.mark.slow
 def test_tensorboard_logs(second_run):
     events = list((second_run[0] / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events)
 
 
+@pytest.mark.slow
 def test_mlflow_has_params_epoch_metrics_artifacts_and_model(second_run):
     from mlflow.tracking import MlflowClient
 

@@ -12,7 +12,7 @@ from conftest import cnnclf, write_config
 
 RUN_FILES = {"run.json", "run.lock", "config.yaml", "model.keras", "history.csv", "metrics.json", "predictions.npz",
              "data_samples.npz", "summary.txt", "env.json", "train.log", "report.html", "plots"}
-PLOTS = ["confusion_matrix.png", "data_samples.png", "learning_curves.png", "per_class_accuracy.png",
+PLOTS = ["confusion_matrix.png", "data_samples.png", "gradcam.png", "learning_curves.png", "per_class_accuracy.png",
          "reliability.png", "test_samples.png"]
 
 
@@ -48,7 +48,8 @@ def test_metrics_are_sane(trained):
 def test_per_class_scores_match_scikit_learn(trained):
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from cnnclf.metrics import confusion_matrix as counts, per_class
+    from cnnclf.metrics import confusion_matrix as counts
+    from cnnclf.metrics import per_class
 
     run, _ = trained
     metrics = json.loads((run / "metrics.json").read_text())
@@ -70,6 +71,7 @@ def test_per_class_scores_match_scikit_learn(trained):
             [expected[str(c)][k] for k in ("precision", "recall", "f1-score")])
 
 
+@pytest.mark.slow
 def test_training_leaves_out_what_keras_imports_optionally():
     """Keras imports pandas, scikit-learn, matplotlib and scipy at start-up (125 MB resident); cnnclf's
     start and its training modules leave them out, and they still import normally afterwards."""
@@ -135,6 +137,7 @@ def test_plot_redraws_from_the_run_directory_alone(trained_run):
     ("cifar", "cifar-10-batches-py", None, "custom"),
     ("sklearn", None, None, "digits"),
 ])
+@pytest.mark.slow
 def test_smoke_runs_on_every_source(tmp_path, formats, source, path, test_path, dataset):
     data = {"dataset": dataset, "source": source}
     if path:

@@ -10,6 +10,8 @@ import yaml
 from cnnclf.errors import Interrupted
 from conftest import cnnclf, tiny_config, write_config
 
+pytestmark = pytest.mark.slow  # trains for real, in subprocesses and clusters
+
 SPACE = {"train.optimizer.learning_rate": {"log_uniform": [1.0e-4, 1.0e-2]},
          "model.layers[0].Conv2D.filters": {"choice": [4, 8]},
          "train.batch_size": {"int": [16, 32]}}

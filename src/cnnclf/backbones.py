@@ -12,63 +12,12 @@ Grayscale images are repeated to three channels (a fixed 1x1 convolution) for ev
 
 import contextlib
 import os
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 
 from cnnclf.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Backbone:
-    preprocessing: str  # builtin | tf | torch | caffe
-    min_side: int  # the smallest input side keras.applications accepts
-    parameters: int  # without the classification top, at 224x224 (331 for NASNetLarge)
-
-
-BACKBONES = {
-    "ConvNeXtTiny": Backbone("builtin", 32, 27_820_128),
-    "ConvNeXtSmall": Backbone("builtin", 32, 49_454_688),
-    "ConvNeXtBase": Backbone("builtin", 32, 87_566_464),
-    "ConvNeXtLarge": Backbone("builtin", 32, 196_230_336),
-    "ConvNeXtXLarge": Backbone("builtin", 32, 348_147_968),
-    "DenseNet121": Backbone("torch", 32, 7_037_504),
-    "DenseNet169": Backbone("torch", 32, 12_642_880),
-    "DenseNet201": Backbone("torch", 32, 18_321_984),
-    "EfficientNetB0": Backbone("builtin", 32, 4_049_571),
-    "EfficientNetB1": Backbone("builtin", 32, 6_575_239),
-    "EfficientNetB2": Backbone("builtin", 32, 7_768_569),
-    "EfficientNetB3": Backbone("builtin", 32, 10_783_535),
-    "EfficientNetB4": Backbone("builtin", 32, 17_673_823),
-    "EfficientNetB5": Backbone("builtin", 32, 28_513_527),
-    "EfficientNetB6": Backbone("builtin", 32, 40_960_143),
-    "EfficientNetB7": Backbone("builtin", 32, 64_097_687),
-    "EfficientNetV2B0": Backbone("builtin", 32, 5_919_312),
-    "EfficientNetV2B1": Backbone("builtin", 32, 6_931_124),
-    "EfficientNetV2B2": Backbone("builtin", 32, 8_769_374),
-    "EfficientNetV2B3": Backbone("builtin", 32, 12_930_622),
-    "EfficientNetV2S": Backbone("builtin", 32, 20_331_360),
-    "EfficientNetV2M": Backbone("builtin", 32, 53_150_388),
-    "EfficientNetV2L": Backbone("builtin", 32, 117_746_848),
-    "InceptionResNetV2": Backbone("tf", 75, 54_336_736),
-    "InceptionV3": Backbone("tf", 75, 21_802_784),
-    "MobileNet": Backbone("tf", 32, 3_228_864),
-    "MobileNetV2": Backbone("tf", 32, 2_257_984),
-    "MobileNetV3Small": Backbone("builtin", 32, 939_120),
-    "MobileNetV3Large": Backbone("builtin", 32, 2_996_352),
-    "NASNetMobile": Backbone("tf", 32, 4_269_716),
-    "NASNetLarge": Backbone("tf", 32, 84_916_818),
-    "ResNet50": Backbone("caffe", 32, 23_587_712),
-    "ResNet101": Backbone("caffe", 32, 42_658_176),
-    "ResNet152": Backbone("caffe", 32, 58_370_944),
-    "ResNet50V2": Backbone("tf", 32, 23_564_800),
-    "ResNet101V2": Backbone("tf", 32, 42_626_560),
-    "ResNet152V2": Backbone("tf", 32, 58_331_648),
-    "VGG16": Backbone("caffe", 32, 14_714_688),
-    "VGG19": Backbone("caffe", 32, 20_024_384),
-    "Xception": Backbone("tf", 71, 20_861_480),
-}
+from cnnclf.keras_names import BACKBONES
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])  # of 0-1 RGB pixels
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -78,8 +27,10 @@ CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])  # of 0-255 pixels
 def check_input(name: str, input_shape: tuple[int, int, int]) -> None:
     side = BACKBONES[name].min_side
     if min(input_shape[:2]) < side:
-        raise ConfigError(f"model.backbone: {name} takes images of at least {side}x{side} pixels, the data has "
-                          f"{input_shape[0]}x{input_shape[1]}; set data.image_shape to [{side}, {side}, 3] or more")
+        raise ConfigError(
+            f"model.backbone: {name} takes images of at least {side}x{side} pixels, the data has "
+            f"{input_shape[0]}x{input_shape[1]}; set data.image_shape to [{side}, {side}, 3] or more"
+        )
 
 
 def input_layers(name: str, channels: int) -> list[tuple[keras.layers.Layer, list | None]]:
@@ -92,9 +43,15 @@ def input_layers(name: str, channels: int) -> list[tuple[keras.layers.Layer, lis
     if mode == "tf":
         layers.append((keras.layers.Rescaling(1 / 127.5, offset=-1, name="backbone_scale"), None))
     elif mode == "torch":
-        layers += [(keras.layers.Rescaling(1 / 255, name="backbone_scale"), None),
-                   (keras.layers.Normalization(mean=IMAGENET_MEAN.tolist(), variance=(IMAGENET_STD**2).tolist(),
-                                               name="backbone_normalize"), None)]
+        layers += [
+            (keras.layers.Rescaling(1 / 255, name="backbone_scale"), None),
+            (
+                keras.layers.Normalization(
+                    mean=IMAGENET_MEAN.tolist(), variance=(IMAGENET_STD**2).tolist(), name="backbone_normalize"
+                ),
+                None,
+            ),
+        ]
     elif mode == "caffe":
         layers.append(_fixed_conv(np.eye(3)[::-1], -CAFFE_MEAN_BGR, "backbone_bgr_centre"))
     return layers
@@ -121,10 +78,13 @@ def build(config, input_shape: tuple[int, int, int]) -> keras.Model:
         except ValueError as e:
             first = (str(e).strip().splitlines() or ["ValueError"])[0][:200]
             if settings.weights not in (None, "imagenet"):
-                raise ConfigError(f"model.backbone.weights: {settings.weights} does not fit {settings.name} "
-                                  f"({first}); give the weights file of this backbone") from None
-            raise ConfigError(f"model.backbone: {settings.name} cannot be built for input "
-                              f"{list(input_shape)} ({first})") from None
+                raise ConfigError(
+                    f"model.backbone.weights: {settings.weights} does not fit {settings.name} "
+                    f"({first}); give the weights file of this backbone"
+                ) from None
+            raise ConfigError(
+                f"model.backbone: {settings.name} cannot be built for input {list(input_shape)} ({first})"
+            ) from None
     backbone.trainable = settings.trainable
     if settings.trainable:
         keep_batch_norm_frozen(backbone)
@@ -164,11 +124,14 @@ def _download_named(name: str):
         try:
             return real(fname, origin, *args, **kwargs)
         except Exception as e:  # noqa: BLE001 - urllib, HTTP and cache errors alike mean: not available here
-            cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
-                                 kwargs.get("cache_subdir", "models"))
-            raise ConfigError(f"model.backbone: the ImageNet weights of {name} cannot be downloaded "
-                              f"({e.__class__.__name__}); fetch {origin} into {cache}/{fname or ''}, or set "
-                              f"model.backbone.weights to a weights file (.weights.h5 or .h5)") from None
+            cache = os.path.join(
+                os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), kwargs.get("cache_subdir", "models")
+            )
+            raise ConfigError(
+                f"model.backbone: the ImageNet weights of {name} cannot be downloaded "
+                f"({e.__class__.__name__}); fetch {origin} into {cache}/{fname or ''}, or set "
+                f"model.backbone.weights to a weights file (.weights.h5 or .h5)"
+            ) from None
 
     file_utils.get_file = get_file
     try:

@@ -50,8 +50,16 @@ class Result:
     fraction_of_peak: float | None = None
 
 
-def run_bench(configs: list[str], data_dir: Path, work_dir: Path, limit: int | None, epochs: int | None,
-              seeds: int = 1, tutorial_code: bool = False, log=print) -> dict:
+def run_bench(
+    configs: list[str],
+    data_dir: Path,
+    work_dir: Path,
+    limit: int | None,
+    epochs: int | None,
+    seeds: int = 1,
+    tutorial_code: bool = False,
+    log=print,
+) -> dict:
     """Train each config in its own process, `seeds` times (the config's seed, then seed+1, ...), and,
     with tutorial_code, each tutorial's own code beside its seeds/ config; return the machine
     description and the results."""
@@ -66,11 +74,22 @@ def run_bench(configs: list[str], data_dir: Path, work_dir: Path, limit: int | N
         figure = figures.get(config.name, {})
         if tutorial_code and Path(path).parent.name == "seeds" and figure.get("tutorial"):
             _csv_copy(data_dir / "fashion-mnist", cache_dir, "fashion-mnist")
-            command = [sys.executable, str(work_dir / "tutorials.py"), config.name, "--data-dir", str(data_dir),
-                       "--csv-dir", str(cache_dir), *quick]
+            command = [
+                sys.executable,
+                str(work_dir / "tutorials.py"),
+                config.name,
+                "--data-dir",
+                str(data_dir),
+                "--csv-dir",
+                str(cache_dir),
+                *quick,
+            ]
             log(f"{config.name}: the tutorial's own code ...")
-            results.append(_tutorial_result(config, figure.get("figure"),
-                                            _measure(command, runs_dir / "logs", f"tutorial-{config.name}")))
+            results.append(
+                _tutorial_result(
+                    config, figure.get("figure"), _measure(command, runs_dir / "logs", f"tutorial-{config.name}")
+                )
+            )
         overrides = _data_overrides(config, data_dir, cache_dir) + [f"output.runs_dir={runs_dir}"]
         if limit:
             overrides += [f"data.limit_train={limit}", f"data.limit_test={limit}"]
@@ -78,8 +97,9 @@ def run_bench(configs: list[str], data_dir: Path, work_dir: Path, limit: int | N
             overrides.append(f"train.epochs={epochs}")
         for seed in range(config.seed, config.seed + seeds):
             log(f"{path}: training (seed {seed}) ...")
-            command = [sys.executable, "-m", "cnnclf", "train", path] + \
-                [a for o in overrides + [f"seed={seed}"] for a in ("--set", o)]
+            command = [sys.executable, "-m", "cnnclf", "train", path] + [
+                a for o in overrides + [f"seed={seed}"] for a in ("--set", o)
+            ]
             log_name = f"{Path(path).parent.name}-{config.name}-{seed}"  # configs/seeds and configs/fast share names
             result = _run_result(path, config, figure.get("figure"), _measure(command, runs_dir / "logs", log_name))
             result.seed = seed
@@ -90,12 +110,21 @@ def run_bench(configs: list[str], data_dir: Path, work_dir: Path, limit: int | N
                     result.fraction_of_peak = round(gflops * result.train_images_per_second / peak, 4)
             results.append(result)
     for result in results:
-        log(f"{result.config}: {result.status}, test accuracy {result.test_accuracy}, {result.wall_seconds:.0f} s, "
-            f"{result.peak_rss_mb} MB")
+        log(
+            f"{result.config}: {result.status}, test accuracy {result.test_accuracy}, {result.wall_seconds:.0f} s, "
+            f"{result.peak_rss_mb} MB"
+        )
     from cnnclf.provenance import describe_device
 
-    return {"device": describe_device(), "peak_gflops": round(peak, 1), "limit": limit, "epochs": epochs,
-            "seeds": seeds, "date": datetime.date.today().isoformat(), "results": [asdict(r) for r in results]}
+    return {
+        "device": describe_device(),
+        "peak_gflops": round(peak, 1),
+        "limit": limit,
+        "epochs": epochs,
+        "seeds": seeds,
+        "date": datetime.date.today().isoformat(),
+        "results": [asdict(r) for r in results],
+    }
 
 
 def _figures(work_dir: Path) -> dict:
@@ -130,17 +159,37 @@ def _run_result(path: str, config, figure: float | None, process: _Process) -> R
     lines = process.stdout.strip().splitlines()
     run = RunDir(lines[-1]) if process.returncode == 0 and lines else None
     if run is None:
-        return Result(path, config.name, config.data.dataset, f"failed: {process.error}", None, None,
-                      round(process.wall, 1), None, None, None, None, figure, None)
+        return Result(
+            path,
+            config.name,
+            config.data.dataset,
+            f"failed: {process.error}",
+            None,
+            None,
+            round(process.wall, 1),
+            None,
+            None,
+            None,
+            None,
+            figure,
+            None,
+        )
     state = run.status()
     metrics = run.read_metrics() or {}
     history = run.read_history()
     return Result(
-        config=path, name=config.name, dataset=config.data.dataset, status=state["status"], run=str(run.path),
-        epochs=state["epochs_done"], wall_seconds=round(process.wall, 1),
+        config=path,
+        name=config.name,
+        dataset=config.data.dataset,
+        status=state["status"],
+        run=str(run.path),
+        epochs=state["epochs_done"],
+        wall_seconds=round(process.wall, 1),
         time_to_first_step_seconds=state.get("time_to_first_step_seconds"),
-        train_images_per_second=state.get("train_images_per_second"), peak_rss_mb=state.get("peak_rss_mb"),
-        test_accuracy=round(metrics["test_accuracy"], 4), figure=figure,
+        train_images_per_second=state.get("train_images_per_second"),
+        peak_rss_mb=state.get("peak_rss_mb"),
+        test_accuracy=round(metrics["test_accuracy"], 4),
+        figure=figure,
         seconds_to_figure=round(process.wall, 1) if figure and metrics["test_accuracy"] >= figure else None,
         seconds_after_last_epoch=round(process.started + process.wall - history[-1]["time"], 1) if history else None,
     )
@@ -152,15 +201,41 @@ def _tutorial_result(config, figure: float | None, process: _Process) -> Result:
     history, final = [r for r in rows if "epoch" in r], next((r for r in rows if "test_accuracy" in r), None)
     label = f"tutorial code: {config.name}"
     if process.returncode != 0 or final is None:
-        return Result(label, config.name, config.data.dataset, f"failed: {process.error}", None, None,
-                      round(process.wall, 1), None, None, None, None, figure, None)
-    reached = next((row["time"] - process.started for row in history if figure and row["val_accuracy"] >= figure),
-                   None)  # its validation set is the test set: the first epoch at the figure
+        return Result(
+            label,
+            config.name,
+            config.data.dataset,
+            f"failed: {process.error}",
+            None,
+            None,
+            round(process.wall, 1),
+            None,
+            None,
+            None,
+            None,
+            figure,
+            None,
+        )
+    reached = next(
+        (row["time"] - process.started for row in history if figure and row["val_accuracy"] >= figure), None
+    )  # its validation set is the test set: the first epoch at the figure
     if reached is None and figure and final["test_accuracy"] >= figure:
         reached = process.wall
-    return Result(label, config.name, config.data.dataset, "completed", None, len(history), round(process.wall, 1),
-                  None, None, final["peak_rss_mb"], round(final["test_accuracy"], 4), figure,
-                  None if reached is None else round(reached, 1))
+    return Result(
+        label,
+        config.name,
+        config.data.dataset,
+        "completed",
+        None,
+        len(history),
+        round(process.wall, 1),
+        None,
+        None,
+        final["peak_rss_mb"],
+        round(final["test_accuracy"], 4),
+        figure,
+        None if reached is None else round(reached, 1),
+    )
 
 
 def _data_overrides(config, data_dir: Path, cache_dir: Path) -> list[str]:
@@ -173,8 +248,10 @@ def _data_overrides(config, data_dir: Path, cache_dir: Path) -> list[str]:
         return [f"data.path={train}", f"data.test_path={test}"]
     if data.source == "folder" and data.dataset == "cifar10":
         return [f"data.path={data_dir / CIFAR_ZIP}"]
-    raise ConfigError(f"{config.name}: the benchmark reads mnist/fashion_mnist from idx or csv and cifar10 from "
-                      f"folder; this config has {data.dataset} from {data.source}")
+    raise ConfigError(
+        f"{config.name}: the benchmark reads mnist/fashion_mnist from idx or csv and cifar10 from "
+        f"folder; this config has {data.dataset} from {data.source}"
+    )
 
 
 def _csv_copy(idx_folder: Path, cache_dir: Path, stem: str) -> tuple[Path, Path]:
@@ -212,7 +289,7 @@ def measure_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
         start = time.perf_counter()
         matmul(a, b).numpy()
         best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def training_gflops_per_image(run: RunDir) -> float:
@@ -227,8 +304,12 @@ def training_gflops_per_image(run: RunDir) -> float:
     forward = tf.function(lambda x: model(x, training=False))
     concrete = forward.get_concrete_function(tf.TensorSpec([1, *model.input_shape[1:]], tf.float32))
     graph = convert_variables_to_constants_v2(concrete).graph
-    options = tf.compat.v1.profiler.ProfileOptionBuilder(
-        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
-    flops = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op",
-                                          options=options).total_float_ops
+    options = (
+        tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
+    flops = tf.compat.v1.profiler.profile(
+        graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
+    ).total_float_ops
     return 3 * flops / 1e9

@@ -15,9 +15,13 @@ def markdown(bench: dict, command: str) -> str:
     lines = [
         f"Measured {bench['date']} on {device['cpu']} ({device['cpu_cores']} cores, {gpus}); "
         f"peak {bench['peak_gflops']} GFLOP/s (float32 2048x2048 matmul in TensorFlow, best of 10)"
-        + (f"; quick pass ({' '.join(quick)})" if quick else "") + ".",
+        + (f"; quick pass ({' '.join(quick)})" if quick else "")
+        + ".",
         "",
-        "```", command, "```", "",
+        "```",
+        command,
+        "```",
+        "",
         "| config | dataset | epochs | wall s | to first step s | train img/s | peak RSS MB | test acc | figure "
         "| s to figure | train GFLOP/img | % of peak |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
@@ -28,21 +32,28 @@ def markdown(bench: dict, command: str) -> str:
             f"{_fmt(r['time_to_first_step_seconds'])} | {_fmt(r['train_images_per_second'], 0)} | "
             f"{_fmt(r['peak_rss_mb'], 0)} | {_pct(r['test_accuracy'])} | {_pct(r['figure'])} | "
             f"{_reach(r) if r['figure'] else ''} | "
-            f"{_fmt(r['train_gflops_per_image'], 4)} | {_pct(r['fraction_of_peak'], 1)} |")
+            f"{_fmt(r['train_gflops_per_image'], 4)} | {_pct(r['fraction_of_peak'], 1)} |"
+        )
     pairs = _pairs(bench["results"])
     if pairs:
-        lines += ["", "Time from process start to the tutorial's figure (test accuracy), and peak memory: the "
-                      "tutorial's own code, cnnclf with the tutorial's settings (configs/seeds), and cnnclf's recipe "
-                      "on the same architecture (configs/fast):", "",
-                  "| tutorial | figure | own code: s | seeds: s | fast: s | fast vs seeds | fast vs own code "
-                  "| own code: MB | seeds: MB | fast: MB | fast / own code memory |",
-                  "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        lines += [
+            "",
+            "Time from process start to the tutorial's figure (test accuracy), and peak memory: the "
+            "tutorial's own code, cnnclf with the tutorial's settings (configs/seeds), and cnnclf's recipe "
+            "on the same architecture (configs/fast):",
+            "",
+            "| tutorial | figure | own code: s | seeds: s | fast: s | fast vs seeds | fast vs own code "
+            "| own code: MB | seeds: MB | fast: MB | fast / own code memory |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]
         for name, own, seed, fast in pairs:
             own = own or {"seconds_to_figure": None, "wall_seconds": None, "peak_rss_mb": None}
-            lines.append(f"| {name} | {_pct(seed['figure'])} | {_reach(own)} | {_reach(seed)} | {_reach(fast)} | "
-                         f"{_speedup(seed, fast)} | {_speedup(own, fast)} | {_fmt(own['peak_rss_mb'], 0)} | "
-                         f"{_fmt(seed['peak_rss_mb'], 0)} | {_fmt(fast['peak_rss_mb'], 0)} | "
-                         f"{_ratio(fast['peak_rss_mb'], own['peak_rss_mb'])} |")
+            lines.append(
+                f"| {name} | {_pct(seed['figure'])} | {_reach(own)} | {_reach(seed)} | {_reach(fast)} | "
+                f"{_speedup(seed, fast)} | {_speedup(own, fast)} | {_fmt(own['peak_rss_mb'], 0)} | "
+                f"{_fmt(seed['peak_rss_mb'], 0)} | {_fmt(fast['peak_rss_mb'], 0)} | "
+                f"{_ratio(fast['peak_rss_mb'], own['peak_rss_mb'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -52,8 +63,11 @@ def _pairs(results):
     for r in results:
         kind = "tutorial" if r["config"].startswith("tutorial code") else Path(r["config"]).parent.name
         by_kind[(kind, r["name"])] = r
-    return [(name, by_kind.get(("tutorial", name)), seed, by_kind[("fast", name)])
-            for (kind, name), seed in by_kind.items() if kind == "seeds" and ("fast", name) in by_kind]
+    return [
+        (name, by_kind.get(("tutorial", name)), seed, by_kind[("fast", name)])
+        for (kind, name), seed in by_kind.items()
+        if kind == "seeds" and ("fast", name) in by_kind
+    ]
 
 
 def write_section(markdown_file: Path, section: str, body: str) -> None:
@@ -69,7 +83,11 @@ def write_section(markdown_file: Path, section: str, body: str) -> None:
 def _reach(result) -> str:
     if result["wall_seconds"] is None:
         return ""
-    return _fmt(result["seconds_to_figure"]) if result["seconds_to_figure"] else f"not reached ({result['wall_seconds']:.0f} s run)"
+    return (
+        _fmt(result["seconds_to_figure"])
+        if result["seconds_to_figure"]
+        else f"not reached ({result['wall_seconds']:.0f} s run)"
+    )
 
 
 def _speedup(slow, fast) -> str:

@@ -33,7 +33,7 @@ class EpochLines(keras.callbacks.Callback):
     def __init__(self, epochs: int, started: float):
         super().__init__()
         self.epochs, self.started = epochs, started
-        self.time_to_first_step = None
+        self.time_to_first_step: float | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.time()

@@ -22,8 +22,12 @@ def compare(runs: list[RunDir], plot_path) -> dict:
     from cnnclf.plots import compared_curves  # matplotlib, configured once there
 
     compared_curves(runs, plot_path)
-    return {"runs": [r.path.name for r in runs], "config_differences": differences, "metrics": numbers,
-            "plot": str(plot_path)}
+    return {
+        "runs": [r.path.name for r in runs],
+        "config_differences": differences,
+        "metrics": numbers,
+        "plot": str(plot_path),
+    }
 
 
 def describe(result: dict) -> str:
@@ -31,8 +35,10 @@ def describe(result: dict) -> str:
 
     names = result["runs"]
     keys = list(next(iter(result["metrics"].values())))
-    return "\n\n".join([
-        aligned(["config key", *names], [[k, *map(short, v)] for k, v in result["config_differences"].items()]),
-        aligned(["", *names], [[k, *(short(result["metrics"][n][k]) for n in names)] for k in keys]),
-        result["plot"],
-    ])
+    return "\n\n".join(
+        [
+            aligned(["config key", *names], [[k, *map(short, v)] for k, v in result["config_differences"].items()]),
+            aligned(["", *names], [[k, *(short(result["metrics"][n][k]) for n in names)] for k in keys]),
+            result["plot"],
+        ]
+    )

@@ -37,8 +37,9 @@ def resolve(train, strategy) -> Compute:
     gpus = tf.config.list_physical_devices("GPU")
     precision = train.mixed_precision
     if precision == "auto":
-        capable = gpus and all(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
-                               >= (7, 0) for g in gpus)
+        capable = gpus and all(
+            tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (7, 0) for g in gpus
+        )
         precision = "mixed_float16" if capable else "float32"
     spe = train.steps_per_execution
     if spe == "auto":
@@ -60,8 +61,9 @@ def resolve(train, strategy) -> Compute:
 
 def with_model(compute: Compute, model, train) -> Compute:
     """The levers that depend on the compiled model: XLA as Keras resolved auto, the eval batch."""
-    return dataclasses.replace(compute, jit_compile=bool(model.jit_compile),
-                               eval_batch_size=eval_batch_size(model, train))
+    return dataclasses.replace(
+        compute, jit_compile=bool(model.jit_compile), eval_batch_size=eval_batch_size(model, train)
+    )
 
 
 def eval_batch_size(model, train) -> int:

@@ -21,15 +21,21 @@ def use_forward_convolutions(model: keras.Model) -> None:
     """Route the gradients of every stride-1, undilated, ungrouped channels-last Conv2D of `model` (and
     of a backbone inside it) through forward convolutions; the other layers keep TensorFlow's kernels."""
     for layer in _all_layers(model):
-        if (isinstance(layer, keras.layers.Conv2D) and layer.strides == (1, 1) and layer.dilation_rate == (1, 1)
-                and layer.groups == 1 and layer.data_format == "channels_last"):
+        if (
+            isinstance(layer, keras.layers.Conv2D)
+            and layer.strides == (1, 1)
+            and layer.dilation_rate == (1, 1)
+            and layer.groups == 1
+            and layer.data_format == "channels_last"
+        ):
             layer.convolution_op = _convolution(layer.kernel_size, layer.padding)
 
 
 def _all_layers(model) -> list:
     """The model's layers, and those of the models inside it (a backbone)."""
-    return [inner for layer in model.layers
-            for inner in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer])]
+    return [
+        inner for layer in model.layers for inner in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    ]
 
 
 def _convolution(kernel_size: tuple[int, int], padding: str):
@@ -48,6 +54,7 @@ def _convolution(kernel_size: tuple[int, int], padding: str):
             channels_as_images = tf.transpose(tf.pad(x, padded), [3, 1, 2, 0])
             dw = tf.nn.conv2d(channels_as_images, tf.transpose(dy, [1, 2, 0, 3]), 1, "VALID")
             return dx, tf.transpose(dw, [1, 2, 0, 3])
+
         return tf.nn.conv2d(x, w, 1, padded), gradients
 
     return lambda inputs, kernel: conv(inputs, tf.convert_to_tensor(kernel))  # a tensor: the tape sees the read

@@ -62,7 +62,8 @@ def per_worker(chosen: tf.distribute.Strategy, make):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sliced already
     return chosen.distribute_datasets_from_function(
-        lambda context: make((context.input_pipeline_id, context.num_input_pipelines)).with_options(options))
+        lambda context: make((context.input_pipeline_id, context.num_input_pipelines)).with_options(options)
+    )
 
 
 def fit_model(model, chosen: tf.distribute.Strategy):
@@ -97,8 +98,7 @@ def _patch_keras_for_multi_worker() -> None:
 
     def reduce_per_replica(values, strategy, reduction):
         if trainer._collective_all_reduce_multi_worker(strategy) and reduction in ("auto", "mean"):
-            return tree.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values)
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values)
         return original(values, strategy, reduction)
 
     trainer.reduce_per_replica = reduce_per_replica
@@ -110,24 +110,33 @@ def _check_keras_internals() -> None:
     import keras
     from keras.src.backend.tensorflow import trainer
 
-    needed = {"keras.src.backend.tensorflow.trainer.reduce_per_replica": hasattr(trainer, "reduce_per_replica"),
-              "keras.src.backend.tensorflow.trainer._collective_all_reduce_multi_worker":
-                  hasattr(trainer, "_collective_all_reduce_multi_worker"),
-              "keras.Model._maybe_symbolic_build": hasattr(keras.Model, "_maybe_symbolic_build")}
+    needed = {
+        "keras.src.backend.tensorflow.trainer.reduce_per_replica": hasattr(trainer, "reduce_per_replica"),
+        "keras.src.backend.tensorflow.trainer._collective_all_reduce_multi_worker": hasattr(
+            trainer, "_collective_all_reduce_multi_worker"
+        ),
+        "keras.Model._maybe_symbolic_build": hasattr(keras.Model, "_maybe_symbolic_build"),
+    }
     missing = [name for name, present in needed.items() if not present]
     if missing:
-        raise ConfigError(f"train.distribute: multi_worker works around Keras internals ({missing[0]}) that Keras "
-                          f"{keras.__version__} does not have; install the versions in constraints.txt")
+        raise ConfigError(
+            f"train.distribute: multi_worker works around Keras internals ({missing[0]}) that Keras "
+            f"{keras.__version__} does not have; install the versions in constraints.txt"
+        )
 
 
 def _check_tf_config() -> None:
     text = os.environ.get("TF_CONFIG")
     if not text:
-        raise ConfigError("train.distribute: multi_worker needs the TF_CONFIG environment variable (the cluster "
-                          "and this worker's task); see README, Distributed training")
+        raise ConfigError(
+            "train.distribute: multi_worker needs the TF_CONFIG environment variable (the cluster "
+            "and this worker's task); see README, Distributed training"
+        )
     try:
         tf_config = json.loads(text)
         tf_config["cluster"], tf_config["task"]["type"], tf_config["task"]["index"]
     except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"TF_CONFIG: not a cluster description ({e.__class__.__name__}: {e}); expected "
-                          '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}') from None
+        raise ConfigError(
+            f"TF_CONFIG: not a cluster description ({e.__class__.__name__}: {e}); expected "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+        ) from None

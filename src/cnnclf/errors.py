@@ -32,8 +32,10 @@ class NonFiniteLoss(RunError):
 
     def __init__(self, epoch: int, first_batch: int, batch: int, loss: float):
         batches = f"batch {batch}" if first_batch == batch else f"batches {first_batch}-{batch}"
-        super().__init__(f"the loss became {loss} in epoch {epoch}, {batches}; lower "
-                         f"train.optimizer.learning_rate or check data.normalize")
+        super().__init__(
+            f"the loss became {loss} in epoch {epoch}, {batches}; lower "
+            f"train.optimizer.learning_rate or check data.normalize"
+        )
         self.epoch, self.batch = epoch, batch
 
 

@@ -8,8 +8,8 @@ import numpy as np
 from cnnclf.compute import eval_batch_size
 from cnnclf.data.pipeline import evaluation_batches
 from cnnclf.fileio import write_bytes, write_json
-from cnnclf.metrics import confusion_matrix, expected_calibration_error, per_class, top_k_accuracy
 from cnnclf.inference import inference_model, load_model
+from cnnclf.metrics import confusion_matrix, expected_calibration_error, per_class, top_k_accuracy
 from cnnclf.runs import RunDir
 
 SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
@@ -20,13 +20,13 @@ TOP_K = (3, 5)
 def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     """Evaluate `model` (as inference_model wraps it) on the test split; write metrics.json and
     predictions.npz; return the metrics."""
-    onehot = config.data.labels == "onehot"
-    test = evaluation_batches(splits.test, eval_batch_size(model, config.train), splits.num_classes, onehot)
+    test = evaluation_batches(splits.test, eval_batch_size(model, config.train), splits.num_classes, False)
     base, model = model, inference_model(model, config)
-    results = model.evaluate(test, return_dict=True, verbose=0)
-    # Batch by batch: model.predict on the same batches peaked 100-700 MB higher (s004_mnist).
+    # One pass over the test set, batch by batch (model.predict on the same batches peaked 100-700 MB
+    # higher, s004_mnist); the loss and metrics are computed from its probabilities.
     probabilities = np.concatenate([model.predict_on_batch(x) for x, _ in test]).astype(np.float32)
     y_true, y_pred = splits.test.labels, probabilities.argmax(axis=1)
+    results = test_scores(probabilities, y_true, config)
     counts = confusion_matrix(y_true, y_pred, splits.num_classes)
     scores = per_class(counts)
     rows = zip(splits.class_names, scores["precision"], scores["recall"], scores["f1"], scores["support"])
@@ -37,8 +37,10 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
         "balanced_accuracy": float(scores["recall"].mean()),  # the mean of the classes' recalls
         "macro_f1": float(scores["f1"].mean()),
         "class_names": splits.class_names,
-        "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
-                      for name, p, r, f, n in rows},
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for name, p, r, f, n in rows
+        },
         "macro_avg": {key: float(values.mean()) for key, values in scores.items() if key != "support"},
         "confusion_matrix": counts.tolist(),
         "top_k_accuracy": {str(k): top_k_accuracy(probabilities, y_true, k) for k in TOP_K if k < splits.num_classes},
@@ -49,10 +51,36 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     samples = splits.test.gather(order)
     explained = order[:EXPLAINED]
     out = io.BytesIO()
-    np.savez_compressed(out, y_true=y_true, probabilities=probabilities, sample_index=order, sample_images=samples,
-                        gradcam=_explain(base, samples[:EXPLAINED], y_pred[explained]))
+    np.savez_compressed(
+        out,
+        y_true=y_true,
+        probabilities=probabilities,
+        sample_index=order,
+        sample_images=samples,
+        gradcam=_explain(base, samples[:EXPLAINED], y_pred[explained]),
+    )
     write_bytes(run.predictions, out.getvalue())
     return metrics
+
+
+def test_scores(probabilities: np.ndarray, y_true: np.ndarray, config) -> dict[str, float]:
+    """The loss and each of train.metrics on the test set, as Keras computes them."""
+    from cnnclf.optimization import make_loss
+
+    onehot = config.data.labels == "onehot"
+    y = np.eye(probabilities.shape[1], dtype=np.float32)[y_true] if onehot else y_true
+    results = {"loss": float(keras.ops.convert_to_numpy(make_loss(config.train, config.data.labels)(y, probabilities)))}
+    for name in config.train.metrics:
+        if name in ("accuracy", "acc"):
+            results[name] = float(np.mean(probabilities.argmax(axis=1) == y_true))
+            continue
+        metric = keras.metrics.get(name)
+        if isinstance(metric, keras.metrics.Metric):
+            metric.update_state(y, probabilities)
+            results[name] = float(keras.ops.convert_to_numpy(metric.result()))
+        else:
+            results[name] = float(np.mean(keras.ops.convert_to_numpy(metric(y, probabilities))))
+    return results
 
 
 def _explain(model: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -81,9 +109,11 @@ def collapse_warning(model: keras.Model, splits, config, batch_size: int) -> str
     share, labels_share = float(np.mean(predicted == top)), float(np.mean(part.labels == top))
     if share <= COLLAPSE_SHARE or labels_share >= COLLAPSE_LABELS:
         return None
-    return (f"the model predicts {splits.class_names[top]} for {share:.0%} of the validation images, which are "
-            f"{labels_share:.0%} {splits.class_names[top]}: it has learnt the majority, not the classes; try "
-            f"train.class_weight: balanced, a smaller train.batch_size or a lower learning rate")
+    return (
+        f"the model predicts {splits.class_names[top]} for {share:.0%} of the validation images, which are "
+        f"{labels_share:.0%} {splits.class_names[top]}: it has learnt the majority, not the classes; try "
+        f"train.class_weight: balanced, a smaller train.batch_size or a lower learning rate"
+    )
 
 
 def evaluate_run(run: RunDir) -> dict:
@@ -102,7 +132,9 @@ def metrics_table(metrics: dict) -> str:
     lines = [f"{'class':<{width}}precision  recall      f1  support"]
     for name, row in metrics["per_class"].items():
         lines.append(f"{name:<{width}}{row['precision']:9.4f}{row['recall']:8.4f}{row['f1']:8.4f}{row['support']:9d}")
-    lines.append(f"test_loss {metrics['test_loss']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
-                 f"balanced_accuracy {metrics['balanced_accuracy']:.4f}  macro_f1 {metrics['macro_f1']:.4f}  "
-                 f"({metrics['test_images']} images)")
+    lines.append(
+        f"test_loss {metrics['test_loss']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
+        f"balanced_accuracy {metrics['balanced_accuracy']:.4f}  macro_f1 {metrics['macro_f1']:.4f}  "
+        f"({metrics['test_images']} images)"
+    )
     return "\n".join(lines)

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from cnnclf.errors import ConfigError
-from cnnclf.inference import Predictor
 from cnnclf.fileio import atomic_path, write_json
+from cnnclf.inference import Predictor
 from cnnclf.runs import RunDir
 
 FORMATS = {"savedmodel": "model.savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
@@ -54,12 +54,22 @@ def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
 def description(predictor: Predictor, fmt: str) -> dict:
     """What a program needs to use the export, written beside it as <file>.json."""
     height, width, channels = predictor.shape
-    return {"format": fmt, "input": {"name": "pixels", "shape": [None, height, width, channels], "dtype": "float32",
-                                     "pixel_range": [0, 255], "color": "grayscale" if channels == 1 else "RGB",
-                                     "resize": predictor.config.data.resize},
-            "output": {"name": "probabilities", "classes": predictor.class_names},
-            "test_time_views": {"flip": predictor.config.data.augment.test_flip,
-                                "shift": predictor.config.data.augment.test_shift}}
+    return {
+        "format": fmt,
+        "input": {
+            "name": "pixels",
+            "shape": [None, height, width, channels],
+            "dtype": "float32",
+            "pixel_range": [0, 255],
+            "color": "grayscale" if channels == 1 else "RGB",
+            "resize": predictor.config.data.resize,
+        },
+        "output": {"name": "probabilities", "classes": predictor.class_names},
+        "test_time_views": {
+            "flip": predictor.config.data.augment.test_flip,
+            "shift": predictor.config.data.augment.test_shift,
+        },
+    }
 
 
 def _name_output(path: Path, name: str) -> None:

@@ -23,8 +23,10 @@ def class_weights(setting, labels: np.ndarray, class_names: list[str]) -> dict[i
         return {i: float(len(labels) / (len(class_names) * n)) for i, n in enumerate(counts) if n}
     unknown = sorted(set(setting) - set(class_names))
     if unknown:
-        raise DataError(f"train.class_weight: {listing(unknown)} {'is' if len(unknown) == 1 else 'are'} not a class "
-                        f"of the data ({listing(class_names)})")
+        raise DataError(
+            f"train.class_weight: {listing(unknown)} {'is' if len(unknown) == 1 else 'are'} not a class "
+            f"of the data ({listing(class_names)})"
+        )
     return {i: float(setting.get(name, 1.0)) for i, name in enumerate(class_names)}
 
 
@@ -48,10 +50,32 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
             continue
         end = train.epochs if phase == "train" else state.phase_start + train.fine_tune.epochs
         progress.epochs = end
-        batches = distribute.per_worker(session.strategy, lambda shard: training_batches(
-            splits.train, compute.batch_size, config.seed, model.optimizer.iterations, splits.num_classes, onehot,
-            first_epoch=state.phase_start, shard=shard)[0])
-        validation = distribute.per_worker(session.strategy, lambda shard: evaluation_batches(
-            splits.validation, compute.eval_batch_size, splits.num_classes, onehot, shard=shard))
-        model.fit(batches, epochs=end, initial_epoch=state.first_epoch(), validation_data=validation,
-                  callbacks=callbacks, class_weight=session.class_weight, shuffle=False, verbose=0)
+        batches = distribute.per_worker(
+            session.strategy,
+            lambda shard: training_batches(
+                splits.train,
+                compute.batch_size,
+                config.seed,
+                model.optimizer.iterations,
+                splits.num_classes,
+                onehot,
+                first_epoch=state.phase_start,
+                shard=shard,
+            )[0],
+        )
+        validation = distribute.per_worker(
+            session.strategy,
+            lambda shard: evaluation_batches(
+                splits.validation, compute.eval_batch_size, splits.num_classes, onehot, shard=shard
+            ),
+        )
+        model.fit(
+            batches,
+            epochs=end,
+            initial_epoch=state.first_epoch(),
+            validation_data=validation,
+            callbacks=callbacks,
+            class_weight=session.class_weight,
+            shuffle=False,
+            verbose=0,
+        )

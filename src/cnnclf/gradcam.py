@@ -17,22 +17,26 @@ from cnnclf.errors import ConfigError, did_you_mean
 def target(model: keras.Model, layer: str | None = None) -> tuple[int, str | None]:
     """(index among the model's layers, name inside it when that layer is a backbone, or None)."""
     layers = model.layers
-    if layer is None:
-        last = [i for i, item in enumerate(layers) if len(item.output.shape) == 4]
+    if layer is None:  # the last feature map the model computes (after the first layer with weights)
+        learned = next((i for i, item in enumerate(layers) if item.weights), len(layers))
+        last = [i for i, item in enumerate(layers) if i >= learned and len(item.output.shape) == 4]
         if not last:
             raise ConfigError("the model has no convolutional feature map to explain")
         return last[-1], None
     for i, item in enumerate(layers):
         if item.name == layer:
             if len(item.output.shape) != 4:
-                raise ConfigError(f"--layer {layer}: its output has shape {item.output.shape}; Grad-CAM needs a "
-                                  f"feature map (height, width, channels), such as a convolution's")
+                raise ConfigError(
+                    f"--layer {layer}: its output has shape {item.output.shape}; Grad-CAM needs a "
+                    f"feature map (height, width, channels), such as a convolution's"
+                )
             return i, None
         if isinstance(item, keras.Model) and layer in [inner.name for inner in item.layers]:
             return i, layer
     names = _feature_maps(model)
-    raise ConfigError(f"--layer {layer}: no such layer{did_you_mean(layer, names)}; feature maps: "
-                      f"{', '.join(names[-6:])}")
+    raise ConfigError(
+        f"--layer {layer}: no such layer{did_you_mean(layer, names)}; feature maps: {', '.join(names[-6:])}"
+    )
 
 
 def heatmaps(model: keras.Model, images: np.ndarray, classes: np.ndarray, layer: str | None = None) -> np.ndarray:
@@ -48,6 +52,7 @@ def heatmaps(model: keras.Model, images: np.ndarray, classes: np.ndarray, layer:
                 h = item(h, training=False)
                 if i == index:
                     maps = h
+                    tape.watch(maps)  # what follows it is recorded, weights or not
         scores = tf.gather(tf.cast(h, tf.float32), tf.constant(classes, tf.int32), axis=1, batch_dims=1)
     gradients = tape.gradient(scores, maps)
     weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(1, 2), keepdims=True)

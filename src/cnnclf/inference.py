@@ -22,9 +22,11 @@ def check_test_shift(augment, input_shape) -> None:
     side = min(input_shape[:2])
     reach = augment.translate * side
     if augment.test_shift > reach:
-        raise ConfigError(f"data.augment.test_shift: {augment.test_shift} pixels is further than training's "
-                          f"translations reach ({augment.translate:g} of {side} pixels); "
-                          f"set it to at most {math.floor(reach)} or raise data.augment.translate")
+        raise ConfigError(
+            f"data.augment.test_shift: {augment.test_shift} pixels is further than training's "
+            f"translations reach ({augment.translate:g} of {side} pixels); "
+            f"set it to at most {math.floor(reach)} or raise data.augment.translate"
+        )
 
 
 def inference_model(model: keras.Model, config) -> keras.Model:
@@ -43,16 +45,12 @@ def inference_model(model: keras.Model, config) -> keras.Model:
         s = augment.test_shift
         height, width = model.input_shape[1:3]
         padded = keras.ops.pad(pixels, [(0, 0), (s, s), (s, s), (0, 0)], mode="reflect")
-        views += [padded[:, :height, :width], padded[:, 2 * s:, 2 * s:]]
+        views += [padded[:, :height, :width], padded[:, 2 * s :, 2 * s :]]
     if augment.test_flip:
         for axis in FLIP_AXES[augment.flip]:
             views += [keras.ops.flip(view, axis=axis) for view in views]
     probabilities = keras.layers.Average(name="test_time_views")([model(view) for view in views])
-    averaged = keras.Model(pixels, probabilities, name=model.name)
-    from cnnclf.optimization import make_loss
-
-    averaged.compile(loss=make_loss(config.train, config.data.labels), metrics=list(config.train.metrics))
-    return averaged
+    return keras.Model(pixels, probabilities, name=model.name)
 
 
 def load_model(run: RunDir) -> keras.Model:
@@ -64,14 +62,18 @@ def load_model(run: RunDir) -> keras.Model:
         return keras.saving.load_model(path, safe_mode=True)
     except ValueError as e:
         if "safe_mode" in str(e):
-            raise NotARunError(f"{path}: the model holds a Lambda layer (code), which safe mode refuses to load; "
-                           f"cnnclf never runs code from model files") from None
+            raise NotARunError(
+                f"{path}: the model holds a Lambda layer (code), which safe mode refuses to load; "
+                f"cnnclf never runs code from model files"
+            ) from None
         raise _damaged(path, e) from None
     except TypeError as e:
         if "Could not locate" in str(e) or "custom" in str(e).lower():
             name = str(e).split("'")[1] if "'" in str(e) else "an object"
-            raise NotARunError(f"{path}: the model uses {name}, which is not a Keras class cnnclf knows (a custom "
-                           f"object); cnnclf loads only models made of Keras's own layers") from None
+            raise NotARunError(
+                f"{path}: the model uses {name}, which is not a Keras class cnnclf knows (a custom "
+                f"object); cnnclf loads only models made of Keras's own layers"
+            ) from None
         raise _damaged(path, e) from None
     except (OSError, zipfile.BadZipFile, KeyError, EOFError) as e:
         raise _damaged(path, e) from None
@@ -91,9 +93,11 @@ def _check_archive(path) -> None:
         if isinstance(node, dict):
             module = node.get("module")
             if "class_name" in node and node.get("registered_name") and not str(module or "").startswith("keras"):
-                raise NotARunError(f"{path}: the model uses {node['registered_name']}, which is not a Keras class "
-                                   f"cnnclf knows (a custom object); cnnclf loads only models made of Keras's own "
-                                   f"layers")
+                raise NotARunError(
+                    f"{path}: the model uses {node['registered_name']}, which is not a Keras class "
+                    f"cnnclf knows (a custom object); cnnclf loads only models made of Keras's own "
+                    f"layers"
+                )
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
@@ -101,8 +105,10 @@ def _check_archive(path) -> None:
 
 def _damaged(path, error: Exception) -> NotARunError:
     reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0][:120]
-    return NotARunError(f"{path}: the model file is damaged ({error.__class__.__name__}: {reason}); resume or retrain "
-                    f"the run to write it again")
+    return NotARunError(
+        f"{path}: the model file is damaged ({error.__class__.__name__}: {reason}); resume or retrain "
+        f"the run to write it again"
+    )
 
 
 class Predictor:

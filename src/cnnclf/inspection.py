@@ -26,23 +26,29 @@ def inspect(config) -> dict:
     if min(counts) and max(counts) / min(counts) > IMBALANCE_WARNING:
         names = list(found["class_balance"])
         big, small = names[int(np.argmax(counts))], names[int(np.argmin(counts))]
-        found["warnings"].append(f"classes are imbalanced: {big} has {max(counts) / min(counts):.1f} times the "
-                                 f"training images of {small} ({max(counts)} against {min(counts)}); consider "
-                                 f"train.class_weight: balanced")
+        found["warnings"].append(
+            f"classes are imbalanced: {big} has {max(counts) / min(counts):.1f} times the "
+            f"training images of {small} ({max(counts)} against {min(counts)}); consider "
+            f"train.class_weight: balanced"
+        )
     return found
 
 
 def _inspect_arrays(config) -> dict:
     splits = load(config.data, config.seed).splits
     parts = _parts(config, splits)
-    train_hashes = {hashlib.sha256(image.tobytes()).digest() for image in splits.train.gather(np.arange(len(splits.train)))}
+    train_hashes = {
+        hashlib.sha256(image.tobytes()).digest() for image in splits.train.gather(np.arange(len(splits.train)))
+    }
     test = splits.test.gather(np.arange(len(splits.test)))
     duplicates = [i for i, image in enumerate(test) if hashlib.sha256(image.tobytes()).digest() in train_hashes]
     grid = _grid(config, splits.train, splits.class_names)
     return {
         "image_shape": list(splits.shape),
-        "value_range": {name: [int(p.gather(np.arange(len(p))).min(initial=255)),
-                               int(p.gather(np.arange(len(p))).max(initial=0))] for name, p in parts.items()},
+        "value_range": {
+            name: [int(p.gather(np.arange(len(p))).min(initial=255)), int(p.gather(np.arange(len(p))).max(initial=0))]
+            for name, p in parts.items()
+        },
         "sizes": {name: len(p) for name, p in parts.items()},
         "class_balance": _balance(parts, splits.class_names),
         "test_images_also_in_train": len(duplicates),
@@ -54,7 +60,9 @@ def _inspect_arrays(config) -> dict:
 
 def _inspect_files(config) -> dict:
     files, assigned, _ = list_and_split(config.data, config.seed)
-    sizes, aspects, modes = Counter(), Counter(), Counter()
+    sizes: Counter[str] = Counter()
+    aspects: Counter[str] = Counter()
+    modes: Counter[str] = Counter()
     unreadable, digests = [], {}
     for i in np.flatnonzero(assigned != ""):
         name = files.names[i]
@@ -77,12 +85,16 @@ def _inspect_files(config) -> dict:
     train_hashes = {digests[i] for i in parts.get("train", []) if i in digests}
     duplicates = [files.names[i] for i in parts.get("test", []) if digests.get(i) in train_hashes]
     common = sizes.most_common(1)[0][0].split("x")
-    shape = list(config.data.image_shape) if config.data.image_shape else \
-        [int(common[1]), int(common[0]), 1 if all(m in GRAY_MODES for m in modes) else 3]
-    chosen = np.concatenate([parts["train"][files.labels[parts["train"]] == c][:8]
-                             for c in range(len(files.class_names))])
-    images = np.stack([decode_image(files.reader.read(files.names[i]), tuple(shape), config.data.resize)
-                       for i in chosen])
+    shape = (
+        list(config.data.image_shape)
+        if config.data.image_shape
+        else [int(common[1]), int(common[0]), 1 if all(m in GRAY_MODES for m in modes) else 3]
+    )
+    chosen = np.concatenate(
+        [parts["train"][files.labels[parts["train"]] == c][:8] for c in range(len(files.class_names))]
+    )
+    size = (int(shape[0]), int(shape[1]), int(shape[2]))
+    images = np.stack([decode_image(files.reader.read(files.names[i]), size, config.data.resize) for i in chosen])
     from cnnclf.data.parts import InMemory
 
     grid = _grid(config, InMemory(images, files.labels[chosen]), files.class_names)
@@ -92,8 +104,10 @@ def _inspect_files(config) -> dict:
         "aspect_ratios": dict(aspects.most_common()),
         "colour_modes": dict(modes.most_common()),
         "sizes": {name: len(p) for name, p in parts.items()},
-        "class_balance": {name: {p: int(np.sum(files.labels[idx] == c)) for p, idx in parts.items()}
-                          for c, name in enumerate(files.class_names)},
+        "class_balance": {
+            name: {p: int(np.sum(files.labels[idx] == c)) for p, idx in parts.items()}
+            for c, name in enumerate(files.class_names)
+        },
         "test_images_also_in_train": len(duplicates),
         "duplicate_test_files": duplicates[:20],
         "unreadable_files": unreadable,
@@ -132,21 +146,31 @@ def describe(found: dict) -> str:
     from cnnclf.tables import aligned
 
     parts = list(found["sizes"])
-    balance = aligned(["class", *parts], [[name, *(counts.get(p, 0) for p in parts)]
-                                         for name, counts in found["class_balance"].items()]
-                      + [["total", *(found["sizes"][p] for p in parts)]])
+    balance = aligned(
+        ["class", *parts],
+        [[name, *(counts.get(p, 0) for p in parts)] for name, counts in found["class_balance"].items()]
+        + [["total", *(found["sizes"][p] for p in parts)]],
+    )
     lines = [balance, "", f"image shape {found['image_shape']}"]
     if "value_range" in found:
         lines.append("pixel values " + ", ".join(f"{p} {lo}-{hi}" for p, (lo, hi) in found["value_range"].items()))
-    for key, label in (("image_sizes", "image sizes (width x height)"), ("aspect_ratios", "aspect ratios (w/h)"),
-                       ("colour_modes", "colour modes")):
+    for key, label in (
+        ("image_sizes", "image sizes (width x height)"),
+        ("aspect_ratios", "aspect ratios (w/h)"),
+        ("colour_modes", "colour modes"),
+    ):
         if key in found:
             shown = list(found[key].items())
-            lines.append(f"{label}: " + ", ".join(f"{k} ({v})" for k, v in shown[:6])
-                         + (f" and {len(shown) - 6} more" if len(shown) > 6 else ""))
+            lines.append(
+                f"{label}: "
+                + ", ".join(f"{k} ({v})" for k, v in shown[:6])
+                + (f" and {len(shown) - 6} more" if len(shown) > 6 else "")
+            )
     lines.append(f"test images also in train (identical): {found['test_images_also_in_train']}")
-    lines.append(f"unreadable files: {len(found['unreadable_files'])}"
-                 + "".join(f"\n  {f}" for f in found["unreadable_files"][:10]))
+    lines.append(
+        f"unreadable files: {len(found['unreadable_files'])}"
+        + "".join(f"\n  {f}" for f in found["unreadable_files"][:10])
+    )
     lines += [f"warning: {w}" for w in found["warnings"]]
     lines.append(found["grid"])
     return "\n".join(lines)

@@ -8,7 +8,7 @@ CALIBRATION_BINS = 15  # equal-width confidence bins
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """counts[i, j]: images of class i predicted as class j."""
-    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def per_class(counts: np.ndarray) -> dict[str, np.ndarray]:
@@ -32,10 +32,16 @@ def calibration_bins(probabilities: np.ndarray, y_true: np.ndarray) -> list[dict
     correct = probabilities.argmax(axis=1) == y_true
     edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1]), 0, CALIBRATION_BINS - 1)
-    return [{"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(np.sum(index == b)),
-             "confidence": float(confidence[index == b].mean()) if np.any(index == b) else None,
-             "accuracy": float(correct[index == b].mean()) if np.any(index == b) else None}
-            for b in range(CALIBRATION_BINS)]
+    return [
+        {
+            "low": float(edges[b]),
+            "high": float(edges[b + 1]),
+            "count": int(np.sum(index == b)),
+            "confidence": float(confidence[index == b].mean()) if np.any(index == b) else None,
+            "accuracy": float(correct[index == b].mean()) if np.any(index == b) else None,
+        }
+        for b in range(CALIBRATION_BINS)
+    ]
 
 
 def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray) -> float:

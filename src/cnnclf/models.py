@@ -23,8 +23,7 @@ def layer_specs(model_config) -> tuple[list[dict], str]:
     return specs, "model.layers"
 
 
-def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
-                precision: str = "float32") -> keras.Model:
+def build_model(config, input_shape: tuple[int, int, int], num_classes: int, precision: str = "float32") -> keras.Model:
     """Input (uint8 pixels, cast by Keras) -> augmentation -> x/255, or a backbone's own preprocessing
     and the backbone -> the layers -> softmax classifier. Under a mixed precision policy the output is
     cast back to float32, for a stable loss."""
@@ -57,12 +56,16 @@ def build_model(config, input_shape: tuple[int, int, int], num_classes: int,
     if not _is_classifier(last):
         model.add(keras.layers.Dense(num_classes, activation="softmax", name="classifier"))
     elif model.output_shape[-1] != num_classes:
-        raise ConfigError(f"{where}[{len(specs) - 1}]: the last layer gives {model.output_shape[-1]} outputs but "
-                          f"the data has {num_classes} classes; set units: {num_classes}, or leave the "
-                          f"classifier out and cnnclf adds Dense({num_classes}, softmax)")
+        raise ConfigError(
+            f"{where}[{len(specs) - 1}]: the last layer gives {model.output_shape[-1]} outputs but "
+            f"the data has {num_classes} classes; set units: {num_classes}, or leave the "
+            f"classifier out and cnnclf adds Dense({num_classes}, softmax)"
+        )
     if model.output_shape != (None, num_classes):
-        raise ConfigError(f"{where}: the model's output has shape {model.output_shape}, expected "
-                          f"(None, {num_classes}); add Flatten or GlobalAveragePooling2D before the classifier")
+        raise ConfigError(
+            f"{where}: the model's output has shape {model.output_shape}, expected "
+            f"(None, {num_classes}); add Flatten or GlobalAveragePooling2D before the classifier"
+        )
     if precision != "float32":
         model.add(keras.layers.Activation("linear", dtype="float32", name="float32_output"))
     return model
@@ -89,8 +92,10 @@ def construct(cls, kwargs: dict, label: str):
     accepted = _arguments(cls)
     for key in kwargs:
         if key not in accepted:
-            raise ConfigError(f"{label}: unknown argument {key!r}{did_you_mean(key, accepted)}; "
-                              f"{cls.__name__} takes {', '.join(sorted(accepted))}")
+            raise ConfigError(
+                f"{label}: unknown argument {key!r}{did_you_mean(key, accepted)}; "
+                f"{cls.__name__} takes {', '.join(sorted(accepted))}"
+            )
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:

@@ -17,9 +17,13 @@ def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, 
     if compute.conv_gradients == "forward":
         use_forward_convolutions(model)
     optimizer = make_optimizer(train, steps_per_epoch, compute.learning_rate_scale)
-    model.compile(optimizer=optimizer, loss=make_loss(train, labels),
-                  metrics=list(train.metrics), steps_per_execution=compute.steps_per_execution,
-                  jit_compile=compute.jit_compile)
+    model.compile(
+        optimizer=optimizer,
+        loss=make_loss(train, labels),
+        metrics=list(train.metrics),
+        steps_per_execution=compute.steps_per_execution,
+        jit_compile=compute.jit_compile,
+    )
 
 
 def make_optimizer(train, steps_per_epoch: int, scale: float = 1.0) -> keras.optimizers.Optimizer:
@@ -52,8 +56,13 @@ def fine_tune_settings(train):
     """The TrainConfig of the fine-tuning phase: the same optimizer and schedule kind, at the
     fine-tuning learning rate, over its epochs, without warm-up."""
     tune = train.fine_tune
-    return train.model_copy(update={"optimizer": train.optimizer.model_copy(update={"learning_rate": tune.learning_rate}),
-                                    "epochs": tune.epochs, "warmup_epochs": 0.0})
+    return train.model_copy(
+        update={
+            "optimizer": train.optimizer.model_copy(update={"learning_rate": tune.learning_rate}),
+            "epochs": tune.epochs,
+            "warmup_epochs": 0.0,
+        }
+    )
 
 
 def start_fine_tuning(model: keras.Model, train, labels: str, steps_per_epoch: int, compute: Compute) -> None:

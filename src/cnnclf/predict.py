@@ -15,8 +15,9 @@ log = logging.getLogger("cnnclf")
 BATCH = 256  # images per call into the model
 
 
-def predict(run: RunDir, paths: list[str], top_k: int, explain: Path | None = None,
-            layer: str | None = None) -> list[dict]:
+def predict(
+    run: RunDir, paths: list[str], top_k: int, explain: Path | None = None, layer: str | None = None
+) -> list[dict]:
     """One row per readable image: file, class, probability and the top-k classes, and with `explain`
     (a folder) the path of its Grad-CAM picture there. Files that are not images are reported on
     stderr and skipped."""
@@ -31,7 +32,9 @@ def predict(run: RunDir, paths: list[str], top_k: int, explain: Path | None = No
     if not images:
         raise DataError(f"no readable images in {', '.join(paths)}; pass PNG or JPEG files or folders of them")
     pixels = np.stack(images)
-    probabilities = np.concatenate([predictor.probabilities(pixels[i:i + BATCH]) for i in range(0, len(pixels), BATCH)])
+    probabilities = np.concatenate(
+        [predictor.probabilities(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]
+    )
     rows = []
     for path, p in zip(files, probabilities):
         top = predictor.top(p, top_k)
@@ -42,15 +45,16 @@ def predict(run: RunDir, paths: list[str], top_k: int, explain: Path | None = No
     return rows
 
 
-def _explain(predictor: Predictor, pixels: np.ndarray, classes: np.ndarray, folder: Path, files: list[Path],
-             layer: str | None) -> list[Path]:
+def _explain(
+    predictor: Predictor, pixels: np.ndarray, classes: np.ndarray, folder: Path, files: list[Path], layer: str | None
+) -> list[Path]:
     """A Grad-CAM picture per image, <folder>/<file name>.gradcam.png."""
     from cnnclf import gradcam, plots
 
     folder.mkdir(parents=True, exist_ok=True)
     written, used = [], set()
     for start in range(0, len(pixels), BATCH):
-        maps = gradcam.heatmaps(predictor.model, pixels[start:start + BATCH], classes[start:start + BATCH], layer)
+        maps = gradcam.heatmaps(predictor.model, pixels[start : start + BATCH], classes[start : start + BATCH], layer)
         for offset, heat in enumerate(maps):
             i = start + offset
             name = f"{files[i].stem}.gradcam.png"
@@ -58,7 +62,7 @@ def _explain(predictor: Predictor, pixels: np.ndarray, classes: np.ndarray, fold
                 name = f"{files[i].stem}-{i}.gradcam.png"
             used.add(name)
             title = f"{files[i].name}\n{predictor.class_names[classes[i]]}"
-            written.append(plots.explanations(pixels[i:i + 1], heat[None], [title], folder / name))
+            written.append(plots.explanations(pixels[i : i + 1], heat[None], [title], folder / name))
     return written
 
 
@@ -77,5 +81,12 @@ def _expand(paths: list[str]) -> list[Path]:
 
 def table(rows: list[dict]) -> list[list[str]]:
     """Rows for printing or CSV: file, class, probability, then the top-k as 'class probability'."""
-    return [[r["file"], r["class"], f"{r['probability']:.4f}",
-             *(f"{t['class']} {t['probability']:.4f}" for t in r["top_k"])] for r in rows]
+    return [
+        [
+            r["file"],
+            r["class"],
+            f"{r['probability']:.4f}",
+            *(f"{t['class']} {t['probability']:.4f}" for t in r["top_k"]),
+        ]
+        for r in rows
+    ]

@@ -5,10 +5,9 @@ The tutorial presets reproduce the seed tutorials layer for layer; their paramet
 added by build_model, so every preset works for any number of classes.
 """
 
-
-POOL = {"MaxPooling2D": {"pool_size": 2}}
-GAP = {"GlobalAveragePooling2D": {}}
-FLATTEN = {"Flatten": {}}
+POOL: dict = {"MaxPooling2D": {"pool_size": 2}}
+GAP: dict = {"GlobalAveragePooling2D": {}}
+FLATTEN: dict = {"Flatten": {}}
 HE = {"kernel_initializer": "he_uniform"}
 BN = {"BatchNormalization": {"momentum": 0.9, "moving_variance_initializer": "zeros"}}
 
@@ -29,8 +28,12 @@ def conv_bn(filters, pool=False):
     not Keras' 0.99, and the moving variance starts at 0, not 1, so that what is left of its start is a
     fraction of the true variance (0.9^40 of it after 40 steps), however small that is (~0.005 after
     the first convolution of a one-channel image)."""
-    return [{"Conv2D": {"filters": filters, "kernel_size": 3, "padding": "same", "use_bias": False}},
-            *([POOL] if pool else []), BN, {"ReLU": {}}]
+    return [
+        {"Conv2D": {"filters": filters, "kernel_size": 3, "padding": "same", "use_bias": False}},
+        *([POOL] if pool else []),
+        BN,
+        {"ReLU": {}},
+    ]
 
 
 PRESETS = {
@@ -39,8 +42,15 @@ PRESETS = {
     # MNIST with he_uniform init and dropout; 628,630 parameters.
     "s002_mnist": [conv(32, padding="same", **HE), POOL, FLATTEN, dense(100, **HE), {"Dropout": {"rate": 0.2}}],
     # CIFAR-10, the same family; 430,102 parameters.
-    "s002_cifar10": [conv(32, padding="same", **HE), POOL, conv(64, padding="same", **HE), POOL, FLATTEN,
-                     dense(100, **HE), {"Dropout": {"rate": 0.2}}],
+    "s002_cifar10": [
+        conv(32, padding="same", **HE),
+        POOL,
+        conv(64, padding="same", **HE),
+        POOL,
+        FLATTEN,
+        dense(100, **HE),
+        {"Dropout": {"rate": 0.2}},
+    ],
     # Fashion-MNIST, the Keras basic tutorial's CNN; 121,930 parameters.
     "s003_fashion": [conv(32), POOL, conv(64), POOL, FLATTEN, dense(64)],
     # MNIST without pooling; 183,242 parameters.
@@ -49,7 +59,21 @@ PRESETS = {
     # which keeps where each feature is: over global average pooling, MNIST 99.58% against 99.37% (6
     # epochs), Fashion-MNIST 93.75% against 93.10% (4 epochs), for no measurable time.
     "mnist_bn": [*conv_bn(32, pool=True), *conv_bn(64, pool=True), *conv_bn(128), FLATTEN],
-    "fashion_bn": [*conv_bn(32), *conv_bn(32, pool=True), *conv_bn(64), *conv_bn(64, pool=True), *conv_bn(128), FLATTEN],
-    "cifar10_bn": [*conv_bn(32, pool=True), *conv_bn(64), *conv_bn(64, pool=True), *conv_bn(128),
-                   *conv_bn(128, pool=True), *conv_bn(256), GAP],
+    "fashion_bn": [
+        *conv_bn(32),
+        *conv_bn(32, pool=True),
+        *conv_bn(64),
+        *conv_bn(64, pool=True),
+        *conv_bn(128),
+        FLATTEN,
+    ],
+    "cifar10_bn": [
+        *conv_bn(32, pool=True),
+        *conv_bn(64),
+        *conv_bn(64, pool=True),
+        *conv_bn(128),
+        *conv_bn(128, pool=True),
+        *conv_bn(256),
+        GAP,
+    ],
 }

@@ -33,25 +33,40 @@ def write_report(run: RunDir, plots: list[Path]) -> Path:
     status = run.status()
     metrics = run.read_metrics()
     config = run.read_config()
-    parts = [f"<h1>{_e(run.path.name)}</h1>",
-             f"<p class='what'>{_e(_what(config, status))}</p>",
-             f"<p class='status {_e(status['status'])}'>{_e(status['status'])}"
-             + (f": {_e(status['error'])}" if status.get("error") else "") + "</p>"]
+    parts = [
+        f"<h1>{_e(run.path.name)}</h1>",
+        f"<p class='what'>{_e(_what(config, status))}</p>",
+        f"<p class='status {_e(status['status'])}'>{_e(status['status'])}"
+        + (f": {_e(status['error'])}" if status.get("error") else "")
+        + "</p>",
+    ]
     parts += [f"<p class='warning'>warning: {_e(w)}</p>" for w in status.get("warnings", [])]
     if status.get("plots_error"):
-        parts.append(f"<p class='warning'>a plot could not be drawn ({_e(status['plots_error'])}); "
-                     f"<code>cnnclf plot {_e(run.path)}</code> draws them again</p>")
+        parts.append(
+            f"<p class='warning'>a plot could not be drawn ({_e(status['plots_error'])}); "
+            f"<code>cnnclf plot {_e(run.path)}</code> draws them again</p>"
+        )
     parts.append(_table(["", ""], [[k, v] for k, v in _facts(status, metrics).items()]))
     if metrics:
-        parts += ["<h2>Per class (test)</h2>",
-                  _table(["class", "precision", "recall", "f1", "support"],
-                         [[name, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", r["support"]]
-                          for name, r in metrics["per_class"].items()])]
-    parts += ["<h2>Plots</h2>"] + [f"<img alt='{_e(p.stem)}' src='data:image/png;base64,"
-                                   f"{base64.b64encode(Path(p).read_bytes()).decode()}'>" for p in plots]
+        parts += [
+            "<h2>Per class (test)</h2>",
+            _table(
+                ["class", "precision", "recall", "f1", "support"],
+                [
+                    [name, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", r["support"]]
+                    for name, r in metrics["per_class"].items()
+                ],
+            ),
+        ]
+    parts += ["<h2>Plots</h2>"] + [
+        f"<img alt='{_e(p.stem)}' src='data:image/png;base64,{base64.b64encode(Path(p).read_bytes()).decode()}'>"
+        for p in plots
+    ]
     parts += ["<h2>Config</h2>", f"<pre>{_e(run.config.read_text())}</pre>"]
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(run.path.name)}</title>"
-            f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>{''.join(parts)}</body></html>\n")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(run.path.name)}</title>"
+        f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>{''.join(parts)}</body></html>\n"
+    )
     write_text(run.report, page)
     return run.report
 
@@ -63,8 +78,10 @@ def _what(config, status: dict) -> str:
     if model.backbone is not None:
         weights = model.backbone.weights or "random"
         head = f" + {len(model.layers)} head layers" if model.layers else ""
-        described = f"backbone {model.backbone.name} ({'imagenet' if weights == 'imagenet' else weights} weights, " \
-                    f"{'trainable' if model.backbone.trainable else 'frozen'}){head}"
+        described = (
+            f"backbone {model.backbone.name} ({'imagenet' if weights == 'imagenet' else weights} weights, "
+            f"{'trainable' if model.backbone.trainable else 'frozen'}){head}"
+        )
     else:
         described = f"preset {model.preset}" if model.preset else f"{len(model.layers or [])} layers"
     parameters = f", {status['parameters']:,} parameters" if status.get("parameters") else ""
@@ -72,21 +89,35 @@ def _what(config, status: dict) -> str:
 
 
 def _facts(status: dict, metrics: dict | None) -> dict:
-    facts = {"epochs": status.get("epochs_done"), "parameters": status.get("parameters"),
-             "wall time (s)": status.get("wall_seconds"), "training images/s": status.get("train_images_per_second")}
+    facts = {
+        "epochs": status.get("epochs_done"),
+        "parameters": status.get("parameters"),
+        "wall time (s)": status.get("wall_seconds"),
+        "training images/s": status.get("train_images_per_second"),
+    }
     if metrics:
-        facts |= {"test accuracy": f"{metrics['test_accuracy']:.4f}", "test loss": f"{metrics['test_loss']:.4f}",
-                  **{name.replace("_", " "): f"{metrics[name]:.4f}" for name in ("balanced_accuracy", "macro_f1")
-                     if name in metrics},
-                  **{f"top-{k} accuracy": f"{v:.4f}" for k, v in metrics.get("top_k_accuracy", {}).items()},
-                  "expected calibration error": f"{metrics['expected_calibration_error']:.4f}"}
+        facts |= {
+            "test accuracy": f"{metrics['test_accuracy']:.4f}",
+            "test loss": f"{metrics['test_loss']:.4f}",
+            **{
+                name.replace("_", " "): f"{metrics[name]:.4f}"
+                for name in ("balanced_accuracy", "macro_f1")
+                if name in metrics
+            },
+            **{f"top-{k} accuracy": f"{v:.4f}" for k, v in metrics.get("top_k_accuracy", {}).items()},
+            "expected calibration error": f"{metrics['expected_calibration_error']:.4f}",
+        }
     return {k: v for k, v in facts.items() if v is not None}
 
 
 def _table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header) if any(header) else ""
-    body = "".join("<tr>" + "".join(f"<td class='n'>{_e(c)}</td>" if i else f"<td>{_e(c)}</td>"
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td class='n'>{_e(c)}</td>" if i else f"<td>{_e(c)}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
     return f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>"
 
 

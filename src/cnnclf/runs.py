@@ -77,12 +77,16 @@ class RunDir:
         if not run.path.is_dir():
             raise NotARunError(f"{run.path}: no such run directory; `cnnclf runs` lists the runs")
         if not run._status.is_file() or not run.config.is_file():
-            raise NotARunError(f"{run.path}: not a cnnclf run directory (no run.json and config.yaml); "
-                               f"pass a folder that `cnnclf train` made, like runs/<id>")
+            raise NotARunError(
+                f"{run.path}: not a cnnclf run directory (no run.json and config.yaml); "
+                f"pass a folder that `cnnclf train` made, like runs/<id>"
+            )
         state = run.status()  # a damaged run.json is found here, whatever the command
         if need_model and not run.model.is_file():
-            raise NotARunError(f"{run.path}: this run has no model yet (status {state['status']}); "
-                               f"`cnnclf resume {run.path}` continues its training")
+            raise NotARunError(
+                f"{run.path}: this run has no model yet (status {state['status']}); "
+                f"`cnnclf resume {run.path}` continues its training"
+            )
         return run
 
     # --- what the run's files say ----------------------------------------------------------
@@ -112,8 +116,9 @@ class RunDir:
         try:
             value = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise NotARunError(f"{path}: the run's {what} file is damaged ({e.__class__.__name__}); "
-                               f"the run cannot be used as it is") from None
+            raise NotARunError(
+                f"{path}: the run's {what} file is damaged ({e.__class__.__name__}); the run cannot be used as it is"
+            ) from None
         if not isinstance(value, dict) or (path == self._status and value.get("status") not in STATUSES):
             raise NotARunError(f"{path}: the run's {what} file is damaged (not a cnnclf {what} record)")
         return value
@@ -140,9 +145,11 @@ class RunDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_holder(fd)
-                raise NotARunError(f"{self.path}: this run is being trained by process {holder.get('pid', '?')} "
-                                   f"({' '.join(holder.get('command', []))[:100] or 'cnnclf'}, since "
-                                   f"{holder.get('since', '?')}); wait for it or stop it first") from None
+                raise NotARunError(
+                    f"{self.path}: this run is being trained by process {holder.get('pid', '?')} "
+                    f"({' '.join(holder.get('command', []))[:100] or 'cnnclf'}, since "
+                    f"{holder.get('since', '?')}); wait for it or stop it first"
+                ) from None
             os.ftruncate(fd, 0)
             now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             os.pwrite(fd, json.dumps({**process_identity(), "since": now, "command": sys.argv}).encode(), 0)
@@ -192,17 +199,30 @@ def read_history(path) -> list[dict]:
         return []
     try:
         with open(path, newline="") as f:
-            return [{k: v if k == "phase" else int(v) if k == "epoch" else float(v) for k, v in row.items()}
-                    for row in csv.DictReader(f)]
+            return [
+                {k: v if k == "phase" else int(v) if k == "epoch" else float(v) for k, v in row.items()}
+                for row in csv.DictReader(f)
+            ]
     except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as e:
-        raise NotARunError(f"{path}: the run's history file is damaged ({e.__class__.__name__}); `cnnclf resume` "
-                           f"writes it again from the saved training state") from None
+        raise NotARunError(
+            f"{path}: the run's history file is damaged ({e.__class__.__name__}); `cnnclf resume` "
+            f"writes it again from the saved training state"
+        ) from None
 
 
 # --- many runs --------------------------------------------------------------------------
 
-RUN_COLUMNS = ("id", "dataset", "model", "parameters", "epochs", "best_val_accuracy", "test_accuracy",
-               "wall_seconds", "status")
+RUN_COLUMNS = (
+    "id",
+    "dataset",
+    "model",
+    "parameters",
+    "epochs",
+    "best_val_accuracy",
+    "test_accuracy",
+    "wall_seconds",
+    "status",
+)
 
 
 def summarize(run: RunDir) -> dict:
@@ -239,8 +259,15 @@ def list_runs(runs_dir, sort: str = "id") -> list[dict]:
 
     if sort not in RUN_COLUMNS:
         raise ConfigError(f"--sort {sort}: not a column; one of {', '.join(RUN_COLUMNS)}")
-    rows = [summarize(RunDir(p)) for p in sorted(Path(runs_dir).iterdir())
-            if (p / "run.json").is_file() and (p / "config.yaml").is_file()] if Path(runs_dir).is_dir() else []
+    rows = (
+        [
+            summarize(RunDir(p))
+            for p in sorted(Path(runs_dir).iterdir())
+            if (p / "run.json").is_file() and (p / "config.yaml").is_file()
+        ]
+        if Path(runs_dir).is_dir()
+        else []
+    )
     numeric = sort not in ("id", "dataset", "model", "status")
 
     def key(row):

@@ -70,7 +70,7 @@ class Batcher:
                 continue
             start = 0
             for item, future in waiting:
-                future.set_result(probabilities[start:start + len(item)])
+                future.set_result(probabilities[start : start + len(item)])
                 start += len(item)
 
 
@@ -85,12 +85,10 @@ def create_app(run: RunDir, max_batch: int = 32, wait_ms: float = 5.0):
 
     predictor = Predictor(run)
     metrics = run.read_metrics() or {}
-    batcher: Batcher | None = None
+    batcher = Batcher(predictor, max_batch, wait_ms)
 
     @asynccontextmanager
     async def lifespan(app):
-        nonlocal batcher
-        batcher = Batcher(predictor, max_batch, wait_ms)
         task = asyncio.create_task(batcher.run())
         yield
         task.cancel()
@@ -120,10 +118,15 @@ def create_app(run: RunDir, max_batch: int = 32, wait_ms: float = 5.0):
     @app.get("/metadata")
     async def metadata():
         augment = predictor.config.data.augment
-        return {"run": run.path.name, "class_names": predictor.class_names, "input_shape": list(predictor.shape),
-                "pixel_range": [0, 255], "resize": predictor.config.data.resize,
-                "test_time_views": {"flip": augment.test_flip, "shift": augment.test_shift},
-                "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+        return {
+            "run": run.path.name,
+            "class_names": predictor.class_names,
+            "input_shape": list(predictor.shape),
+            "pixel_range": [0, 255],
+            "resize": predictor.config.data.resize,
+            "test_time_views": {"flip": augment.test_flip, "shift": augment.test_shift},
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        }
 
     @app.post("/predict")
     async def predict(request: Request, top_k: int = 3):
@@ -135,8 +138,7 @@ def create_app(run: RunDir, max_batch: int = 32, wait_ms: float = 5.0):
         answers = []
         for (name, _), p in zip(uploads, probabilities):
             top = predictor.top(p, top_k)
-            answers.append({"file": name, "class": top[0]["class"], "probability": top[0]["probability"],
-                            "top_k": top})
+            answers.append({"file": name, "class": top[0]["class"], "probability": top[0]["probability"], "top_k": top})
         return {"predictions": answers}
 
     return app
@@ -149,8 +151,10 @@ async def _uploads(request) -> list[tuple[str | None, bytes]]:
         raise BadRequest(413, f"the request is {int(declared):,} bytes, more than {MAX_BYTES:,}; send smaller images")
     kind = request.headers.get("content-type", "")
     if kind.startswith("application/x-www-form-urlencoded"):
-        raise BadRequest(400, "a form without files; send images as multipart files (curl -F file=@photo.jpg) or "
-                              "one image as the body")
+        raise BadRequest(
+            400,
+            "a form without files; send images as multipart files (curl -F file=@photo.jpg) or one image as the body",
+        )
     if kind.startswith("multipart/form-data"):
         try:
             form = await request.form(max_files=MAX_FILES, max_part_size=MAX_BYTES)
@@ -190,8 +194,11 @@ def serve(run: RunDir, host: str, port: int, max_batch: int, wait_ms: float) -> 
         raise ConfigError("cnnclf serve needs FastAPI and uvicorn: pip install 'cnnclf[serve]'") from None
     app = create_app(run, max_batch, wait_ms)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
-    exposed = "" if host in ("127.0.0.1", "localhost", "::1") else \
-        "; this address is reachable from the network, with no authentication"
+    exposed = (
+        ""
+        if host in ("127.0.0.1", "localhost", "::1")
+        else "; this address is reachable from the network, with no authentication"
+    )
     log.info(f"serving {run.path.name} on http://{host}:{port} (POST /predict, GET /metadata){exposed}")
     for signum in (signal.SIGINT, signal.SIGTERM):  # uvicorn raises the signal again once it has shut down
         signal.signal(signum, lambda *args: None)

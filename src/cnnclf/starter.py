@@ -15,10 +15,15 @@ import numpy as np
 # Where a copy of each dataset is often found: (source, path), the first that exists is used.
 LOCAL_COPIES = {
     "mnist": [("idx", "data/mnist-sample"), ("idx", "../shared/data/mnist"), ("keras", "~/.keras/datasets/mnist.npz")],
-    "fashion_mnist": [("idx", "data/fashion-mnist-sample"), ("idx", "../shared/data/fashion-mnist"),
-                      ("keras", "~/.keras/datasets/fashion-mnist")],
-    "cifar10": [("folder", "../shared/data/cifar10/cifar10-jpg.zip"),
-                ("cifar", "~/.keras/datasets/cifar-10-batches-py")],
+    "fashion_mnist": [
+        ("idx", "data/fashion-mnist-sample"),
+        ("idx", "../shared/data/fashion-mnist"),
+        ("keras", "~/.keras/datasets/fashion-mnist"),
+    ],
+    "cifar10": [
+        ("folder", "../shared/data/cifar10/cifar10-jpg.zip"),
+        ("cifar", "~/.keras/datasets/cifar-10-batches-py"),
+    ],
 }
 PRESET = {"mnist": "mnist_bn", "fashion_mnist": "fashion_bn", "cifar10": "cifar10_bn", "digits": "s003_fashion"}
 SMALL_CNN = """\
@@ -50,13 +55,20 @@ def starter_config(dataset: str, path: Path | None = None) -> tuple[str, list[st
     notes: list[str] = []
     data = f"  dataset: {dataset}\n"
     if dataset in LOCAL_COPIES:
-        found = next(((source, where) for source, where in LOCAL_COPIES[dataset]
-                      if Path(os.path.expanduser(where)).exists()), None)
+        found = next(
+            ((source, where) for source, where in LOCAL_COPIES[dataset] if Path(os.path.expanduser(where)).exists()),
+            None,
+        )
         if found is None or found[0] == "keras":
-            data += ("  source: keras                # downloads on first use (needs the internet); offline, put the\n"
-                     "                               # files there or set source: idx/folder/cifar and path:\n")
-            notes.append(f"{dataset}: no local copy found; source keras downloads it on first use"
-                         if found is None else f"{dataset}: in Keras's download cache")
+            data += (
+                "  source: keras                # downloads on first use (needs the internet); offline, put the\n"
+                "                               # files there or set source: idx/folder/cifar and path:\n"
+            )
+            notes.append(
+                f"{dataset}: no local copy found; source keras downloads it on first use"
+                if found is None
+                else f"{dataset}: in Keras's download cache"
+            )
         else:
             data += f"  source: {found[0]}\n  path: {found[1]}\n"
             notes.append(f"{dataset}: the local copy at {found[1]}")
@@ -66,10 +78,12 @@ def starter_config(dataset: str, path: Path | None = None) -> tuple[str, list[st
 
 def _custom(path: Path | None) -> tuple[str, list[str]]:
     if path is None:
-        data = ("  dataset: custom\n  source: folder               # <path>/<class>/*.jpg, or train/ and test/ inside; "
-                "or manifest (a CSV)\n  path: my-images              # a folder or a .zip, relative to where you run "
-                "cnnclf\n  image_shape: [96, 96, 3]     # [height, width, channels]: images are resized to it\n"
-                "  resize: pad                  # stretch | crop | pad: how another aspect is brought to it\n")
+        data = (
+            "  dataset: custom\n  source: folder               # <path>/<class>/*.jpg, or train/ and test/ inside; "
+            "or manifest (a CSV)\n  path: my-images              # a folder or a .zip, relative to where you run "
+            "cnnclf\n  image_shape: [96, 96, 3]     # [height, width, channels]: images are resized to it\n"
+            "  resize: pad                  # stretch | crop | pad: how another aspect is brought to it\n"
+        )
         return _template(data, SMALL_CNN, epochs=20, batch=32), ["custom: set data.path to your images"]
     from cnnclf.config import DataConfig
     from cnnclf.data.dataset import list_and_split
@@ -84,18 +98,24 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
     augment = "{flip: horizontal, translate: 0.1, zoom: 0.1}" if train < 5000 else "{flip: horizontal, translate: 0.05}"
     imbalanced = counts.max() / max(counts.min(), 1) > 3
     shown = str(path) if path.is_absolute() else path.as_posix()
-    data = (f"  dataset: custom\n  source: {source}\n  path: {shown}\n"
-            f"  image_shape: [{side}, {side}, {channels}]   # the typical size of the images, squared\n"
-            f"  resize: pad                  # stretch | crop | pad: how another aspect is brought to it\n"
-            f"  augment: {augment}\n")
-    notes = [f"{len(files):,} images in {len(files.class_names)} classes ({', '.join(files.class_names[:6])}"
-             f"{', ...' if len(files.class_names) > 6 else ''}), {train:,} to train on",
-             f"image_shape [{side}, {side}, {channels}], batch {batch} ({-(-train // batch)} steps an epoch), "
-             f"{epochs} epochs, augmentation {augment}"]
+    data = (
+        f"  dataset: custom\n  source: {source}\n  path: {shown}\n"
+        f"  image_shape: [{side}, {side}, {channels}]   # the typical size of the images, squared\n"
+        f"  resize: pad                  # stretch | crop | pad: how another aspect is brought to it\n"
+        f"  augment: {augment}\n"
+    )
+    notes = [
+        f"{len(files):,} images in {len(files.class_names)} classes ({', '.join(files.class_names[:6])}"
+        f"{', ...' if len(files.class_names) > 6 else ''}), {train:,} to train on",
+        f"image_shape [{side}, {side}, {channels}], batch {batch} ({-(-train // batch)} steps an epoch), "
+        f"{epochs} epochs, augmentation {augment}",
+    ]
     extra = ""
     if imbalanced:
         extra = "  class_weight: balanced       # the largest class has over 3 times the images of the smallest\n"
-        notes.append(f"class_weight balanced: {counts.max()} images of the largest class, {counts.min()} of the smallest")
+        notes.append(
+            f"class_weight balanced: {counts.max()} images of the largest class, {counts.min()} of the smallest"
+        )
     return _template(data, SMALL_CNN, epochs=epochs, batch=batch, extra=extra), notes
 
 

@@ -22,8 +22,10 @@ def start(debug: bool = False, train=None, lean: bool = True):
     (a TrainConfig): threads and deterministic ops. `lean`: without the optional imports
     above (the tutorials' own code, measured as written, passes False). Returns the module."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
-    with contextlib.nullcontext() if debug else _native_stderr_discarded(), \
-            _hidden(OPTIONAL_AT_IMPORT) if lean else contextlib.nullcontext():
+    with (
+        contextlib.nullcontext() if debug else _native_stderr_discarded(),
+        _hidden(OPTIONAL_AT_IMPORT) if lean else contextlib.nullcontext(),
+    ):
         import keras  # noqa: F401  (Keras 3 makes its optional imports here)
         import tensorflow as tf
     if not debug:
@@ -31,8 +33,9 @@ def start(debug: bool = False, train=None, lean: bool = True):
     if train is not None:
         cpus = tf.config.list_physical_devices("CPU")
         if train.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
-            tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()]
-                                                       * train.cpu_replicas)
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * train.cpu_replicas
+            )
         if train.threads != "auto":
             tf.config.threading.set_intra_op_parallelism_threads(train.threads)
         if train.deterministic:

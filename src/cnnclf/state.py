@@ -71,8 +71,10 @@ class TrainingState(keras.callbacks.Callback):
         try:
             model.load_weights(self.latest / "weights.weights.h5")
         except (OSError, ValueError) as e:
-            raise RunError(f"{self.latest}: the saved training state does not load ({_first_line(e)}); the run "
-                           f"cannot be resumed, `cnnclf train --from {self.run.path}` starts it again") from None
+            raise RunError(
+                f"{self.latest}: the saved training state does not load ({_first_line(e)}); the run "
+                f"cannot be resumed, `cnnclf train --from {self.run.path}` starts it again"
+            ) from None
         with np.load(self.latest / "random_state.npz") as f:
             for i, variable in enumerate(_random_state(model)):
                 variable.assign(f[f"arr_{i}"])
@@ -82,11 +84,16 @@ class TrainingState(keras.callbacks.Callback):
         _check_keras_fields(self.early_stopping, self.checkpoint)  # as their own on_train_begin left them
         if not self.saved:
             return
-        es = self.early_stopping
-        if es is not None and "early_stopping" in self.saved and self.saved.get("phase", "train") == self.phase:
+        es, latest = self.early_stopping, self.latest
+        if (
+            es is not None
+            and latest is not None
+            and "early_stopping" in self.saved
+            and self.saved.get("phase", "train") == self.phase
+        ):
             for field in EARLY_STOPPING_FIELDS:
                 setattr(es, field, self.saved["early_stopping"][field])
-            weights = self.latest / "early_stopping.npz"
+            weights = latest / "early_stopping.npz"
             if weights.exists():
                 with np.load(weights) as f:
                     es.best_weights = [f[f"arr_{i}"] for i in range(len(f.files))]
@@ -98,9 +105,15 @@ class TrainingState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.time()
-        self.rows.append({"epoch": epoch + 1, **({"phase": self.phase} if self.phases else {}),
-                          **{k: float(v) for k, v in (logs or {}).items()},
-                          "seconds": round(now - self.epoch_started, 3), "time": round(now, 3)})  # time: Unix
+        self.rows.append(
+            {
+                "epoch": epoch + 1,
+                **({"phase": self.phase} if self.phases else {}),
+                **{k: float(v) for k, v in (logs or {}).items()},
+                "seconds": round(now - self.epoch_started, 3),
+                "time": round(now, 3),
+            }
+        )  # time: Unix
         with deferred_interrupts():
             self._commit(f"epoch-{epoch + 1:04d}", self._state(epoch + 1, finished=False))
 
@@ -110,8 +123,13 @@ class TrainingState(keras.callbacks.Callback):
             self._commit(f"epoch-{self.first_epoch():04d}-end", self._state(self.first_epoch(), finished=True))
 
     def _state(self, epoch: int, finished: bool) -> dict:
-        state = {"epoch": epoch, "phase": self.phase, "phase_start": self.phase_start, "finished": finished,
-                 "history": self.rows}
+        state = {
+            "epoch": epoch,
+            "phase": self.phase,
+            "phase_start": self.phase_start,
+            "finished": finished,
+            "history": self.rows,
+        }
         es = self.early_stopping
         if es is not None:
             state["early_stopping"] = {f: _plain(getattr(es, f)) for f in EARLY_STOPPING_FIELDS}
@@ -129,8 +147,11 @@ class TrainingState(keras.callbacks.Callback):
             _write_arrays(partial / "random_state.npz", [v.numpy() for v in _random_state(self.model)])
             es = self.early_stopping
             if es is not None and es.best_weights is not None:
-                if es.best_epoch == state["epoch"] - 1 or self.latest is None \
-                        or not (self.latest / "early_stopping.npz").exists():
+                if (
+                    es.best_epoch == state["epoch"] - 1
+                    or self.latest is None
+                    or not (self.latest / "early_stopping.npz").exists()
+                ):
                     _write_arrays(partial / "early_stopping.npz", es.best_weights)
                 else:
                     _link_or_copy(self.latest / "early_stopping.npz", partial / "early_stopping.npz")
@@ -229,13 +250,18 @@ def _no_space(folder: Path) -> bool:
 def _check_keras_fields(early_stopping, checkpoint) -> None:
     """The state restored into Keras's callbacks lives in attributes Keras does not document; fail
     with one line, not silently, should a Keras version rename them."""
-    missing = [f"EarlyStopping.{f}" for f in EARLY_STOPPING_FIELDS
-               if early_stopping is not None and not hasattr(early_stopping, f)]
+    missing = [
+        f"EarlyStopping.{f}"
+        for f in EARLY_STOPPING_FIELDS
+        if early_stopping is not None and not hasattr(early_stopping, f)
+    ]
     if checkpoint is not None and not hasattr(checkpoint, "best"):
         missing.append("ModelCheckpoint.best")
     if missing:
-        raise RunError(f"Keras {keras.__version__} has no {', '.join(missing)}, which resume restores; install "
-                       f"the versions in constraints.txt (pip install -c constraints.txt -e .)")
+        raise RunError(
+            f"Keras {keras.__version__} has no {', '.join(missing)}, which resume restores; install "
+            f"the versions in constraints.txt (pip install -c constraints.txt -e .)"
+        )
 
 
 def _first_line(error: Exception) -> str:

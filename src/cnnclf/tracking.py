@@ -31,14 +31,18 @@ def connect_mlflow(settings):
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "creating experiment ..." on stderr
     try:
         mlflow.set_tracking_uri(settings.tracking_uri)
-        if settings.tracking_uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(settings.experiment) is None:
+        if (
+            settings.tracking_uri.startswith("sqlite:///")
+            and mlflow.get_experiment_by_name(settings.experiment) is None
+        ):
             # its artifacts beside the database, not in ./mlruns of wherever cnnclf happens to run
             folder = Path(settings.tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlruns"
             mlflow.create_experiment(settings.experiment, artifact_location=folder.as_uri())
         mlflow.set_experiment(settings.experiment)
     except mlflow.exceptions.MlflowException as e:
-        raise ConfigError(f"train.mlflow.tracking_uri {settings.tracking_uri}: MLflow refused it: "
-                          f"{str(e).splitlines()[0]}") from None
+        raise ConfigError(
+            f"train.mlflow.tracking_uri {settings.tracking_uri}: MLflow refused it: {str(e).splitlines()[0]}"
+        ) from None
     return mlflow
 
 
@@ -76,8 +80,11 @@ class MlflowLogger(keras.callbacks.Callback):
 
         example = np.zeros((1, *model.input_shape[1:]), np.float32)  # 0-255 pixels of the run's shape
         logged = mlflow.keras.log_model(
-            model, name="model", signature=infer_signature(example, model.predict(example, verbose=0)),
-            pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"])
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict(example, verbose=0)),
+            pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"],
+        )
         self.run.set_status(self.run.status()["status"], mlflow_model_uri=logged.model_uri)
 
     def end(self, status: str) -> None:

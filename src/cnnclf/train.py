@@ -6,11 +6,13 @@ process trains it; its state after each epoch is in state.py.
 """
 
 import contextlib
+import importlib
 import io
 import logging
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -25,9 +27,9 @@ from cnnclf.data.dataset import Dataset, load
 from cnnclf.data.split import write_split
 from cnnclf.errors import CnnclfError, DiskFull, Interrupted, NotARunError
 from cnnclf.evaluate import collapse_warning, evaluate
-from cnnclf.inference import load_model
-from cnnclf.fitting import class_weights, fit_phases
 from cnnclf.fileio import interrupts_raised, is_disk_full, write_bytes, write_json, write_text
+from cnnclf.fitting import class_weights, fit_phases
+from cnnclf.inference import load_model
 from cnnclf.memory import peak_rss_mb, release_memory
 from cnnclf.models import build_model
 from cnnclf.optimization import compile_model
@@ -119,8 +121,9 @@ def write_data_samples(run: RunDir, data: Dataset, per_class: int = 8) -> None:
     train = data.splits.train
     chosen = np.concatenate([np.flatnonzero(train.labels == c)[:per_class] for c in range(data.splits.num_classes)])
     out = io.BytesIO()
-    np.savez_compressed(out, images=train.gather(chosen), labels=train.labels[chosen],
-                        class_names=np.array(data.splits.class_names))
+    np.savez_compressed(
+        out, images=train.gather(chosen), labels=train.labels[chosen], class_names=np.array(data.splits.class_names)
+    )
     write_bytes(run.data_samples, out.getvalue())
 
 
@@ -132,13 +135,13 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
         early_stopping = keras.callbacks.EarlyStopping(**train_cfg.early_stopping.model_dump())
     state = TrainingState(run, early_stopping, phases=train_cfg.fine_tune is not None)
     if train_cfg.checkpoint is not None:
-        checkpoint = keras.callbacks.ModelCheckpoint(state.candidate, save_best_only=True,
-                                                     **train_cfg.checkpoint.model_dump())
+        checkpoint = keras.callbacks.ModelCheckpoint(
+            state.candidate, save_best_only=True, **train_cfg.checkpoint.model_dump()
+        )
         state.checkpoint = checkpoint
     first_epoch = state.first_epoch()
     epoch_lines = EpochLines(train_cfg.epochs, started)
-    run.set_status("running", epochs_done=first_epoch, parameters=model.count_params(),
-                   class_names=splits.class_names)
+    run.set_status("running", epochs_done=first_epoch, parameters=model.count_params(), class_names=splits.class_names)
     trackers = [tensorboard(run)] if train_cfg.tensorboard and session.chief else []
     mlflow = MlflowLogger(train_cfg.mlflow, run, config) if train_cfg.mlflow and session.chief else None
     log_file = logging.FileHandler(run.log)
@@ -147,8 +150,13 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
     try:
         with _outcome_recorded(run, state):
             fit_started = time.time()
-            callbacks = [StopOnNaN(), epoch_lines, *filter(None, [early_stopping, checkpoint, mlflow]), *trackers,
-                         state]
+            callbacks = [
+                StopOnNaN(),
+                epoch_lines,
+                *filter(None, [early_stopping, checkpoint, mlflow]),
+                *trackers,
+                state,
+            ]
             fit_phases(session, state, callbacks, epoch_lines)
             fit_seconds = time.time() - fit_started
             if not session.chief:  # nothing collective remains: the chief evaluates and writes
@@ -160,13 +168,17 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
                 model.save(run.backup / "final.keras")
                 publish_model(run.backup / "final.keras", run.model)
             release_memory()
+            threading.Thread(target=importlib.import_module, args=("cnnclf.plots",), daemon=True).start()  # matplotlib
+            # (a second of imports) loads while TensorFlow evaluates
             with progress.step(f"evaluating the best model on the {len(splits.test):,} test images"):
                 best = load_model(run)
                 metrics = evaluate(run, best, splits, config)
-                warnings = [w for w in [collapse_warning(best, splits, config, session.compute.eval_batch_size)] if w]
+                collapsed = collapse_warning(
+                    best, splits, config, session.compute.eval_batch_size or train_cfg.batch_size
+                )
+            warnings = [collapsed] if collapsed else []
             for warning in warnings:
                 log.warning(f"warning: {warning}")
-            release_memory()
             plots_error = _draw_plots(run)
             if mlflow:
                 mlflow.finish(metrics, best)
@@ -180,12 +192,17 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
         if mlflow:
             mlflow.end(outcome)
     epochs_done = state.first_epoch()
-    run.set_status("completed", epochs_done=epochs_done, wall_seconds=round(time.time() - started, 2),
-                   peak_rss_mb=peak_rss_mb(), fit_seconds=round(fit_seconds, 2),
-                   time_to_first_step_seconds=_round(epoch_lines.time_to_first_step),
-                   train_images_per_second=round(len(splits.train) * (epochs_done - first_epoch)
-                                                 / max(fit_seconds, 1e-9), 1),
-                   warnings=warnings, **({"plots_error": plots_error} if plots_error else {}))
+    run.set_status(
+        "completed",
+        epochs_done=epochs_done,
+        wall_seconds=round(time.time() - started, 2),
+        peak_rss_mb=peak_rss_mb(),
+        fit_seconds=round(fit_seconds, 2),
+        time_to_first_step_seconds=_round(epoch_lines.time_to_first_step),
+        train_images_per_second=round(len(splits.train) * (epochs_done - first_epoch) / max(fit_seconds, 1e-9), 1),
+        warnings=warnings,
+        **({"plots_error": plots_error} if plots_error else {}),
+    )
     shutil.rmtree(run.backup, ignore_errors=True)
     log.info(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}")
     return run
@@ -203,8 +220,10 @@ def _draw_plots(run: RunDir) -> str | None:
         if is_disk_full(e):
             raise DiskFull(run.plots) from None
         message = f"{e.__class__.__name__}: {e}".splitlines()[0][:300]
-        log.warning(f"drawing the plots failed ({message}); the model and metrics are kept; redraw them with "
-                    f"`cnnclf plot {run.path}`")
+        log.warning(
+            f"drawing the plots failed ({message}); the model and metrics are kept; redraw them with "
+            f"`cnnclf plot {run.path}`"
+        )
         return message
     return None
 
@@ -222,8 +241,10 @@ def _outcome_recorded(run: RunDir, state: TrainingState):
         with contextlib.suppress(DiskFull):
             run.set_status("interrupted", epochs_done=epochs)
         signal_number = e.exit_code - 128 if isinstance(e, Interrupted) else signal.SIGINT
-        raise Interrupted(f"{e or 'stopped by SIGINT'} after {epochs} finished epochs; "
-                          f"continue with: cnnclf resume {run.path}", signal_number) from None
+        raise Interrupted(
+            f"{e or 'stopped by SIGINT'} after {epochs} finished epochs; continue with: cnnclf resume {run.path}",
+            signal_number,
+        ) from None
     except Exception as e:
         if is_disk_full(e) and not isinstance(e, DiskFull):
             e = DiskFull(getattr(e, "filename", None) or run.path)

@@ -25,15 +25,18 @@ log = logging.getLogger("cnnclf")
 def tune(config: Config, trials: int | None = None) -> dict:
     """Run the study to `trials` finished trials; write trials.csv and best.yaml; return a summary."""
     if config.tune is None:
-        raise ConfigError("the config has no tune: section; add one with a space: {key.path: {choice: [...]}} "
-                          "mapping (see README, Hyperparameter search)")
+        raise ConfigError(
+            "the config has no tune: section; add one with a space: {key.path: {choice: [...]}} "
+            "mapping (see README, Hyperparameter search)"
+        )
     optuna = _optuna()
     settings = config.tune
     folder = Path(config.output.runs_dir) / f"tune-{config.name}"
     folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{folder / 'study.db'}"
-    study = optuna.create_study(study_name=config.name, storage=storage, direction=settings.direction,
-                                load_if_exists=True)
+    study = optuna.create_study(
+        study_name=config.name, storage=storage, direction=settings.direction, load_if_exists=True
+    )
     # Seeded, yet a continued study must not replay the draws of its first session.
     study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.get_trials(deepcopy=False)))
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -51,7 +54,8 @@ def tune(config: Config, trials: int | None = None) -> dict:
             log.warning(f"trial {trial.number} failed: {e}")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
-        _record(study, trial, run, settings)
+        if run is not None:
+            _record(study, trial, run, settings)
     return _summarize(study, config, folder)
 
 
@@ -64,7 +68,9 @@ def _finish_interrupted(study, trial, config: Config) -> None:
         if run is None:
             raise ConfigError("its run never started")
         log.info(f"trial {trial.number}: resuming {run}")
-        _record(study, trial, resume(run), config.tune)
+        resumed = resume(run)
+        if resumed is not None and config.tune is not None:
+            _record(study, trial, resumed, config.tune)
     except CnnclfError as e:
         if e.exit_code > 128:
             raise
@@ -88,19 +94,35 @@ def _suggest(trial, key: str, dimension: dict):
 
 
 def _summarize(study, config: Config, folder: Path) -> dict:
+    assert config.tune is not None  # tune() refuses a config without it
     keys = list(config.tune.space)
-    rows = [{"trial": t.number, "state": t.state.name, config.tune.metric: t.value,
-             **{k: t.params.get(k) for k in keys}, "run": str(_trial_run(config, t.number) or "")}
-            for t in study.get_trials(deepcopy=False)]
+    rows = [
+        {
+            "trial": t.number,
+            "state": t.state.name,
+            config.tune.metric: t.value,
+            **{k: t.params.get(k) for k in keys},
+            "run": str(_trial_run(config, t.number) or ""),
+        }
+        for t in study.get_trials(deepcopy=False)
+    ]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_text(folder / "trials.csv", out.getvalue())
     best = study.best_trial
-    shutil.copyfile(_trial_run(config, best.number) / "config.yaml", folder / "best.yaml")
-    return {"rows": rows, "best_trial": best.number, "best_value": best.value, "best_params": best.params,
-            "trials_csv": str(folder / "trials.csv"), "best_config": str(folder / "best.yaml")}
+    best_run = _trial_run(config, best.number)
+    if best_run is not None:
+        shutil.copyfile(best_run / "config.yaml", folder / "best.yaml")
+    return {
+        "rows": rows,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_params": best.params,
+        "trials_csv": str(folder / "trials.csv"),
+        "best_config": str(folder / "best.yaml"),
+    }
 
 
 def _trial_name(config: Config, number: int) -> str:

@@ -1,8 +1,8 @@
 """The click group, its error handling, and the options several commands share."""
 
 import logging
-import time
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -43,8 +43,11 @@ class _Cli(click.Group):
         except Exception as e:
             if ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: internal error ({e.__class__.__name__}: {_one_line(str(e))[:300]}); rerun with "
-                       f"--debug for the traceback and report it", err=True)
+            click.echo(
+                f"Error: internal error ({e.__class__.__name__}: {_one_line(str(e))[:300]}); rerun with "
+                f"--debug for the traceback and report it",
+                err=True,
+            )
             ctx.exit(1)
 
 
@@ -66,11 +69,22 @@ def _debug(ctx, param, value):
     return value
 
 
-debug_option = click.option("--debug", is_flag=True, expose_value=False, callback=_debug, is_eager=True,
-                            help="Show tracebacks and TensorFlow's own log.")
+debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    callback=_debug,
+    is_eager=True,
+    help="Show tracebacks and TensorFlow's own log.",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set train.epochs=3 (repeatable).",
+)
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,8 +135,9 @@ def writable_folder(path: Path, what: str) -> Path:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
-        raise ConfigError(f"{what} {path}: cannot write there ({e.strerror or e.__class__.__name__}); choose "
-                          f"another folder") from None
+        raise ConfigError(
+            f"{what} {path}: cannot write there ({e.strerror or e.__class__.__name__}); choose another folder"
+        ) from None
     return path
 
 
@@ -136,16 +151,16 @@ def output_file(path: Path | None, what: str) -> Path | None:
 def load_data(ctx, config, smoke: bool = False, split_from=None):
     """The config's data (loaded before TensorFlow starts, but for keras.datasets, which needs it),
     and the config with what --smoke changed. `split_from`: a run's split.csv to split as it says."""
+    from cnnclf import progress
     from cnnclf.config import override
     from cnnclf.data.dataset import load
-
-    from cnnclf import progress
 
     if config.data.source == "keras":
         start_tensorflow(ctx)
     with progress.step(f"reading the data ({config.data.source}: {config.data.path or config.data.dataset})"):
         data = load(config.data, config.seed, smoke, split_from)
     if smoke:
-        config = override(config, {"data.limit_train": data.limits[0], "data.limit_test": data.limits[1],
-                                   "train.epochs": 1})
+        config = override(
+            config, {"data.limit_train": data.limits[0], "data.limit_test": data.limits[1], "train.epochs": 1}
+        )
     return config, data

@@ -63,8 +63,10 @@ def plot(ctx, run_path, config_path, overrides):
     run = RunDir.open(run_path)
     drawn = plots.draw_all(run)
     if not drawn:
-        raise NotARunError(f"{run.path}: nothing to plot yet (no history.csv: no epoch has finished); "
-                           f"`cnnclf resume {run.path}` continues its training")
+        raise NotARunError(
+            f"{run.path}: nothing to plot yet (no history.csv: no epoch has finished); "
+            f"`cnnclf resume {run.path}` continues its training"
+        )
     for path in drawn:
         click.echo(path)
 
@@ -75,8 +77,11 @@ def plot(ctx, run_path, config_path, overrides):
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(1), help="How many classes to list.")
 @json_option
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
-@click.option("--explain", type=click.Path(file_okay=False, path_type=Path),
-              help="Write a Grad-CAM picture of each image here (where the model found its class).")
+@click.option(
+    "--explain",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write a Grad-CAM picture of each image here (where the model found its class).",
+)
 @click.option("--layer", help="With --explain: the feature map to explain [the last one].")
 @click.pass_context
 def predict(ctx, run_path, paths, top_k, as_json, csv_path, explain, layer):
@@ -130,15 +135,21 @@ def runs_table(runs_dir, sort, as_json):
     from cnnclf.tables import aligned
 
     rows = runs.list_runs(runs_dir, sort)
-    click.echo(json.dumps(rows, indent=2) if as_json else
-               aligned(list(runs.RUN_COLUMNS), [[r[c] for c in runs.RUN_COLUMNS] for r in rows]))
+    click.echo(
+        json.dumps(rows, indent=2)
+        if as_json
+        else aligned(list(runs.RUN_COLUMNS), [[r[c] for c in runs.RUN_COLUMNS] for r in rows])
+    )
 
 
 @command()
 @click.argument("run_paths", metavar="RUN RUN...", nargs=-1, required=True)
 @json_option
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="The learning-curves plot [<runs dir>/compare/<first>-<last>.png].")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The learning-curves plot [<runs dir>/compare/<first>-<last>.png].",
+)
 def compare(run_paths, as_json, out):
     """Config differences and metrics of runs side by side; their learning curves on one plot.
 
@@ -184,14 +195,28 @@ def export(ctx, run_path, fmt, out):
 
 @command()
 @click.argument("run_path", metavar="RUN")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; the default lets only this machine connect (0.0.0.0: the network, with "
-                   "no authentication).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; the default lets only this machine connect (0.0.0.0: the network, with "
+    "no authentication).",
+)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(1),
-              help="Images classified together at most (from concurrent requests).")
-@click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(0),
-              help="How long the first request of a batch waits for others (0: no batching).")
+@click.option(
+    "--max-batch",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Images classified together at most (from concurrent requests).",
+)
+@click.option(
+    "--batch-wait-ms",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="How long the first request of a batch waits for others (0: no batching).",
+)
 @click.pass_context
 def serve(ctx, run_path, host, port, max_batch, batch_wait_ms):
     """Serve RUN's model over HTTP: POST images to /predict, GET /metadata and /health.

@@ -57,32 +57,47 @@ def config_validate(ctx, config_path, overrides, deep):
 
         session = prepare(config, data)
         sizes = ", ".join(f"{n:,} {part}" for part, n in data.splits.sizes().items())
-        click.echo(f"{config_path}: valid; data: {sizes} images of {list(data.splits.shape)} in "
-                   f"{data.splits.num_classes} classes; model: {session.model.count_params():,} parameters")
+        click.echo(
+            f"{config_path}: valid; data: {sizes} images of {list(data.splits.shape)} in "
+            f"{data.splits.num_classes} classes; model: {session.model.count_params():,} parameters"
+        )
         return
     click.echo(f"{config_path}: valid")
 
 
 @command(config, "presets")
 def config_presets():
-    """List the built-in architectures (model.preset).
+    """List the built-in architectures (model.preset) and the pretrained backbones (model.backbone.name),
+    with their parameters and smallest input.
 
     \b
     Example:
       cnnclf config presets
     """
+    from cnnclf.keras_names import BACKBONES
     from cnnclf.presets import PRESETS
 
     for name, layers in PRESETS.items():
         click.echo(f"{name}: {' > '.join(next(iter(layer)) for layer in layers)}")
+    click.echo("\nbackbones (model.backbone.name; parameters without the classifier, smallest input):")
+    for name, backbone in BACKBONES.items():
+        click.echo(f"{name}: {backbone.parameters:,} parameters, at least {backbone.min_side}x{backbone.min_side}")
 
 
 @command()
-@click.option("--dataset", default="mnist", show_default=True,
-              type=click.Choice(["mnist", "fashion_mnist", "cifar10", "digits", "custom"]))
-@click.option("--path", "data_path", type=click.Path(exists=True, path_type=Path),
-              help="custom: your images (a folder of class folders, a zip, or a CSV manifest), looked at to choose "
-                   "the image size, batch, epochs and augmentation.")
+@click.option(
+    "--dataset",
+    default="mnist",
+    show_default=True,
+    type=click.Choice(["mnist", "fashion_mnist", "cifar10", "digits", "custom"]),
+)
+@click.option(
+    "--path",
+    "data_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="custom: your images (a folder of class folders, a zip, or a CSV manifest), looked at to choose "
+    "the image size, batch, epochs and augmentation.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="The file to write [DATASET.yaml].")
 def init(dataset, data_path, out):
     """Write a commented starter config for DATASET (never over an existing file), fitted to the
@@ -93,11 +108,11 @@ def init(dataset, data_path, out):
       cnnclf init --dataset fashion_mnist && cnnclf train fashion_mnist.yaml
       cnnclf init --dataset custom --path photos/ && cnnclf train custom.yaml
     """
+    import logging
+
     from cnnclf.errors import ConfigError
     from cnnclf.fileio import write_text
     from cnnclf.starter import starter_config
-
-    import logging
 
     if data_path is not None and dataset != "custom":
         raise click.UsageError("--path is for --dataset custom (your own images)")

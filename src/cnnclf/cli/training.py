@@ -11,7 +11,9 @@ from cnnclf.cli.options import command, load_data, set_option, start_tensorflow,
 
 @command()
 @click.argument("config_path", metavar="CONFIG", required=False)
-@click.option("--from", "from_run", metavar="RUN", help="Rerun RUN's resolved config and split (with any --set changes).")
+@click.option(
+    "--from", "from_run", metavar="RUN", help="Rerun RUN's resolved config and split (with any --set changes)."
+)
 @set_option
 @click.option("--name", help="Run-name prefix (default: the config's name, or its file name).")
 @click.option("--runs-dir", help="Where run directories go (default: output.runs_dir, runs/).")
@@ -98,19 +100,39 @@ def tune(ctx, config_path, trials, overrides):
 
 @command()
 @click.argument("configs", nargs=-1, required=True)
-@click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(path_type=Path),
-              help="Folder with mnist/, fashion-mnist/ (IDX) and cifar10/cifar10-jpg.zip.")
+@click.option(
+    "--data-dir",
+    default="../shared/data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder with mnist/, fashion-mnist/ (IDX) and cifar10/cifar10-jpg.zip.",
+)
 @click.option("--limit", type=click.IntRange(1), help="Quick pass: this many training and test images.")
 @click.option("--epochs", type=click.IntRange(1), help="Quick pass: this many epochs.")
-@click.option("--seeds", type=click.IntRange(1), default=1, show_default=True,
-              help="Train each config this many times (seeds seed, seed+1, ...); accuracy is their mean.")
+@click.option(
+    "--seeds",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Train each config this many times (seeds seed, seed+1, ...); accuracy is their mean.",
+)
 @click.option("--section", default="latest", show_default=True, help="Name of the table's section in --out.")
-@click.option("--out", default="BENCHMARKS.md", show_default=True, type=click.Path(path_type=Path),
-              help="Markdown file whose section gets the table (the rest of it is kept).")
+@click.option(
+    "--out",
+    default="BENCHMARKS.md",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Markdown file whose section gets the table (the rest of it is kept).",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Results as JSON [bench/SECTION.json].")
-@click.option("--work-dir", default="bench", show_default=True, type=click.Path(path_type=Path),
-              help="Where runs, logs and the CSV cache go; its figures.yaml names each config's target "
-                   "figure, and its tutorials.py holds the tutorials' own code.")
+@click.option(
+    "--work-dir",
+    default="bench",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where runs, logs and the CSV cache go; its figures.yaml names each config's target "
+    "figure, and its tutorials.py holds the tutorials' own code.",
+)
 @click.option("--tutorial-code", is_flag=True, help="Also run each seed tutorial's own code (WORK_DIR/tutorials.py).")
 @click.pass_context
 def bench(ctx, configs, data_dir, limit, epochs, seeds, section, out, json_path, work_dir, tutorial_code):
@@ -133,13 +155,24 @@ def bench(ctx, configs, data_dir, limit, epochs, seeds, section, out, json_path,
     from cnnclf import bench as benchmark
     from cnnclf import bench_report
 
-    results = benchmark.run_bench(list(configs), data_dir.resolve(), work_dir, limit, epochs, seeds, tutorial_code,
-                                  log=logging.getLogger("cnnclf").info)
+    results = benchmark.run_bench(
+        list(configs),
+        data_dir.resolve(),
+        work_dir,
+        limit,
+        epochs,
+        seeds,
+        tutorial_code,
+        log=logging.getLogger("cnnclf").info,
+    )
     json_path = json_path or work_dir / f"{section}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
-    command_line = "cnnclf bench " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("bench") + 1:]) \
-        if "bench" in sys.argv else "cnnclf bench " + " ".join(configs)
+    command_line = (
+        "cnnclf bench " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("bench") + 1 :])
+        if "bench" in sys.argv
+        else "cnnclf bench " + " ".join(configs)
+    )
     bench_report.write_section(out, section, bench_report.markdown(results, command_line))
     click.echo(out)
     click.echo(json_path)

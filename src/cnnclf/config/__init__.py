@@ -29,8 +29,9 @@ def load_config(path, sets: tuple[str, ...] = (), values: dict[str, Any] | None 
     if raw is None:
         raise ConfigError(f"{path}: the config file is empty; start from `cnnclf init` or a file in configs/")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a config must be a YAML mapping of sections (data:, model:, train:), "
-                          f"got a {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: a config must be a YAML mapping of sections (data:, model:, train:), got a {type(raw).__name__}"
+        )
     if raw.get("name") is None:
         raw["name"] = path.stem
     changes = {key: parse_value(text, key) for key, text in map(parse_set, sets)}
@@ -86,7 +87,7 @@ def _validate(raw: dict, where) -> Config:
 _UNION_TAG = re.compile(r"[\[(]|^(int|bool|str|float|none|constrained-\w+)$")
 
 
-def _describe(errors: list[dict], where) -> str:
+def _describe(errors: list, where) -> str:
     """One line for the first mistake; the alternatives of a union (auto or a number) are joined."""
     located = [(tuple(p for p in e["loc"] if not (isinstance(p, str) and _UNION_TAG.search(p))), e) for e in errors]
     loc, error = located[0]
@@ -95,13 +96,16 @@ def _describe(errors: list[dict], where) -> str:
         schema: Any = Config
         for part in loc[:-1]:
             if not isinstance(part, int):
-                schema = model_in(fields_of(schema)[part])
+                schema = model_in((fields_of(schema) or {})[part])
         return f"{where(loc)}: unknown key {key!r}{nearest_key(Config, loc, fields_of(schema) or ())}"
     if error["type"] == "missing":
         return f"{where(loc)}: {key} is required"
     # pydantic's own messages ("Input should be ...") joined in lower case; cnnclf's (value errors) as written
-    messages = dict.fromkeys(e["msg"][len("Value error, "):] if e["msg"].startswith("Value error, ")
-                             else e["msg"][0].lower() + e["msg"][1:] for place, e in located if place == loc)
+    messages = dict.fromkeys(
+        e["msg"][len("Value error, ") :] if e["msg"].startswith("Value error, ") else e["msg"][0].lower() + e["msg"][1:]
+        for place, e in located
+        if place == loc
+    )
     message = " or ".join(messages)
     place = where(loc)
     named = "" if place == f"--set {key}" else f"{key}: "  # --set already names the key

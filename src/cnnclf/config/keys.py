@@ -19,8 +19,9 @@ def parse_path(key: str) -> tuple:
     """'model.layers[2].Dense.units' -> ('model', 'layers', 2, 'Dense', 'units')."""
     parts = tuple(int(i) if i else name for name, i in _PATH_PART.findall(key))
     if not parts or dotted(parts) != key:
-        raise ConfigError(f"--set {key}: not a key path; write it like train.optimizer.learning_rate "
-                          f"or model.layers[2].Dense.units")
+        raise ConfigError(
+            f"--set {key}: not a key path; write it like train.optimizer.learning_rate or model.layers[2].Dense.units"
+        )
     return parts
 
 
@@ -105,4 +106,3 @@ def parse_set(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected key.path=value, like --set train.epochs=3")
     return key.strip(), value
-

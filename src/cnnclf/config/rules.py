@@ -25,11 +25,13 @@ def check(cfg: Config, where) -> None:
 
 def _check_data(data: DataConfig, where, fail) -> None:
     if data.source is None:
-        fail(("data", "source"), f"dataset custom needs data.source; one of {', '.join(SOURCES)}")
+        raise ConfigError(f"{where(('data', 'source'))}: dataset custom needs data.source; one of {', '.join(SOURCES)}")
     source = SOURCES[data.source]
     if data.dataset not in source.datasets:
-        fail(("data", "source"), f"source {data.source} cannot hold dataset {data.dataset}; "
-                                 f"it holds {', '.join(source.datasets)}")
+        fail(
+            ("data", "source"),
+            f"source {data.source} cannot hold dataset {data.dataset}; it holds {', '.join(source.datasets)}",
+        )
     if "path" in source.reads and data.path is None:
         fail(("data", "path"), f"source {data.source} reads local files: set data.path")
     if data.source == "csv" and data.test_path is None:
@@ -37,21 +39,28 @@ def _check_data(data: DataConfig, where, fail) -> None:
     # Keys another source would read are ignored, not refused, so that switching a config
     # between sources (a local copy, or keras's download) means changing data.source alone.
     defaults = DataConfig.model_fields
-    for key in sorted(set().union(*(s.reads for s in SOURCES.values())) - source.reads,
-                      key=list(defaults).index):
+    for key in sorted(set().union(*(s.reads for s in SOURCES.values())) - source.reads, key=list(defaults).index):
         if getattr(data, key) != defaults[key].default:
             log.warning(f"{where(('data', key))}: warning: data.{key} is not used by source {data.source}; ignored")
     if data.augment.test_flip and data.augment.flip is None:
         fail(("data", "augment", "test_flip"), "test-time flips are the ones training saw: set data.augment.flip too")
     if data.augment.test_shift and not data.augment.translate:
-        fail(("data", "augment", "test_shift"), "test-time shifts are ones training saw: set data.augment.translate too")
+        fail(
+            ("data", "augment", "test_shift"), "test-time shifts are ones training saw: set data.augment.translate too"
+        )
     known = KNOWN.get(data.dataset)
     if known and data.image_shape and tuple(data.image_shape) != known.shape:
-        fail(("data", "image_shape"), f"dataset {data.dataset} has images of shape {list(known.shape)}, "
-                                      f"got {list(data.image_shape)}; fix it or set data.dataset: custom")
+        fail(
+            ("data", "image_shape"),
+            f"dataset {data.dataset} has images of shape {list(known.shape)}, "
+            f"got {list(data.image_shape)}; fix it or set data.dataset: custom",
+        )
     if data.cache is not None and data.storage == "memory":
-        fail(("data", "cache"), "the cache holds decoded pixels for data.storage: stream; set storage to stream "
-                                "or auto, or remove data.cache")
+        fail(
+            ("data", "cache"),
+            "the cache holds decoded pixels for data.storage: stream; set storage to stream "
+            "or auto, or remove data.cache",
+        )
 
 
 def _check_model(cfg: Config, fail) -> None:
@@ -62,38 +71,65 @@ def _check_model(cfg: Config, fail) -> None:
     elif (model.preset is None) == (model.layers is None):
         both = "both" if model.preset else "neither"
         fail(("model",), f"set exactly one of model.preset and model.layers ({both} given), or model.backbone")
+    if model.backbone is not None:
+        known = KNOWN.get(cfg.data.dataset)
+        shape = cfg.data.image_shape or (known.shape if known else None)
+        side = keras_names.BACKBONES[model.backbone.name].min_side
+        if shape is not None and min(shape[:2]) < side:
+            fail(
+                ("model", "backbone", "name"),
+                f"{model.backbone.name} takes images of at least {side}x{side} pixels, "
+                f"the data has {shape[0]}x{shape[1]}; set data.image_shape to [{side}, {side}, 3] or more",
+            )
     if cfg.train.fine_tune is not None:
         if model.backbone is None:
             fail(("train", "fine_tune"), "fine-tuning unfreezes a pretrained backbone: set model.backbone")
         elif model.backbone.trainable:
-            fail(("train", "fine_tune"), "the backbone already trains (model.backbone.trainable: true); set it to "
-                                         "false to train the head first, or remove train.fine_tune")
+            fail(
+                ("train", "fine_tune"),
+                "the backbone already trains (model.backbone.trainable: true); set it to "
+                "false to train the head first, or remove train.fine_tune",
+            )
     if model.preset is not None:
         from cnnclf.presets import PRESETS
 
         if model.preset not in PRESETS:
-            fail(("model", "preset"), f"unknown preset {model.preset!r}{did_you_mean(model.preset, PRESETS)}; "
-                                      f"valid: {', '.join(PRESETS)}")
+            fail(
+                ("model", "preset"),
+                f"unknown preset {model.preset!r}{did_you_mean(model.preset, PRESETS)}; valid: {', '.join(PRESETS)}",
+            )
     if model.layers == [] and model.backbone is None:
-        fail(("model", "layers"), "the layer list is empty; list the layers (at least Flatten or "
-                                  "GlobalAveragePooling2D before the classifier) or use model.preset")
+        fail(
+            ("model", "layers"),
+            "the layer list is empty; list the layers (at least Flatten or "
+            "GlobalAveragePooling2D before the classifier) or use model.preset",
+        )
 
 
 def _check_train(cfg: Config, fail) -> None:
     data, train = cfg.data, cfg.train
     if train.distribute in ("mirrored", "multi_worker") and train.steps_per_execution not in ("auto", 1):
-        fail(("train", "steps_per_execution"), f"{train.distribute} needs 1 step per execution (Keras 3.15's "
-                                               f"multi-step loop fails under tf.distribute); set it to auto or 1")
+        fail(
+            ("train", "steps_per_execution"),
+            f"{train.distribute} needs 1 step per execution (Keras 3.15's "
+            f"multi-step loop fails under tf.distribute); set it to auto or 1",
+        )
     if train.scale_learning_rate and not train.batch_size_per_replica:
-        fail(("train", "scale_learning_rate"), "the batch per step is fixed, so the learning rate keeps its scale; "
-                                               "set train.batch_size_per_replica: true to scale both")
+        fail(
+            ("train", "scale_learning_rate"),
+            "the batch per step is fixed, so the learning rate keeps its scale; "
+            "set train.batch_size_per_replica: true to scale both",
+        )
     if train.label_smoothing and data.labels != "onehot":
         fail(("train", "label_smoothing"), "label smoothing needs one-hot labels: set data.labels: onehot")
     for i, name in enumerate(train.metrics):
         needed = keras_names.labels_needed(name)
         if needed not in (None, data.labels):
-            fail(("train", "metrics", i), f"metric {name} needs {needed} labels; set data.labels: {needed}, "
-                                          f"or use accuracy, which follows the labels")
+            fail(
+                ("train", "metrics", i),
+                f"metric {name} needs {needed} labels; set data.labels: {needed}, "
+                f"or use accuracy, which follows the labels",
+            )
     needed = keras_names.labels_needed(train.loss) if train.loss != "auto" else None
     if needed not in (None, data.labels):
         fail(("train", "loss"), f"loss {train.loss} needs {needed} labels; set data.labels: {needed}, or loss: auto")
@@ -101,12 +137,18 @@ def _check_train(cfg: Config, fail) -> None:
     for section in ("early_stopping", "checkpoint"):
         watched = getattr(train, section)
         if watched is not None and watched.monitor not in monitors:
-            fail(("train", section, "monitor"), f"{watched.monitor!r} is not logged"
-                 f"{did_you_mean(watched.monitor, monitors)}; logged values: {', '.join(monitors)}")
+            fail(
+                ("train", section, "monitor"),
+                f"{watched.monitor!r} is not logged"
+                f"{did_you_mean(watched.monitor, monitors)}; logged values: {', '.join(monitors)}",
+            )
     if cfg.tune is not None:
         if cfg.tune.metric not in monitors:
-            fail(("tune", "metric"), f"{cfg.tune.metric!r} is not logged{did_you_mean(cfg.tune.metric, monitors)}; "
-                                     f"logged values: {', '.join(monitors)}")
+            fail(
+                ("tune", "metric"),
+                f"{cfg.tune.metric!r} is not logged{did_you_mean(cfg.tune.metric, monitors)}; "
+                f"logged values: {', '.join(monitors)}",
+            )
         from cnnclf.config.keys import parse_path, set_path
 
         raw = cfg.model_dump(mode="json")

@@ -7,6 +7,7 @@ node visited once, before any value is built from it.
 """
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -21,8 +22,9 @@ def read_config_file(path: Path) -> tuple[object, dict[tuple, int]]:
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise ConfigError(f"{path}: {size:,} bytes is too large for a config (at most {MAX_BYTES:,}); "
-                              f"pass the YAML config file")
+            raise ConfigError(
+                f"{path}: {size:,} bytes is too large for a config (at most {MAX_BYTES:,}); pass the YAML config file"
+            )
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file; check the path (examples are in configs/)") from None
@@ -42,14 +44,17 @@ def parse_value(text: str, key: str):
     """A `--set key=value` value as YAML: plain data only, no tags."""
     where = f"--set {key}"
     try:
-        tags = [e.tag for e in yaml.parse(text) if getattr(e, "tag", None)]
+        tags = [vars(e)["tag"] for e in yaml.parse(text) if vars(e).get("tag")]
         node = _compose(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: {_quoted(text)} is not valid YAML ({_problem(e)}); quote it, like "
-                          f"--set '{key}=\"...\"'") from None
+        raise ConfigError(
+            f"{where}: {_quoted(text)} is not valid YAML ({_problem(e)}); quote it, like --set '{key}=\"...\"'"
+        ) from None
     if tags:
-        raise ConfigError(f"{where}: {_quoted(text)} carries the YAML tag {tags[0]}; write plain values (numbers, "
-                          f"strings, [lists], {{mappings}})")
+        raise ConfigError(
+            f"{where}: {_quoted(text)} carries the YAML tag {tags[0]}; write plain values (numbers, "
+            f"strings, [lists], {{mappings}})"
+        )
     _check_size(node, where)
     return _construct(node, where)
 
@@ -71,8 +76,9 @@ def _construct(node, where: str):
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark and not where.startswith("--set") else ""
-        raise ConfigError(f"{where}{line}: not valid YAML ({_problem(e)}); check the indentation and colons "
-                          f"there") from None
+        raise ConfigError(
+            f"{where}{line}: not valid YAML ({_problem(e)}); check the indentation and colons there"
+        ) from None
     finally:
         loader.dispose()
 
@@ -92,14 +98,18 @@ def _check_size(root, where: str) -> None:
             on_path.discard(key)
             sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
             if sizes[key] > MAX_VALUES:
-                raise ConfigError(f"{where}: the YAML expands to more than {MAX_VALUES:,} values through "
-                                  f"aliases (*name); write the values out")
+                raise ConfigError(
+                    f"{where}: the YAML expands to more than {MAX_VALUES:,} values through "
+                    f"aliases (*name); write the values out"
+                )
             continue
         if key in sizes:
             continue
         if key in on_path:
-            raise ConfigError(f"{where}:{node.start_mark.line + 1}: a YAML alias refers to a value that contains "
-                              f"it, which never ends; remove the alias")
+            raise ConfigError(
+                f"{where}:{node.start_mark.line + 1}: a YAML alias refers to a value that contains "
+                f"it, which never ends; remove the alias"
+            )
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
@@ -117,7 +127,7 @@ def _key_lines(root) -> dict[tuple, int]:
     """1-based line of every key and list item, by key path; each node is walked once."""
     lines: dict[tuple, int] = {}
     seen: set[int] = set()
-    stack = [(root, ())]
+    stack: list[tuple[Any, tuple]] = [(root, ())]
     while stack:
         node, path = stack.pop()
         if node is None or id(node) in seen:

@@ -37,13 +37,20 @@ def load(cfg) -> Images:
     test, meta = folder / "test_batch", folder / "batches.meta"
     for needed in (batches[:1] or [folder / "data_batch_1"]) + [test]:
         if not needed.is_file():
-            raise DataError(f"{folder}: no {needed.name}; a CIFAR folder holds data_batch_1..N, "
-                            f"test_batch and batches.meta")
+            raise DataError(
+                f"{folder}: no {needed.name}; a CIFAR folder holds data_batch_1..N, test_batch and batches.meta"
+            )
     x_train, y_train = zip(*(_read_batch(p) for p in batches))
     x_test, y_test = _read_batch(test)
     names = _label_names(meta) if meta.is_file() else None
-    return Images(np.concatenate(x_train), np.concatenate(y_train), x_test, y_test,
-                  class_names=names, files=hash_files([*batches, test] + ([meta] if meta.is_file() else [])))
+    return Images(
+        np.concatenate(x_train),
+        np.concatenate(y_train),
+        x_test,
+        y_test,
+        class_names=names,
+        files=hash_files([*batches, test] + ([meta] if meta.is_file() else [])),
+    )
 
 
 def _label_names(meta: Path) -> list[str] | None:
@@ -54,8 +61,9 @@ def _label_names(meta: Path) -> list[str] | None:
     try:
         return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
     except (UnicodeDecodeError, TypeError) as e:
-        raise DataError(f"{meta}: label_names are not UTF-8 text ({e.__class__.__name__}); write the class names "
-                        f"as UTF-8") from None
+        raise DataError(
+            f"{meta}: label_names are not UTF-8 text ({e.__class__.__name__}); write the class names as UTF-8"
+        ) from None
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -66,12 +74,14 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not np.issubdtype(data.dtype, np.number) or not np.issubdtype(labels.dtype, np.integer):
             raise TypeError(f"data of dtype {data.dtype} and labels of dtype {labels.dtype}")
         if data.size and (data.min() < 0 or data.max() > 255):
-            raise DataError(f"{path}: pixel values run {data.min()}-{data.max()}, outside 0-255; "
-                            f"is this a CIFAR batch?")
+            raise DataError(
+                f"{path}: pixel values run {data.min()}-{data.max()}, outside 0-255; is this a CIFAR batch?"
+            )
         images = data.astype(np.uint8).reshape(len(data), 3, 32, 32).transpose(0, 2, 3, 1)
     except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"{path}: not a CIFAR batch (a dict with b'data' of N x 3072 uint8 and "
-                        f"b'labels'): {str(e)[:200]}") from None
+        raise DataError(
+            f"{path}: not a CIFAR batch (a dict with b'data' of N x 3072 uint8 and b'labels'): {str(e)[:200]}"
+        ) from None
     return np.ascontiguousarray(images), labels.astype(np.int64)
 
 
@@ -80,8 +90,10 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as f:
             result = _PlainDataUnpickler(f, encoding="bytes").load()
     except pickle.UnpicklingError as e:
-        raise DataError(f"{path}: {e}: CIFAR pickles may hold only plain data, so this file was "
-                        f"not loaded; use the official cifar-10-batches-py files") from None
+        raise DataError(
+            f"{path}: {e}: CIFAR pickles may hold only plain data, so this file was "
+            f"not loaded; use the official cifar-10-batches-py files"
+        ) from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise DataError(f"{path}: not a readable CIFAR pickle ({e.__class__.__name__}: {e})") from None
     if not isinstance(result, dict):

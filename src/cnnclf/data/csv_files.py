@@ -31,8 +31,10 @@ def read_csv(path: Path, label_column: str, image_shape) -> tuple[np.ndarray, np
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: not a readable CSV file ({e.__class__.__name__}); save it as UTF-8 CSV") from None
     if label_column not in header:
-        raise DataError(f"{path}: no label column {label_column!r} in the header (it starts "
-                        f"{', '.join(header[:3])}, ...); set data.label_column")
+        raise DataError(
+            f"{path}: no label column {label_column!r} in the header (it starts "
+            f"{', '.join(header[:3])}, ...); set data.label_column"
+        )
     pixels = [c for c in header if c != label_column]
     shape = _shape(path, len(pixels), image_shape, _not_a_pixel(pixels))
     dtypes = {c: np.uint8 for c in pixels} | {label_column: np.int64}
@@ -50,19 +52,24 @@ def read_csv(path: Path, label_column: str, image_shape) -> tuple[np.ndarray, np
 def _shape(path: Path, columns: int, image_shape, extra: str | None = None) -> tuple:
     if image_shape is not None:
         if int(np.prod(image_shape)) != columns:
-            raise DataError(f"{path}: {columns} pixel columns do not fit data.image_shape "
-                            f"{list(image_shape)} ({int(np.prod(image_shape))} pixels)")
+            raise DataError(
+                f"{path}: {columns} pixel columns do not fit data.image_shape "
+                f"{list(image_shape)} ({int(np.prod(image_shape))} pixels)"
+            )
         return tuple(image_shape)
     if columns not in INFERRED_SHAPES:
         if columns - 1 in INFERRED_SHAPES and extra is not None:
-            raise DataError(f"{path}: column {extra!r} is not a pixel ({columns} columns besides the label, one more "
-                            f"than {columns - 1} pixels); remove that column")
+            raise DataError(
+                f"{path}: column {extra!r} is not a pixel ({columns} columns besides the label, one more "
+                f"than {columns - 1} pixels); remove that column"
+            )
         raise DataError(f"{path}: {columns} pixel columns; set data.image_shape: [height, width, channels]")
     return INFERRED_SHAPES[columns]
 
 
 def _not_a_pixel(columns: list[str]) -> str | None:
     """The one column that is not named like the others (pixel1.. or 1..): a saved row index, say."""
+
     def kind(name: str) -> str:
         return "".join("9" if c.isdigit() else c for c in name.strip().lower()).rstrip("9")
 
@@ -79,8 +86,9 @@ def _diagnose(path: Path, header: list[str], label_column: str) -> DataError | N
         next(rows)
         for line, row in enumerate(rows, start=2):
             if len(row) != len(header):
-                return DataError(f"{path}:{line}: row has {len(row)} values, the header has {len(header)}; "
-                                 f"fix or remove that row")
+                return DataError(
+                    f"{path}:{line}: row has {len(row)} values, the header has {len(header)}; fix or remove that row"
+                )
             for column, value in zip(header, row):
                 try:
                     number = int(value)

@@ -29,7 +29,9 @@ class Dataset:
     limits: tuple[int | None, int | None] = (None, None)  # the (train, test) limits applied
 
 
-def load(cfg, seed: int, smoke: bool = False, saved_split: Path | None = None, need: tuple[str, ...] = PARTS) -> Dataset:
+def load(
+    cfg, seed: int, smoke: bool = False, saved_split: Path | None = None, need: tuple[str, ...] = PARTS
+) -> Dataset:
     """Read and check the data `cfg` (a DataConfig) names and split it (as `saved_split`, a run's
     split.csv, says, where given). `smoke`: a few images per class, picked before any is decoded.
     `need`: the parts to decode (image files); the others stay empty."""
@@ -45,8 +47,10 @@ def load(cfg, seed: int, smoke: bool = False, saved_split: Path | None = None, n
     shape = tuple(cfg.image_shape) if cfg.image_shape else _first_shape(files, used)
     known = KNOWN.get(cfg.dataset)
     if known and shape != known.shape:
-        raise DataError(f"{files.where}: images are {_size(shape)}, but {cfg.dataset} images are "
-                        f"{_size(known.shape)}; set data.dataset: custom or fix data.path")
+        raise DataError(
+            f"{files.where}: images are {_size(shape)}, but {cfg.dataset} images are "
+            f"{_size(known.shape)}; set data.dataset: custom or fix data.path"
+        )
     storage = _storage(cfg, len(used) * int(np.prod(shape)))
     resize = cfg.image_shape is not None
     if storage == "stream" and not resize:
@@ -64,17 +68,28 @@ def load(cfg, seed: int, smoke: bool = False, saved_split: Path | None = None, n
             x, kept, missed = decode_all(files, positions, shape, cfg.resize, resize, cfg.skip_bad_images)
             stored[part] = InMemory(x, files.labels[kept])
         elif cfg.cache:
-            stored[part], missed = cached(files, positions, shape, cfg.resize, resize, cfg.skip_bad_images,
-                                          Path(cfg.cache))
+            stored[part], missed = cached(
+                files, positions, shape, cfg.resize, resize, cfg.skip_bad_images, Path(cfg.cache)
+            )
         else:
             stored[part] = Streamed(files, positions, shape, cfg.resize, resize)
         skipped += missed
     if skipped and cfg.skip_bad_images:
         log.warning(f"skipped {len(skipped)} unreadable image files (data.skip_bad_images), the first: {skipped[0]}")
-    splits = Splits(stored["train"], stored.get("validation", stored["test"]), stored["test"], files.class_names,
-                    _hash_parts(files, parts), split_table(files, parts))
-    fingerprint = {"files_sha256": files.fingerprint(used), "files": {files.where: f"{len(used)} images"},
-                   "skipped_files": skipped, "storage": "cache" if storage == "stream" and cfg.cache else storage}
+    splits = Splits(
+        stored["train"],
+        stored.get("validation", stored["test"]),
+        stored["test"],
+        files.class_names,
+        _hash_parts(files, parts),
+        split_table(files, parts),
+    )
+    fingerprint = {
+        "files_sha256": files.fingerprint(used),
+        "files": {files.where: f"{len(used)} images"},
+        "skipped_files": skipped,
+        "storage": "cache" if storage == "stream" and cfg.cache else storage,
+    }
     return _done(Dataset(splits, fingerprint, skipped, limits))
 
 
@@ -114,8 +129,10 @@ def _storage(cfg, pixel_bytes: int) -> str:
     budget = machine_memory_mb() // 4 if cfg.memory_budget_mb == "auto" else cfg.memory_budget_mb
     chosen = "memory" if pixel_bytes <= budget * 2**20 else "stream"
     if chosen == "stream":
-        log.info(f"data.storage auto: stream ({pixel_bytes / 2**20:,.0f} MB of decoded pixels > the "
-                 f"{budget:,} MB budget){'' if cfg.cache else '; data.cache: FOLDER decodes each file once'}")
+        log.info(
+            f"data.storage auto: stream ({pixel_bytes / 2**20:,.0f} MB of decoded pixels > the "
+            f"{budget:,} MB budget){'' if cfg.cache else '; data.cache: FOLDER decodes each file once'}"
+        )
     return chosen
 
 
@@ -126,8 +143,10 @@ def _first_shape(files: ImageFiles, used: np.ndarray) -> tuple[int, int, int]:
         with files.reader.open(files.names[first]) as stream:
             height, width, mode = image_header(stream)
     except DECODE_ERRORS as e:
-        raise DataError(f"{files.describe(first)}: not a readable image ({e.__class__.__name__}); the first image "
-                        f"decides the image shape, so set data.image_shape or remove the file") from None
+        raise DataError(
+            f"{files.describe(first)}: not a readable image ({e.__class__.__name__}); the first image "
+            f"decides the image shape, so set data.image_shape or remove the file"
+        ) from None
     return height, width, 1 if mode in GRAY_MODES else 3
 
 
@@ -144,8 +163,10 @@ def _check_one_size(files: ImageFiles, used: np.ndarray, shape) -> None:
         sizes[(height, width)] = sizes.get((height, width), 0) + 1
     if len(sizes) > 1:
         seen = [f"{h}x{w} ({n:,} files)" for (h, w), n in sorted(sizes.items(), key=lambda kv: -kv[1])]
-        raise DataError(f"{files.where}: images have {len(sizes)} sizes ({listing(seen, 4)}); set data.image_shape: "
-                        f"[height, width, channels] to resize them all")
+        raise DataError(
+            f"{files.where}: images have {len(sizes)} sizes ({listing(seen, 4)}); set data.image_shape: "
+            f"[height, width, channels] to resize them all"
+        )
 
 
 def _hash_parts(files: ImageFiles, parts: np.ndarray) -> str:
@@ -154,4 +175,3 @@ def _hash_parts(files: ImageFiles, parts: np.ndarray) -> str:
 
 def _size(shape) -> str:
     return "x".join(map(str, shape))
-

@@ -16,14 +16,12 @@ KNOWN = {
     "mnist": KnownDataset((28, 28, 1), DIGIT_NAMES, "keras"),
     "fashion_mnist": KnownDataset(
         (28, 28, 1),
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         "keras",
     ),
     "cifar10": KnownDataset(
         (32, 32, 3),
-        ("airplane", "automobile", "bird", "cat", "deer",
-         "dog", "frog", "horse", "ship", "truck"),
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
         "keras",
     ),
     "digits": KnownDataset((8, 8, 1), DIGIT_NAMES, "sklearn"),

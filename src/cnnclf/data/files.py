@@ -17,6 +17,7 @@ import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -26,8 +27,12 @@ from cnnclf.errors import DataError
 MAX_PIXELS = 64_000_000
 MAX_ENTRY_BYTES = 256 * 2**20
 MAX_RATIO = 200
-ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
-               zipfile.ZIP_LZMA: "lzma"}
+ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -52,17 +57,19 @@ def decode_image(data: bytes, shape: tuple[int, int, int], policy: str = "stretc
     height, width, channels = shape
     with Image.open(io.BytesIO(data)) as opened:
         if opened.width * opened.height > MAX_PIXELS:
-            raise ImageError(f"{opened.width}x{opened.height} is {opened.width * opened.height / 1e6:.1f} "
-                             f"megapixels, more than cnnclf's limit of {MAX_PIXELS / 1e6:.0f}; downscale it")
+            raise ImageError(
+                f"{opened.width}x{opened.height} is {opened.width * opened.height / 1e6:.1f} "
+                f"megapixels, more than cnnclf's limit of {MAX_PIXELS / 1e6:.0f}; downscale it"
+            )
         image = ImageOps.exif_transpose(_eight_bit(opened))
         image = image.convert("L" if channels == 1 else "RGB")
         if resize and image.size != (width, height):
             if policy == "crop":
-                image = ImageOps.fit(image, (width, height), Image.BILINEAR)
+                image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
             elif policy == "pad":
-                image = ImageOps.pad(image, (width, height), Image.BILINEAR, color=0)
+                image = ImageOps.pad(image, (width, height), Image.Resampling.BILINEAR, color=0)
             else:
-                image = image.resize((width, height), Image.BILINEAR)
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
         pixels = np.asarray(image, dtype=np.uint8)
     return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
 
@@ -97,6 +104,20 @@ def image_header(stream) -> tuple[int, int, str]:
 
 
 # --- where files are read from --------------------------------------------------------------
+
+
+class FileReader(Protocol):
+    """Reads files by their names (paths relative to the data, or zip member names)."""
+
+    def read(self, name: str) -> bytes: ...
+
+    def open(self, name: str) -> BinaryIO: ...
+
+    def describe(self, name: str) -> str: ...
+
+    def stamp(self, name: str) -> str: ...
+
+    def check(self, name: str) -> None: ...
 
 
 class FolderReader:
@@ -166,21 +187,26 @@ def check_zip_entry(info: zipfile.ZipInfo, where: str, max_bytes: int) -> None:
     if info.flag_bits & 0x1:
         raise DataError(f"{where}: the entry is encrypted; zip the files without a password")
     if info.compress_type not in ZIP_METHODS:
-        raise DataError(f"{where}: compression method {info.compress_type} cannot be read; zip the files "
-                        f"again with {', '.join(ZIP_METHODS.values())}")
+        raise DataError(
+            f"{where}: compression method {info.compress_type} cannot be read; zip the files "
+            f"again with {', '.join(ZIP_METHODS.values())}"
+        )
     ratio = info.file_size / max(info.compress_size, 1)
     if info.file_size > max_bytes or (info.file_size > 16 * 2**20 and ratio > MAX_RATIO):
-        raise DataError(f"{where}: the entry expands to {info.file_size:,} bytes ({ratio:,.0f} times its "
-                        f"compressed size), more than cnnclf reads (at most {max_bytes:,} bytes, {MAX_RATIO} "
-                        f"times); remove it")
+        raise DataError(
+            f"{where}: the entry expands to {info.file_size:,} bytes ({ratio:,.0f} times its "
+            f"compressed size), more than cnnclf reads (at most {max_bytes:,} bytes, {MAX_RATIO} "
+            f"times); remove it"
+        )
 
 
 def open_tree(path: Path):
     """A reader for a folder, or for a zip file of one."""
     if path.is_file():
         if not zipfile.is_zipfile(path):
-            raise DataError(f"{path}: not a folder or a zip file; data.path must be a folder of class folders "
-                            f"or a zip of one")
+            raise DataError(
+                f"{path}: not a folder or a zip file; data.path must be a folder of class folders or a zip of one"
+            )
         return ZipReader(path)
     return FolderReader(path)
 
@@ -203,7 +229,7 @@ class ImageFiles:
     """Image files and their classes, before anything is decoded."""
 
     where: str  # the data's path, for messages
-    reader: FolderReader | ZipReader
+    reader: FileReader
     names: list[str]  # each file's path relative to the data (or its zip member name): its identity
     labels: np.ndarray  # int64 class indices
     parts: np.ndarray  # per file "train", "test", or "" where the data says nothing

@@ -40,8 +40,10 @@ def _find(folder: Path, prefixes: tuple[str, ...], kind: str) -> Path:
         if found:
             return found[0]
     expected = f"{prefixes[0]}-{kind}-idx{3 if kind == 'images' else 1}-ubyte[.gz]"
-    raise DataError(f"{folder}: no {expected} file; an IDX folder holds train-images, train-labels, "
-                    f"t10k-images and t10k-labels files")
+    raise DataError(
+        f"{folder}: no {expected} file; an IDX folder holds train-images, train-labels, "
+        f"t10k-images and t10k-labels files"
+    )
 
 
 def read_idx(path: Path, kind: str) -> np.ndarray:
@@ -53,29 +55,33 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
     head = _inflate(path, inflate, raw, 4) if inflate else raw[:4]
     magic = int.from_bytes(head[:4], "big")
     if magic != MAGIC[kind]:
-        raise DataError(f"{path}: bad IDX magic number {magic}, expected {MAGIC[kind]} for {kind}; "
-                        f"is this an IDX {kind} file?")
+        raise DataError(
+            f"{path}: bad IDX magic number {magic}, expected {MAGIC[kind]} for {kind}; is this an IDX {kind} file?"
+        )
     ndim = head[3]
     header = 4 + 4 * ndim
     head += _inflate(path, inflate, b"", header - 4) if inflate else raw[4:header]
-    dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     size = math.prod(dims)
     if size > MAX_BYTES:
-        raise DataError(f"{path}: the IDX header promises {' x '.join(map(str, dims))} = {size:,} bytes, more "
-                        f"than any dataset cnnclf reads ({MAX_BYTES:,}); is this an IDX {kind} file?")
+        raise DataError(
+            f"{path}: the IDX header promises {' x '.join(map(str, dims))} = {size:,} bytes, more "
+            f"than any dataset cnnclf reads ({MAX_BYTES:,}); is this an IDX {kind} file?"
+        )
     payload = _inflate(path, inflate, b"", size + 1) if inflate else raw[header:]
     if len(payload) != size:
-        raise DataError(f"{path}: {'truncated' if len(payload) < size else 'overlong'} IDX payload: the header "
-                        f"promises {size} bytes ({' x '.join(map(str, dims))}) but "
-                        f"{f'{len(payload)}' if len(payload) <= size else 'more'} follow; download the file again")
+        raise DataError(
+            f"{path}: {'truncated' if len(payload) < size else 'overlong'} IDX payload: the header "
+            f"promises {size} bytes ({' x '.join(map(str, dims))}) but "
+            f"{f'{len(payload)}' if len(payload) <= size else 'more'} follow; download the file again"
+        )
     return np.frombuffer(payload, np.uint8).reshape(dims)
 
 
 def _inflate(path: Path, inflate, data: bytes, wanted: int) -> bytes:
     """Up to `wanted` more bytes of a gzip stream (the compressed bytes go in the first call)."""
     try:
-        out = inflate.decompress(data or inflate.unconsumed_tail, wanted) if data or inflate.unconsumed_tail \
-            else b""
+        out = inflate.decompress(data or inflate.unconsumed_tail, wanted) if data or inflate.unconsumed_tail else b""
         while len(out) < wanted and inflate.unconsumed_tail:
             out += inflate.decompress(inflate.unconsumed_tail, wanted - len(out))
     except zlib.error as e:

@@ -26,8 +26,9 @@ TEST_PREFIX = "[test_path]/"  # names of files read from data.test_path
 def list_files(cfg) -> ImageFiles:
     path = Path(cfg.path)
     if not path.exists():
-        raise DataError(f"{path}: no such folder or zip; data.path must hold <class>/<images> "
-                        f"(or train/<class>/ and test/<class>/)")
+        raise DataError(
+            f"{path}: no such folder or zip; data.path must hold <class>/<images> (or train/<class>/ and test/<class>/)"
+        )
     reader = open_tree(path)
     tree = _Tree(reader, path)
     if cfg.test_path is not None:
@@ -48,8 +49,10 @@ def list_files(cfg) -> ImageFiles:
     if "test" in parts and sorted(parts["test"]) != class_names:
         missing = sorted(set(class_names) - set(parts["test"]))
         extra = sorted(set(parts["test"]) - set(class_names))
-        raise DataError(f"{path}: test classes differ from train classes (missing in test: "
-                        f"{listing(missing) or 'none'}; only in test: {listing(extra) or 'none'})")
+        raise DataError(
+            f"{path}: test classes differ from train classes (missing in test: "
+            f"{listing(missing) or 'none'}; only in test: {listing(extra) or 'none'})"
+        )
     names, labels, split = [], [], []
     for part, classes in parts.items():
         for label, name in enumerate(class_names):
@@ -59,8 +62,10 @@ def list_files(cfg) -> ImageFiles:
     for name in names:
         reader.check(name)
     if tree.ignored:
-        log.warning(f"ignored {tree.ignored} files in {path} that are not images by their suffix "
-                    f"(the first: {tree.first_ignored})")
+        log.warning(
+            f"ignored {tree.ignored} files in {path} that are not images by their suffix "
+            f"(the first: {tree.first_ignored})"
+        )
     return ImageFiles(str(path), reader, names, np.asarray(labels, np.int64), np.asarray(split), class_names)
 
 
@@ -88,12 +93,13 @@ class _Tree:
 
     def classes(self, under: str, where: str, prefix: str = "") -> dict[str, list[str]]:
         """{class: [file names]} of the class folders directly under `under`."""
-        found: dict[str, list[str]] = {d[len(under):]: [] for d in self.dirs
-                                       if d.startswith(under) and "/" not in d[len(under):]}
+        found: dict[str, list[str]] = {
+            d[len(under) :]: [] for d in self.dirs if d.startswith(under) and "/" not in d[len(under) :]
+        }
         for name in sorted(self.files):
-            if not name.startswith(under) or "/" not in name[len(under):]:
+            if not name.startswith(under) or "/" not in name[len(under) :]:
                 continue
-            cls = name[len(under):].split("/", 1)[0]
+            cls = name[len(under) :].split("/", 1)[0]
             if suffix_is_image(name):
                 found.setdefault(cls, []).append(prefix + name)
             else:
@@ -105,8 +111,10 @@ class _Tree:
             if not files:
                 raise DataError(f"{where}: class folder {cls!r} has no images; add some or remove the folder")
         if len(found) < 2:
-            raise DataError(f"{where}: only one class folder ({listing(found)}); a classifier needs at least two "
-                            f"classes, each a folder of its images")
+            raise DataError(
+                f"{where}: only one class folder ({listing(found)}); a classifier needs at least two "
+                f"classes, each a folder of its images"
+            )
         return found
 
 
@@ -140,8 +148,8 @@ def _wrapper(names: list[str], dirs: set[str]) -> str:
     folders, not images) nor train/: zips of a folder usually have one."""
     prefix = ""
     while True:
-        tops = {n[len(prefix):].split("/", 1)[0] for n in names}
-        if len(tops) != 1 or any(n[len(prefix):].count("/") < 2 for n in names):
+        tops = {n[len(prefix) :].split("/", 1)[0] for n in names}
+        if len(tops) != 1 or any(n[len(prefix) :].count("/") < 2 for n in names):
             return prefix
         top = tops.pop()
         if top in ("train", "test"):
@@ -163,7 +171,7 @@ class _Joined:
     def _locate(self, name: str):
         for prefix, reader, wrapper in self.parts:
             if reader is not None and name.startswith(prefix):
-                return reader, wrapper + name[len(prefix):]
+                return reader, wrapper + name[len(prefix) :]
         raise KeyError(name)
 
     def read(self, name: str) -> bytes:
@@ -185,4 +193,3 @@ class _Joined:
     def check(self, name: str) -> None:
         reader, inner = self._locate(name)
         reader.check(inner)
-

@@ -11,21 +11,8 @@ from cnnclf.data.sources import SOURCES
 from cnnclf.errors import DataError, listing
 
 
-
-class Sized:
-    """The image shape and class count of a dataclass holding x_train and class_names."""
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
 @dataclass
-class Images(Sized):
+class Images:
     x_train: np.ndarray  # uint8, (N, height, width, channels)
     y_train: np.ndarray  # int64 class indices, (N,)
     x_test: np.ndarray
@@ -33,6 +20,15 @@ class Images(Sized):
     class_names: list[str] | None = None  # None: the dataset's names, or "0".."K-1"
     files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of what was read
     skipped: list[str] = field(default_factory=list)  # unreadable files skipped on request
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        height, width, channels = self.x_train.shape[1:]
+        return height, width, channels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names or [])
 
     def fingerprint(self) -> dict:
         """sha256 of the pixels and labels (the same data gives the same hash whatever the
@@ -56,19 +52,25 @@ def _check(images: Images, cfg) -> None:
     for part in ("train", "test"):
         x, y = getattr(images, f"x_{part}"), getattr(images, f"y_{part}")
         if x.ndim != 4 or x.shape[-1] not in (1, 3) or x.dtype != np.uint8:
-            raise DataError(f"{where}: {part} images have shape {x.shape} and dtype {x.dtype}; "
-                            f"expected uint8 (N, height, width, 1 or 3)")
+            raise DataError(
+                f"{where}: {part} images have shape {x.shape} and dtype {x.dtype}; "
+                f"expected uint8 (N, height, width, 1 or 3)"
+            )
         if len(x) != len(y):
             raise DataError(f"{where}: {len(x)} {part} images but {len(y)} labels; they must match one to one")
         if len(x) == 0:
             raise DataError(f"{where}: the {part} set is empty")
     if images.x_train.shape[1:] != images.x_test.shape[1:]:
-        raise DataError(f"{where}: train images are {_shape(images.x_train)} but test images are "
-                        f"{_shape(images.x_test)}; both sets must have the same image shape")
+        raise DataError(
+            f"{where}: train images are {_shape(images.x_train)} but test images are "
+            f"{_shape(images.x_test)}; both sets must have the same image shape"
+        )
     known = KNOWN.get(cfg.dataset)
     if known and images.shape != known.shape:
-        raise DataError(f"{where}: images are {_shape(images.x_train)}, but {cfg.dataset} images are "
-                        f"{'x'.join(map(str, known.shape))}; set data.dataset: custom or fix data.path")
+        raise DataError(
+            f"{where}: images are {_shape(images.x_train)}, but {cfg.dataset} images are "
+            f"{'x'.join(map(str, known.shape))}; set data.dataset: custom or fix data.path"
+        )
     images.class_names = check_classes(images.class_names, images.y_train, images.y_test, cfg, where)
 
 
@@ -84,28 +86,36 @@ def check_classes(class_names: list[str] | None, y_train: np.ndarray, y_test: np
         count = len(known.class_names) if known else int(labels.max(initial=0)) + 1
         if not known and count > 2 * len(distinct) + 8:
             top = distinct[-3:][::-1].tolist()
-            raise DataError(f"{where}: labels run up to {top[0]} but only {len(distinct)} distinct values appear "
-                            f"(the largest: {listing(top)}); labels are class indices 0 to K-1, so fix the "
-                            f"mistyped ones")
+            raise DataError(
+                f"{where}: labels run up to {top[0]} but only {len(distinct)} distinct values appear "
+                f"(the largest: {listing(top)}); labels are class indices 0 to K-1, so fix the "
+                f"mistyped ones"
+            )
         class_names = list(known.class_names) if known else [str(i) for i in range(count)]
     elif known and class_names != list(known.class_names):
         # Folder names must be the dataset's classes (or 0..K-1), so label i means class i.
         if class_names != [str(i) for i in range(len(known.class_names))]:
-            raise DataError(f"{where}: classes {listing(class_names)} are not the {cfg.dataset} classes "
-                            f"({', '.join(known.class_names)}, or 0-{len(known.class_names) - 1}); "
-                            f"rename them or set data.dataset: custom")
+            raise DataError(
+                f"{where}: classes {listing(class_names)} are not the {cfg.dataset} classes "
+                f"({', '.join(known.class_names)}, or 0-{len(known.class_names) - 1}); "
+                f"rename them or set data.dataset: custom"
+            )
         class_names = list(known.class_names)
     k = len(class_names)
     for part, y in (("train", y_train), ("test", y_test)):
         bad = (y < 0) | (y >= k)
         if bad.any():
             i = int(np.argmax(bad))
-            raise DataError(f"{where}: {part} label {int(y[i])} (item {i}) is outside the class range 0-{k - 1}; "
-                            f"fix the labels or set data.dataset: custom")
+            raise DataError(
+                f"{where}: {part} label {int(y[i])} (item {i}) is outside the class range 0-{k - 1}; "
+                f"fix the labels or set data.dataset: custom"
+            )
     missing = sorted(set(range(k)) - set(np.unique(y_train).tolist()))
     if missing:
-        raise DataError(f"{where}: classes missing from the training set: "
-                        f"{listing([class_names[i] for i in missing])}; every class needs training images")
+        raise DataError(
+            f"{where}: classes missing from the training set: "
+            f"{listing([class_names[i] for i in missing])}; every class needs training images"
+        )
     if k < 2:
         raise DataError(f"{where}: only one class ({class_names[0]}); a classifier needs at least two classes")
     return class_names

@@ -25,13 +25,17 @@ SPLITS = ("train", "test")
 def list_files(cfg) -> ImageFiles:
     path = Path(cfg.path)
     if not path.is_file():
-        raise DataError(f"{path}: no such manifest file; data.path must be a CSV with {cfg.path_column} and "
-                        f"{cfg.label_column} columns")
+        raise DataError(
+            f"{path}: no such manifest file; data.path must be a CSV with {cfg.path_column} and "
+            f"{cfg.label_column} columns"
+        )
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: not a readable CSV file ({e.__class__.__name__}: {e}); save it as UTF-8 CSV") from None
+        raise DataError(
+            f"{path}: not a readable CSV file ({e.__class__.__name__}: {e}); save it as UTF-8 CSV"
+        ) from None
     if not rows:
         raise DataError(f"{path}: the manifest is empty; it needs a header row ({cfg.path_column},{cfg.label_column})")
     header = [h.strip() for h in rows[0]]
@@ -42,26 +46,39 @@ def list_files(cfg) -> ImageFiles:
         columns[key] = header.index(name)
     split_at = header.index(cfg.split_column) if cfg.split_column in header else None
     if split_at is not None and cfg.test_split is not None:
-        raise DataError(f"{path}: the manifest has a {cfg.split_column!r} column, which says the test set; remove "
-                        f"data.test_split (or the column)")
+        raise DataError(
+            f"{path}: the manifest has a {cfg.split_column!r} column, which says the test set; remove "
+            f"data.test_split (or the column)"
+        )
     root = path.parent
-    names, labels, parts, lines = [], [], [], {}
+    names: list[str] = []
+    labels: list[str] = []
+    parts: list[str] = []
+    lines: dict[str, int] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            raise DataError(f"{path}:{line}: row has {len(row)} values, the header has {len(header)}; "
-                            f"fix or remove that row")
+            raise DataError(
+                f"{path}:{line}: row has {len(row)} values, the header has {len(header)}; fix or remove that row"
+            )
         name = checked_name(PurePosixPath(row[columns["path_column"]].strip()).as_posix(), f"{path}:{line}")
         label = row[columns["label_column"]].strip()
         if not name or name == "." or not label:
-            raise DataError(f"{path}:{line}: the row has no {'path' if not name or name == '.' else 'label'}; "
-                            f"fill it in or remove the row")
+            raise DataError(
+                f"{path}:{line}: the row has no {'path' if not name or name == '.' else 'label'}; "
+                f"fill it in or remove the row"
+            )
         if name in lines:
-            duplicates = sum(1 for r in rows[1:] if len(r) == len(header) and
-                             PurePosixPath(r[columns["path_column"]].strip()).as_posix() == name)
-            raise DataError(f"{path}:{line}: {name} is listed again (first on line {lines[name]}, {duplicates} rows "
-                            f"in all); list each file once")
+            duplicates = sum(
+                1
+                for r in rows[1:]
+                if len(r) == len(header) and PurePosixPath(r[columns["path_column"]].strip()).as_posix() == name
+            )
+            raise DataError(
+                f"{path}:{line}: {name} is listed again (first on line {lines[name]}, {duplicates} rows "
+                f"in all); list each file once"
+            )
         lines[name] = line
         part = row[split_at].strip().lower() if split_at is not None else ""
         if split_at is not None and part not in SPLITS:
@@ -73,8 +90,10 @@ def list_files(cfg) -> ImageFiles:
         raise DataError(f"{path}: the manifest lists no files")
     missing = [n for n in names if not (root / n).is_file()]
     if missing:
-        raise DataError(f"{path}: {len(missing):,} of {len(names):,} listed files are missing (relative to "
-                        f"{root}): {listing(missing, 3)}; fix the paths or remove the rows")
+        raise DataError(
+            f"{path}: {len(missing):,} of {len(names):,} listed files are missing (relative to "
+            f"{root}): {listing(missing, 3)}; fix the paths or remove the rows"
+        )
     class_names, indices = _classes(labels)
     return ImageFiles(str(path), FolderReader(root), names, indices, np.asarray(parts), class_names)
 

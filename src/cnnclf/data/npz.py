@@ -24,8 +24,10 @@ def load(cfg) -> Images:
         with np.load(path, allow_pickle=False) as arrays:
             missing = [k for k in KEYS if k not in arrays.files]
             if missing:
-                raise DataError(f"{path}: no {', '.join(missing)} array; an npz dataset holds "
-                                f"{', '.join(KEYS)} (it has {', '.join(arrays.files) or 'nothing'})")
+                raise DataError(
+                    f"{path}: no {', '.join(missing)} array; an npz dataset holds "
+                    f"{', '.join(KEYS)} (it has {', '.join(arrays.files) or 'nothing'})"
+                )
             x_train, y_train, x_test, y_test = (arrays[k] for k in KEYS)
     except (ValueError, OSError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable .npz file of plain arrays ({e})") from None
@@ -40,10 +42,13 @@ def load(cfg) -> Images:
 
 def _pixels(path: Path, key: str, x: np.ndarray) -> np.ndarray:
     if x.dtype != np.uint8:
-        if x.size and (not np.issubdtype(x.dtype, np.number) or x.min() < 0 or x.max() > 255
-                       or not np.array_equal(x, np.round(x))):
-            raise DataError(f"{path}: {key} must hold whole pixel values 0-255 (dtype {x.dtype}, "
-                            f"range {x.min()}-{x.max()}); store the images as uint8")
+        if x.size and (
+            not np.issubdtype(x.dtype, np.number) or x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x))
+        ):
+            raise DataError(
+                f"{path}: {key} must hold whole pixel values 0-255 (dtype {x.dtype}, "
+                f"range {x.min()}-{x.max()}); store the images as uint8"
+            )
         x = x.astype(np.uint8)
     return with_channels(x)
 
@@ -51,6 +56,7 @@ def _pixels(path: Path, key: str, x: np.ndarray) -> np.ndarray:
 def _labels(path: Path, key: str, y: np.ndarray) -> np.ndarray:
     y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{path}: {key} must be a 1-D array of integer class indices, "
-                        f"got shape {y.shape} and dtype {y.dtype}")
+        raise DataError(
+            f"{path}: {key} must be a 1-D array of integer class indices, got shape {y.shape} and dtype {y.dtype}"
+        )
     return y.astype(np.int64)

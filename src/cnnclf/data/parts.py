@@ -99,11 +99,15 @@ def _decode(files: ImageFiles, position: int, shape, policy: str, resize: bool) 
     try:
         pixels = decode_image(files.reader.read(name), shape, policy, resize)
     except DECODE_ERRORS as e:
-        raise DataError(f"{files.describe(position)}: not a readable image ({reason(e)}); remove it or set "
-                        f"data.skip_bad_images: true to skip and count such files") from None
+        raise DataError(
+            f"{files.describe(position)}: not a readable image ({reason(e)}); remove it or set "
+            f"data.skip_bad_images: true to skip and count such files"
+        ) from None
     if pixels.shape != tuple(shape):
-        raise DataError(f"{files.describe(position)}: image is {_size(pixels.shape)} but the first image is "
-                        f"{_size(shape)}; set data.image_shape: [height, width, channels] to resize them all")
+        raise DataError(
+            f"{files.describe(position)}: image is {_size(pixels.shape)} but the first image is "
+            f"{_size(shape)}; set data.image_shape: [height, width, channels] to resize them all"
+        )
     return pixels
 
 
@@ -112,15 +116,23 @@ def _decode(files: ImageFiles, position: int, shape, policy: str, resize: bool) 
 _JOB: dict = {}  # what forked workers decode: set before the pool starts, inherited by fork
 
 
-def decode_all(files: ImageFiles, positions: np.ndarray, shape, policy: str, resize: bool, skip_bad: bool,
-               out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def decode_all(
+    files: ImageFiles,
+    positions: np.ndarray,
+    shape,
+    policy: str,
+    resize: bool,
+    skip_bad: bool,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode files[positions] into `out` (or a new shared array): the pixels of the readable ones,
     in order, their positions, and the descriptions of those skipped (data.skip_bad_images)."""
     n = len(positions)
     if out is None:
         out = _shared_array((n, *shape))
-    workers = min(os.cpu_count() or 1, 8) if n >= PARALLEL_FROM and "fork" in multiprocessing.get_all_start_methods() \
-        else 1
+    workers = (
+        min(os.cpu_count() or 1, 8) if n >= PARALLEL_FROM and "fork" in multiprocessing.get_all_start_methods() else 1
+    )
     _JOB.update(files=files, positions=positions, shape=tuple(shape), policy=policy, resize=resize, out=out)
     chunks = [(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK)]
     failures: dict[int, str] = {}
@@ -144,10 +156,14 @@ def decode_all(files: ImageFiles, positions: np.ndarray, shape, policy: str, res
         if message.startswith("shape:") or not skip_bad:
             where = files.describe(int(positions[row]))
             if message.startswith("shape:"):
-                raise DataError(f"{where}: image is {message[6:]} but the first image is {_size(shape)}; set "
-                                f"data.image_shape: [height, width, channels] to resize them all")
-            raise DataError(f"{where}: not a readable image ({message}); remove it or set data.skip_bad_images: "
-                            f"true to skip and count such files")
+                raise DataError(
+                    f"{where}: image is {message[6:]} but the first image is {_size(shape)}; set "
+                    f"data.image_shape: [height, width, channels] to resize them all"
+                )
+            raise DataError(
+                f"{where}: not a readable image ({message}); remove it or set data.skip_bad_images: "
+                f"true to skip and count such files"
+            )
         skipped.append(files.describe(int(positions[row])))
     if failures:  # close the gaps in place: the array keeps its memory, a view of the first rows is used
         kept = np.array([row for row in range(n) if row not in failures], np.int64)
@@ -164,8 +180,9 @@ def _decode_chunk(start: int, stop: int) -> dict[int, str]:
     files, positions, out = job["files"], job["positions"], job["out"]
     for row in range(start, stop):
         try:
-            pixels = decode_image(files.reader.read(files.names[int(positions[row])]), job["shape"], job["policy"],
-                                  job["resize"])
+            pixels = decode_image(
+                files.reader.read(files.names[int(positions[row])]), job["shape"], job["policy"], job["resize"]
+            )
         except DECODE_ERRORS as e:
             failures[row] = reason(e)
             continue
@@ -208,12 +225,14 @@ class _Progress:
 # --- the decoded-pixels cache ---------------------------------------------------------------
 
 
-def cached(files: ImageFiles, positions: np.ndarray, shape, policy: str, resize: bool, skip_bad: bool,
-           folder: Path) -> tuple[Cached, list[str]]:
+def cached(
+    files: ImageFiles, positions: np.ndarray, shape, policy: str, resize: bool, skip_bad: bool, folder: Path
+) -> tuple[Cached, list[str]]:
     """A Cached part of files[positions], from `folder`, built first when missing or stale. The entry's
     name is a hash of the files (names, classes, sizes and times), the shape and the resize policy."""
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, files.fingerprint(positions), list(shape), policy, resize,
-                                     skip_bad]).encode()).hexdigest()[:32]
+    key = hashlib.sha256(
+        json.dumps([CACHE_VERSION, files.fingerprint(positions), list(shape), policy, resize, skip_bad]).encode()
+    ).hexdigest()[:32]
     pixels, meta = folder / f"{key}.pixels", folder / f"{key}.json"
     if meta.exists() and pixels.exists():
         kept = np.asarray(json.loads(meta.read_text())["positions"], np.int64)
@@ -226,7 +245,9 @@ def cached(files: ImageFiles, positions: np.ndarray, shape, policy: str, resize:
     size = len(positions) * int(np.prod(shape))
     log.info(f"filling the cache {pixels} ({size / 2**20:,.0f} MB)")
     try:
-        out = np.memmap(tmp, np.uint8, "w+", shape=(len(positions), *shape)) if size else np.zeros((0, *shape), np.uint8)
+        out = (
+            np.memmap(tmp, np.uint8, "w+", shape=(len(positions), *shape)) if size else np.zeros((0, *shape), np.uint8)
+        )
         _, kept, skipped = decode_all(files, positions, shape, policy, resize, skip_bad, out)
         if isinstance(out, np.memmap):
             out.flush()

@@ -19,8 +19,16 @@ import tensorflow as tf
 from cnnclf.data.parts import Part
 
 
-def training_batches(part: Part, batch_size: int, seed: int, step_counter, num_classes: int, onehot: bool,
-                     first_epoch: int = 0, shard: tuple[int, int] = (0, 1)) -> tuple[tf.data.Dataset, int]:
+def training_batches(
+    part: Part,
+    batch_size: int,
+    seed: int,
+    step_counter,
+    num_classes: int,
+    onehot: bool,
+    first_epoch: int = 0,
+    shard: tuple[int, int] = (0, 1),
+) -> tuple[tf.data.Dataset, int]:
     """One epoch of shuffled batches (Keras iterates it once per epoch), and its length in steps.
 
     Each epoch's order is a pure function of (seed, epoch), the epoch read from the optimizer's
@@ -36,7 +44,8 @@ def training_batches(part: Part, batch_size: int, seed: int, step_counter, num_c
     def epoch_order(_):
         epoch = tf.cast(tf.convert_to_tensor(step_counter.value), tf.int64) // steps + first_epoch
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
     batches = tf.data.Dataset.from_tensors(0).flat_map(epoch_order)
@@ -44,11 +53,14 @@ def training_batches(part: Part, batch_size: int, seed: int, step_counter, num_c
     return _gather(_sliced(batches, shard), part, num_classes, onehot), steps
 
 
-def evaluation_batches(part: Part, batch_size: int, num_classes: int, onehot: bool,
-                       shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+def evaluation_batches(
+    part: Part, batch_size: int, num_classes: int, onehot: bool, shard: tuple[int, int] = (0, 1)
+) -> tf.data.Dataset:
     """The set in order, in large batches."""
     n = len(part)
-    batches = tf.data.Dataset.range(0, n, batch_size).map(lambda start: tf.range(start, tf.minimum(start + batch_size, n)))
+    batches = tf.data.Dataset.range(0, n, batch_size).map(
+        lambda start: tf.range(start, tf.minimum(start + batch_size, n))
+    )
     return _gather(_sliced(batches, shard), part, num_classes, onehot)
 
 
@@ -60,7 +72,7 @@ def _sliced(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.Dataset
 
     def slice_of(indices):
         size = tf.shape(indices, out_type=tf.int64)[0]
-        return indices[size * index // count: size * (index + 1) // count]
+        return indices[size * index // count : size * (index + 1) // count]
 
     return batches.map(slice_of)
 
@@ -69,8 +81,9 @@ def _gather(batches, part: Part, num_classes: int, onehot: bool):
     labels_of = part.labels
 
     def lookup(indices):
-        images, labels = tf.numpy_function(lambda i: (part.gather(i), labels_of[i]), [indices],
-                                           (tf.uint8, tf.int64), stateful=False)
+        images, labels = tf.numpy_function(
+            lambda i: (part.gather(i), labels_of[i]), [indices], (tf.uint8, tf.int64), stateful=False
+        )
         images.set_shape((None, *part.shape))
         labels.set_shape((None,))
         return images, tf.one_hot(labels, num_classes) if onehot else labels

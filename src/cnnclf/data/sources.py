@@ -28,9 +28,13 @@ SOURCES = {
     "csv": Source("csv_files", (*MNIST_LIKE, "custom"), frozenset({"path", "test_path", "label_column"})),
     "npz": Source("npz", (*MNIST_LIKE, "custom"), frozenset({"path"})),
     "cifar": Source("cifar_pickles", ("cifar10", "custom"), frozenset({"path"})),
-    "folder": Source("image_folder", (*MNIST_LIKE, "custom"), frozenset({"path", "test_path"}) | IMAGE_FILE_KEYS,
-                     image_files=True),
-    "manifest": Source("manifest", (*MNIST_LIKE, "custom"),
-                       frozenset({"path", "path_column", "label_column", "split_column"}) | IMAGE_FILE_KEYS,
-                       image_files=True),
+    "folder": Source(
+        "image_folder", (*MNIST_LIKE, "custom"), frozenset({"path", "test_path"}) | IMAGE_FILE_KEYS, image_files=True
+    ),
+    "manifest": Source(
+        "manifest",
+        (*MNIST_LIKE, "custom"),
+        frozenset({"path", "path_column", "label_column", "split_column"}) | IMAGE_FILE_KEYS,
+        image_files=True,
+    ),
 }

@@ -62,20 +62,28 @@ def split_arrays(images: Images, cfg, seed: int, limits: tuple[int | None, int |
         from sklearn.model_selection import train_test_split
 
         try:
-            train, val = train_test_split(train, test_size=cfg.validation_split, random_state=seed,
-                                          stratify=images.y_train[train])
+            train, val = train_test_split(
+                train, test_size=cfg.validation_split, random_state=seed, stratify=images.y_train[train]
+            )
         except ValueError as e:
-            raise DataError(f"cannot hold out a stratified validation set of {cfg.validation_split:g} from "
-                            f"{len(train)} training images in {images.num_classes} classes ({e}); raise "
-                            f"data.validation_split or data.limit_train, or set data.validation: test") from None
+            raise DataError(
+                f"cannot hold out a stratified validation set of {cfg.validation_split:g} from "
+                f"{len(train)} training images in {images.num_classes} classes ({e}); raise "
+                f"data.validation_split or data.limit_train, or set data.validation: test"
+            ) from None
         train, val = np.sort(train), np.sort(val)
     digest = hashlib.sha256()
     for indices in (train, val, test):
         digest.update(np.asarray(indices, np.int64).tobytes())
     test_part = InMemory(images.x_test[test], images.y_test[test])
     validation = InMemory(images.x_train[val], images.y_train[val]) if cfg.validation == "split" else test_part
-    return Splits(InMemory(images.x_train[train], images.y_train[train]), validation, test_part,
-                  list(images.class_names or []), digest.hexdigest())
+    return Splits(
+        InMemory(images.x_train[train], images.y_train[train]),
+        validation,
+        test_part,
+        list(images.class_names or []),
+        digest.hexdigest(),
+    )
 
 
 def _subset(labels: np.ndarray, limit: int | None, seed: int, key: str) -> np.ndarray:
@@ -85,8 +93,10 @@ def _subset(labels: np.ndarray, limit: int | None, seed: int, key: str) -> np.nd
         return everything
     classes = len(np.unique(labels))
     if limit < classes:
-        raise ConfigError(f"{key}: {limit} is smaller than the number of classes ({classes}); "
-                          f"a stratified subset needs at least one image per class")
+        raise ConfigError(
+            f"{key}: {limit} is smaller than the number of classes ({classes}); "
+            f"a stratified subset needs at least one image per class"
+        )
     from sklearn.model_selection import train_test_split
 
     chosen, _ = train_test_split(everything, train_size=limit, random_state=seed, stratify=labels)
@@ -101,15 +111,19 @@ def assign_files(files: ImageFiles, cfg, seed: int, limits: tuple[int | None, in
     parts = files.parts.astype(object)
     if files.has_test_part:
         if cfg.test_split is not None:
-            raise DataError(f"{files.where}: the data has its own test part (test/ or a split column); remove "
-                            f"data.test_split")
+            raise DataError(
+                f"{files.where}: the data has its own test part (test/ or a split column); remove data.test_split"
+            )
     else:
-        parts[:] = np.where(_unit_hash(files.names, seed, "test") < (cfg.test_split or DEFAULT_TEST_SPLIT),
-                            "test", "train")
+        parts[:] = np.where(
+            _unit_hash(files.names, seed, "test") < (cfg.test_split or DEFAULT_TEST_SPLIT), "test", "train"
+        )
     for label in range(len(files.class_names)):
         if not np.any((parts == "train") & (files.labels == label)):
-            raise DataError(f"{files.where}: class {files.class_names[label]} has no training images once the test "
-                            f"set is set aside; add images of it")
+            raise DataError(
+                f"{files.where}: class {files.class_names[label]} has no training images once the test "
+                f"set is set aside; add images of it"
+            )
     if cfg.validation == "split":
         parts[(parts == "train") & (_unit_hash(files.names, seed, "validation") < cfg.validation_split)] = "validation"
     order = _unit_hash(files.names, seed, "limit")
@@ -124,8 +138,9 @@ def assign_files(files: ImageFiles, cfg, seed: int, limits: tuple[int | None, in
 
 def _unit_hash(names: list[str], seed: int, purpose: str) -> np.ndarray:
     """A number in [0, 1) for each name, fixed by the name, the seed and the purpose."""
-    values = [int.from_bytes(hashlib.sha256(f"{seed}\0{purpose}\0{name}".encode()).digest()[:8], "big")
-              for name in names]
+    values = [
+        int.from_bytes(hashlib.sha256(f"{seed}\0{purpose}\0{name}".encode()).digest()[:8], "big") for name in names
+    ]
     return np.asarray(values, np.float64) / 2.0**64
 
 
@@ -137,8 +152,10 @@ def _limit(parts: np.ndarray, labels: np.ndarray, order: np.ndarray, pool: tuple
         return
     classes = len(np.unique(labels[inside]))
     if limit < classes:
-        raise ConfigError(f"{key}: {limit} is smaller than the number of classes ({classes}); "
-                          f"a stratified subset needs at least one image per class")
+        raise ConfigError(
+            f"{key}: {limit} is smaller than the number of classes ({classes}); "
+            f"a stratified subset needs at least one image per class"
+        )
     counts = np.bincount(labels[inside], minlength=labels.max() + 1)
     quota = counts * limit / total
     keep = np.floor(quota).astype(int)
@@ -175,8 +192,12 @@ def read_split(path: Path, files: ImageFiles) -> np.ndarray:
             elif row["split"] in PARTS:
                 parts[i] = row["split"]
     if gone or moved:
-        what = f"{len(gone):,} are gone ({listing(gone, 3)})" if gone else f"{len(moved):,} changed class " \
-                                                                         f"({listing(moved, 3)})"
-        raise DataError(f"{path}: of the files the run was split into, {what} in {files.where}; restore them, or "
-                        f"train a new run")
+        what = (
+            f"{len(gone):,} are gone ({listing(gone, 3)})"
+            if gone
+            else f"{len(moved):,} changed class ({listing(moved, 3)})"
+        )
+        raise DataError(
+            f"{path}: of the files the run was split into, {what} in {files.where}; restore them, or train a new run"
+        )
     return parts.astype(str)
