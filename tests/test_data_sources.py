@@ -189,3 +189,23 @@ def test_batches_cover_each_image_once_without_autotuning():
     assert [images.numpy().ravel().tolist() for images, _ in test] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     # Autotuning made about one epoch in ten twice as long (the iterator's end waited on its thread).
     assert train.options().autotune.enabled is False and test.options().autotune.enabled is False
+
+
+def test_alternating_flips_show_each_image_both_ways_in_two_epochs():
+    import keras
+
+    from cnnclf.data.pipeline import training_batches
+
+    x = np.zeros((6, 1, 2, 1), np.uint8)
+    x[:, 0, 0, 0] = np.arange(6) + 1  # the left pixel names the image; mirrored, it is on the right
+    counter = keras.Variable(0, dtype="int64")
+    seen = {i: [] for i in range(1, 7)}
+    for epoch in range(2):
+        counter.assign(epoch * 2)  # 2 steps an epoch
+        train, _ = training_batches(InMemory(x, np.zeros(6, int)), 3, seed=0, step_counter=counter, num_classes=2,
+                                    onehot=False, alternate_flips=True)
+        for images, _ in train:
+            for image in images.numpy():
+                left, right = int(image[0, 0, 0]), int(image[0, 1, 0])
+                seen[left or right].append("plain" if left else "mirrored")
+    assert all(sorted(ways) == ["mirrored", "plain"] for ways in seen.values())

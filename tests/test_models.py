@@ -140,3 +140,11 @@ def test_forward_convolution_gradients_equal_tensorflows_and_leave_a_plain_keras
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     assert type(reloaded.layers[0]) is keras.layers.Conv2D and "convolution_op" not in vars(reloaded.layers[0])
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_ema_weights_are_keras_optimizer_average():
+    cfg = config({"layers": [{"Flatten": {}}]}, ema={"decay": 0.9}, optimizer={"name": "sgd", "learning_rate": 0.1})
+    optimizer = make_optimizer(cfg.train, steps_per_epoch=7)
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.9 and optimizer.ema_overwrite_frequency == 7
+    plain = make_optimizer(config({"layers": [{"Flatten": {}}]}).train, steps_per_epoch=7)
+    assert not plain.use_ema

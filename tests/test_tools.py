@@ -263,7 +263,7 @@ def test_report_loads_with_all_images_in_headless_chromium(trained_run, tmp_path
                           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
                           report.as_uri()], capture_output=True, text=True, timeout=120).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
-    assert 'data-images-loaded="6"' in body and 'data-images="6"' in body
+    assert 'data-images-loaded="7"' in body and 'data-images="7"' in body
     assert "Per class (test)" in dom and "expected calibration error" in dom and "completed" in dom
 
 

@@ -61,6 +61,7 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
                 onehot,
                 first_epoch=state.phase_start,
                 shard=shard,
+                alternate_flips=config.data.augment.alternate_flips,
             )[0],
         )
         validation = distribute.per_worker(

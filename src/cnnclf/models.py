@@ -76,7 +76,7 @@ def augmentation(augment, seed: int) -> list:
     nothing (bilinear halved training speed on MNIST on 2 CPU cores)."""
     common = {"fill_mode": augment.fill, "interpolation": "nearest", "seed": seed}
     layers = []
-    if augment.flip:
+    if augment.flip and not augment.alternate_flips:  # alternating flips are the pipeline's (data/pipeline.py)
         layers.append(keras.layers.RandomFlip(augment.flip, seed=seed, name="flip"))
     if augment.translate:
         layers.append(keras.layers.RandomTranslation(augment.translate, augment.translate, name="translate", **common))

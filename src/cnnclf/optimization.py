@@ -41,6 +41,10 @@ def make_optimizer(train, steps_per_epoch: int, scale: float = 1.0) -> keras.opt
             warmup_target=rate if warmup else None,
             warmup_steps=warmup,
         )
+    if train.ema is not None:  # Keras's own: averaged every step, copied into the model every_steps steps
+        kwargs.update(
+            use_ema=True, ema_momentum=train.ema.decay, ema_overwrite_frequency=train.ema.every_steps or steps_per_epoch
+        )
     return construct(cls, {**kwargs, "learning_rate": rate}, "train.optimizer")
 
 

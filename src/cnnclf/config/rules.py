@@ -42,6 +42,11 @@ def _check_data(data: DataConfig, where, fail) -> None:
     for key in sorted(set().union(*(s.reads for s in SOURCES.values())) - source.reads, key=list(defaults).index):
         if getattr(data, key) != defaults[key].default:
             log.warning(f"{where(('data', key))}: warning: data.{key} is not used by source {data.source}; ignored")
+    if data.augment.alternate_flips and data.augment.flip != "horizontal":
+        fail(
+            ("data", "augment", "alternate_flips"),
+            "alternating flips are horizontal ones: set data.augment.flip: horizontal",
+        )
     if data.augment.test_flip and data.augment.flip is None:
         fail(("data", "augment", "test_flip"), "test-time flips are the ones training saw: set data.augment.flip too")
     if data.augment.test_shift and not data.augment.translate:

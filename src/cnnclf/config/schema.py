@@ -23,6 +23,8 @@ class AugmentConfig(Section):
     whether inference averages over flips and shifts training drew from (test-time augmentation)."""
 
     flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = None
+    alternate_flips: bool = False  # flip each image in every other epoch (airbench's rule: it sees both sides
+    # equally often) rather than at random; needs flip: horizontal
     translate: float = Field(0.0, ge=0, lt=0.5)  # up to this fraction of height and width, per image
     rotate: float = Field(0.0, ge=0, le=0.5)  # up to this fraction of a full turn
     zoom: float = Field(0.0, ge=0, lt=1)  # up to this fraction in or out

@@ -72,6 +72,13 @@ class FineTuneConfig(Section):
     # (batch normalization stays in inference mode either way, as Keras's transfer-learning guide says)
 
 
+class EmaConfig(Section):
+    """An exponential moving average of the weights, which validation, checkpoints and the final model use."""
+
+    decay: float = Field(0.99, gt=0, lt=1)  # per step: the average forgets the past by this factor
+    every_steps: PositiveInt | None = None  # the model takes the average every this many steps (null: each epoch)
+
+
 class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()  # a name, or {name: rmsprop, learning_rate: 0.001}
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 by the last epoch
@@ -97,6 +104,7 @@ class TrainConfig(Section):
     batch_size_per_replica: bool = False  # true: batch_size per replica, false: per step across all replicas
     scale_learning_rate: bool = False  # times the replicas, with batch_size_per_replica (linear scaling)
     cpu_replicas: PositiveInt = 1  # mirrored without GPUs: split the CPU into this many devices
+    ema: EmaConfig | None = None  # averaged weights (Keras's optimizer EMA); or false
     fine_tune: FineTuneConfig | None = None  # with model.backbone: a second phase, the backbone unfrozen
     class_weight: Literal["none", "balanced"] | dict[str, PositiveFloat] = "none"  # balanced: each class
     # weighs images / (classes x its images) in the loss; or {class name: weight}, others 1
@@ -108,12 +116,12 @@ class TrainConfig(Section):
     def _optimizer_name(cls, value):
         return {"name": value} if isinstance(value, str) else value
 
-    @field_validator("early_stopping", "checkpoint", "fine_tune", mode="before")
+    @field_validator("early_stopping", "checkpoint", "fine_tune", "ema", mode="before")
     @classmethod
     def _switch(cls, value):
         return on_off(value)
 
-    @field_serializer("early_stopping", "checkpoint", "fine_tune")
+    @field_serializer("early_stopping", "checkpoint", "fine_tune", "ema")
     def _off_is_false(self, value):
         return False if value is None else value.model_dump()
 

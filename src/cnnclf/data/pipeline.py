@@ -14,6 +14,7 @@ the epoch before was destroyed, waiting for autotuning's background thread (BENC
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from cnnclf.data.parts import Part
@@ -28,6 +29,7 @@ def training_batches(
     onehot: bool,
     first_epoch: int = 0,
     shard: tuple[int, int] = (0, 1),
+    alternate_flips: bool = False,
 ) -> tuple[tf.data.Dataset, int]:
     """One epoch of shuffled batches (Keras iterates it once per epoch), and its length in steps.
 
@@ -36,7 +38,9 @@ def training_batches(
     again: a second training phase): a resumed run (its counter restored from the backup) sees
     exactly the batches an uninterrupted one would have, and steps_per_execution cannot shift
     batches across epochs. `shard` (index, count): this worker's slice of every batch, so that
-    workers of a multi-worker run read and decode only their own images.
+    workers of a multi-worker run read and decode only their own images. `alternate_flips`: image i
+    is mirrored left to right in the epochs where i + epoch is odd, so it is seen both ways equally
+    often (airbench); such an index travels as -(i + 1) to the gather, which mirrors it.
     """
     n = len(part)
     steps = math.ceil(n / batch_size)
@@ -46,6 +50,8 @@ def training_batches(
         order = tf.random.experimental.stateless_shuffle(
             tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
         )
+        if alternate_flips:
+            order = tf.where((order + epoch) % 2 == 1, -order - 1, order)
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
     batches = tf.data.Dataset.from_tensors(0).flat_map(epoch_order)
@@ -80,10 +86,16 @@ def _sliced(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.Dataset
 def _gather(batches, part: Part, num_classes: int, onehot: bool):
     labels_of = part.labels
 
+    def gather(indices: np.ndarray):
+        mirrored = indices < 0
+        indices = np.where(mirrored, -indices - 1, indices)
+        images = part.gather(indices)
+        if mirrored.any():
+            images[mirrored] = images[mirrored][:, :, ::-1]
+        return images, labels_of[indices]
+
     def lookup(indices):
-        images, labels = tf.numpy_function(
-            lambda i: (part.gather(i), labels_of[i]), [indices], (tf.uint8, tf.int64), stateful=False
-        )
+        images, labels = tf.numpy_function(gather, [indices], (tf.uint8, tf.int64), stateful=False)
         images.set_shape((None, *part.shape))
         labels.set_shape((None,))
         return images, tf.one_hot(labels, num_classes) if onehot else labels
