@@ -240,3 +240,16 @@ def test_decoding_progress_is_reported(caplog, monkeypatch):
         progress.finish()
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("decoding images: 500/1,000 (") and lines[-1].startswith("decoded 1,000 images in")
+
+
+def test_streaming_finds_unreadable_files_before_training(tmp_path):
+    from cnnclf.errors import DataError
+
+    root = photos(tmp_path / "photos", counts={"cat": 6, "dog": 6})
+    (root / "dog" / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=r"dog/bad.jpg: not a readable image; remove it or set data.skip_bad_images"):
+        load(DataConfig(**data(root, storage="stream", validation="test", test_split=0.5)), seed=0)
+    loaded = load(DataConfig(**data(root, storage="stream", validation="test", test_split=0.5,
+                                    skip_bad_images=True)), seed=0)
+    assert loaded.skipped == [str(root / "dog" / "bad.jpg")]
+    assert len(loaded.splits.train) + len(loaded.splits.test) == 12

@@ -86,19 +86,21 @@ def build(config, input_shape: tuple[int, int, int]) -> keras.Model:
                 f"model.backbone: {settings.name} cannot be built for input {list(input_shape)} ({first})"
             ) from None
     backbone.trainable = settings.trainable
-    if settings.trainable:
+    if settings.trainable and settings.weights is not None:
         keep_batch_norm_frozen(backbone)
     return backbone
 
 
-def unfreeze(backbone: keras.Model, unfreeze) -> None:
-    """For fine-tuning: every layer (unfreeze: all) or the last N train; batch normalization stays
-    frozen, so in inference mode, as in Keras's transfer-learning guide."""
+def unfreeze(backbone: keras.Model, unfreeze, pretrained: bool) -> None:
+    """For fine-tuning: every layer (unfreeze: all) or the last N train; a pretrained backbone's batch
+    normalization stays frozen, so in inference mode with the statistics it learnt, as in Keras's
+    transfer-learning guide (a randomly initialized one has no statistics worth keeping)."""
     backbone.trainable = True
     if unfreeze != "all":
         for layer in backbone.layers[: max(len(backbone.layers) - unfreeze, 0)]:
             layer.trainable = False
-    keep_batch_norm_frozen(backbone)
+    if pretrained:
+        keep_batch_norm_frozen(backbone)
 
 
 def keep_batch_norm_frozen(backbone: keras.Model) -> None:

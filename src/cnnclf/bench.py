@@ -159,21 +159,7 @@ def _run_result(path: str, config, figure: float | None, process: _Process) -> R
     lines = process.stdout.strip().splitlines()
     run = RunDir(lines[-1]) if process.returncode == 0 and lines else None
     if run is None:
-        return Result(
-            path,
-            config.name,
-            config.data.dataset,
-            f"failed: {process.error}",
-            None,
-            None,
-            round(process.wall, 1),
-            None,
-            None,
-            None,
-            None,
-            figure,
-            None,
-        )
+        return _failed(path, config, figure, process)
     state = run.status()
     metrics = run.read_metrics() or {}
     history = run.read_history()
@@ -195,27 +181,31 @@ def _run_result(path: str, config, figure: float | None, process: _Process) -> R
     )
 
 
+def _failed(label: str, config, figure: float | None, process: _Process) -> Result:
+    return Result(
+        label,
+        config.name,
+        config.data.dataset,
+        f"failed: {process.error}",
+        None,
+        None,
+        round(process.wall, 1),
+        None,
+        None,
+        None,
+        None,
+        figure,
+        None,
+    )
+
+
 def _tutorial_result(config, figure: float | None, process: _Process) -> Result:
     """The tutorial's own code prints {epoch, val_accuracy, time} per epoch, then {test_accuracy}."""
     rows = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
     history, final = [r for r in rows if "epoch" in r], next((r for r in rows if "test_accuracy" in r), None)
     label = f"tutorial code: {config.name}"
     if process.returncode != 0 or final is None:
-        return Result(
-            label,
-            config.name,
-            config.data.dataset,
-            f"failed: {process.error}",
-            None,
-            None,
-            round(process.wall, 1),
-            None,
-            None,
-            None,
-            None,
-            figure,
-            None,
-        )
+        return _failed(label, config, figure, process)
     reached = next(
         (row["time"] - process.started for row in history if figure and row["val_accuracy"] >= figure), None
     )  # its validation set is the test set: the first epoch at the figure

@@ -37,14 +37,14 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
     steps = -(-len(splits.train) // compute.batch_size)
     with session.strategy.scope():
         if state.phase == "fine_tune":  # the saved optimizer state is the fine-tuning optimizer's
-            start_fine_tuning(model, train, config.data.labels, steps, compute)
+            start_fine_tuning(model, config, steps, compute)
         state.restore_weights(model)
     for phase in ("train", "fine_tune") if train.fine_tune else ("train",):
         if phase == "train" and state.phase == "fine_tune":
             continue
         if phase == "fine_tune" and state.phase == "train":
             with session.strategy.scope():
-                start_fine_tuning(model, train, config.data.labels, steps, compute)
+                start_fine_tuning(model, config, steps, compute)
             state.begin_phase("fine_tune")
         if state.finished():
             continue

@@ -69,7 +69,8 @@ def fine_tune_settings(train):
     )
 
 
-def start_fine_tuning(model: keras.Model, train, labels: str, steps_per_epoch: int, compute: Compute) -> None:
+def start_fine_tuning(model: keras.Model, config, steps_per_epoch: int, compute: Compute) -> None:
     """Unfreeze the backbone (all of it, or its last N layers) and compile again at the fine-tuning rate."""
-    backbones.unfreeze(backbones.find(model), train.fine_tune.unfreeze)
-    compile_model(model, fine_tune_settings(train), labels, steps_per_epoch, compute)
+    train = config.train
+    backbones.unfreeze(backbones.find(model), train.fine_tune.unfreeze, config.model.backbone.weights is not None)
+    compile_model(model, fine_tune_settings(train), config.data.labels, steps_per_epoch, compute)

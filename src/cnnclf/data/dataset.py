@@ -53,8 +53,15 @@ def load(
         )
     storage = _storage(cfg, len(used) * int(np.prod(shape)))
     resize = cfg.image_shape is not None
-    if storage == "stream" and not resize:
-        _check_one_size(files, used, shape)
+    unreadable: set[int] = set()
+    if storage == "stream" and not cfg.cache:  # decoded during training: find what would fail now
+        unreadable = _scan_headers(files, used, check_size=not resize)
+        if unreadable and not cfg.skip_bad_images:
+            first = min(unreadable)
+            raise DataError(
+                f"{files.describe(first)}: not a readable image; remove it or set data.skip_bad_images: "
+                f"true to skip and count such files"
+            )
     stored: dict[str, Part] = {}
     skipped: list[str] = []
     for part in PARTS:
@@ -72,7 +79,9 @@ def load(
                 files, positions, shape, cfg.resize, resize, cfg.skip_bad_images, Path(cfg.cache)
             )
         else:
-            stored[part] = Streamed(files, positions, shape, cfg.resize, resize)
+            missed = [files.describe(int(i)) for i in positions if int(i) in unreadable]
+            readable = np.array([i for i in positions if int(i) not in unreadable], np.int64)
+            stored[part] = Streamed(files, readable, shape, cfg.resize, resize)
         skipped += missed
     if skipped and cfg.skip_bad_images:
         log.warning(f"skipped {len(skipped)} unreadable image files (data.skip_bad_images), the first: {skipped[0]}")
@@ -150,23 +159,26 @@ def _first_shape(files: ImageFiles, used: np.ndarray) -> tuple[int, int, int]:
     return height, width, 1 if mode in GRAY_MODES else 3
 
 
-def _check_one_size(files: ImageFiles, used: np.ndarray, shape) -> None:
-    """Streamed files are decoded during training: without data.image_shape, read every header first,
-    so mixed sizes are found now."""
+def _scan_headers(files: ImageFiles, used: np.ndarray, check_size: bool) -> set[int]:
+    """Streamed files are decoded during training: read every header first, so that files that are not
+    images (returned) and, without data.image_shape, mixed sizes are found now."""
     sizes: dict[tuple[int, int], int] = {}
+    unreadable = set()
     for i in used:
         try:
             with files.reader.open(files.names[int(i)]) as stream:
                 height, width, _ = image_header(stream)
         except DECODE_ERRORS:
-            continue  # reported when decoded, or skipped with data.skip_bad_images
+            unreadable.add(int(i))
+            continue
         sizes[(height, width)] = sizes.get((height, width), 0) + 1
-    if len(sizes) > 1:
+    if check_size and len(sizes) > 1:
         seen = [f"{h}x{w} ({n:,} files)" for (h, w), n in sorted(sizes.items(), key=lambda kv: -kv[1])]
         raise DataError(
             f"{files.where}: images have {len(sizes)} sizes ({listing(seen, 4)}); set data.image_shape: "
             f"[height, width, channels] to resize them all"
         )
+    return unreadable
 
 
 def _hash_parts(files: ImageFiles, parts: np.ndarray) -> str:
