@@ -5,12 +5,11 @@ import shutil
 
 import pytest
 
-from cnnclf.bench_report import write_section
+from cnnclf.bench_report import markdown, write_section
 from conftest import ROOT, cnnclf
 
-pytestmark = pytest.mark.slow  # trains for real, in subprocesses and clusters
 
-
+@pytest.mark.slow  # trains for real, in subprocesses
 def test_quick_pass_tabulates_each_config(tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -48,3 +47,17 @@ def test_a_section_is_replaced_in_place(tmp_path):
     write_section(out, "a", "second\n")
     text = out.read_text()
     assert "second" in text and "first" not in text and text.index("second") < text.index("other")
+
+
+def test_seeds_are_summarized_by_their_mean_and_spread():
+    row = {"config": "configs/mnist.yaml", "dataset": "mnist", "epochs": 3, "time_to_first_step_seconds": 6.0,
+           "seconds_after_last_epoch": 4.0, "train_images_per_second": 1200.0, "peak_rss_mb": 900.0,
+           "figure": 0.995, "train_gflops_per_image": 0.05, "fraction_of_peak": 0.5, "name": "mnist"}
+    runs = [{**row, "seed": 42 + i, "test_accuracy": acc, "wall_seconds": wall, "seconds_to_figure": reached}
+            for i, (acc, wall, reached) in enumerate([(0.9952, 140.0, 140.0), (0.9946, 150.0, None),
+                                                       (0.9954, 145.0, 145.0)])]
+    bench = {"device": {"cpu": "CPU", "cpu_cores": 2, "gpus": []}, "date": "2026-12-02", "peak_gflops": 100.0,
+             "limit": None, "epochs": None, "seeds": 3, "results": runs}
+    text = markdown(bench, "cnnclf bench configs/mnist.yaml --seeds 3")
+    assert "| configs/mnist.yaml (seed 43) | mnist | 3 | 150.0 | 6.0 | 4.0 | 1,200 |" in text
+    assert "| configs/mnist.yaml | 42, 43, 44 | 99.51% | 99.46% to 99.54% | 99.50% | 2 of 3 | 145.0 | 150.0 |" in text

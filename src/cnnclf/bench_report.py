@@ -22,18 +22,20 @@ def markdown(bench: dict, command: str) -> str:
         command,
         "```",
         "",
-        "| config | dataset | epochs | wall s | to first step s | train img/s | peak RSS MB | test acc | figure "
-        "| s to figure | train GFLOP/img | % of peak |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| config | dataset | epochs | wall s | to first step s | after last epoch s | train img/s | peak RSS MB "
+        "| test acc | figure | s to figure | train GFLOP/img | % of peak |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in bench["results"]:
         lines.append(
-            f"| {r['config']} | {r['dataset']} | {_fmt(r['epochs'])} | {_fmt(r['wall_seconds'])} | "
-            f"{_fmt(r['time_to_first_step_seconds'])} | {_fmt(r['train_images_per_second'], 0)} | "
+            f"| {r['config']}{_seed_label(r) if bench['seeds'] > 1 else ''} | {r['dataset']} | "
+            f"{_fmt(r['epochs'])} | {_fmt(r['wall_seconds'])} | {_fmt(r['time_to_first_step_seconds'])} | "
+            f"{_fmt(r.get('seconds_after_last_epoch'))} | {_fmt(r['train_images_per_second'], 0)} | "
             f"{_fmt(r['peak_rss_mb'], 0)} | {_pct(r['test_accuracy'])} | {_pct(r['figure'])} | "
             f"{_reach(r) if r['figure'] else ''} | "
             f"{_fmt(r['train_gflops_per_image'], 4)} | {_pct(r['fraction_of_peak'], 1)} |"
         )
+    lines += _seed_summary(bench["results"])
     pairs = _pairs(bench["results"])
     if pairs:
         lines += [
@@ -55,6 +57,40 @@ def markdown(bench: dict, command: str) -> str:
                 f"{_ratio(fast['peak_rss_mb'], own['peak_rss_mb'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _seed_label(result) -> str:
+    return f" (seed {result['seed']})"
+
+
+def _seed_summary(results) -> list[str]:
+    """Where a config ran with several seeds: its mean test accuracy, their spread, and its times."""
+    by_config: dict[str, list] = {}
+    for r in results:
+        by_config.setdefault(r["config"], []).append(r)
+    rows = []
+    for config, runs in by_config.items():
+        done = [r for r in runs if r["test_accuracy"] is not None]
+        if len(runs) < 2 or not done:
+            continue
+        accuracy = [r["test_accuracy"] for r in done]
+        walls = [r["wall_seconds"] for r in done]
+        reached = sum(1 for r in done if r["seconds_to_figure"])
+        rows.append(
+            f"| {config} | {', '.join(str(r['seed']) for r in done)} | {_pct(sum(accuracy) / len(accuracy))} | "
+            f"{_pct(min(accuracy))} to {_pct(max(accuracy))} | {_pct(runs[0]['figure'])} | {reached} of {len(done)} | "
+            f"{_fmt(sum(walls) / len(walls))} | {_fmt(max(walls))} |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "Over seeds (each row above is one seed):",
+        "",
+        "| config | seeds | mean test acc | spread | figure | runs reaching it | mean wall s | max wall s |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+        *rows,
+    ]
 
 
 def _pairs(results):
