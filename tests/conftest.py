@@ -33,6 +33,26 @@ def cnnclf(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], obj={"started": time.time()})
 
 
+def run_exported(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
+    """The probabilities an exported model (savedmodel, tflite or onnx) gives for images `x`."""
+    import tensorflow as tf
+
+    if fmt == "savedmodel":
+        return tf.saved_model.load(str(path)).serve(x).numpy()
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path))
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

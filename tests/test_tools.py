@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from cnnclf.data.idx import read_idx
-from conftest import SAMPLE, cnnclf, tiny_config, write_config
+from conftest import SAMPLE, cnnclf, run_exported, tiny_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,6 @@ def test_test_time_views_average_evaluation_and_predictions(trained_run, digit_f
 @pytest.mark.slow
 def test_export_reloads_with_the_same_predictions(trained_run, fmt, test_time_views, tmp_path):
     import keras
-    import tensorflow as tf
 
     if test_time_views:
         set_test_time_views(trained_run)
@@ -166,22 +165,7 @@ def test_export_reloads_with_the_same_predictions(trained_run, fmt, test_time_vi
         expected = view_averaged(trained_run, x)
     else:
         expected = keras.saving.load_model(trained_run / "model.keras").predict(x, verbose=0)
-    if fmt == "savedmodel":
-        loaded = tf.saved_model.load(str(path))  # keep it referenced while serving
-        got = loaded.serve(x).numpy()
-    elif fmt == "tflite":
-        interpreter = tf.lite.Interpreter(model_path=str(path))
-        index = interpreter.get_input_details()[0]["index"]
-        interpreter.resize_tensor_input(index, x.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(index, x)
-        interpreter.invoke()
-        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    else:
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path))
-        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    got = run_exported(path, fmt, x)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     taken = cnnclf("export", trained_run, "--format", fmt, "--out", path)
     assert taken.exit_code == 2 and "already exists; choose another --out" in taken.stderr

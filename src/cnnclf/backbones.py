@@ -86,7 +86,9 @@ def build(config, input_shape: tuple[int, int, int]) -> keras.Model:
                 f"model.backbone: {settings.name} cannot be built for input {list(input_shape)} ({first})"
             ) from None
     backbone.trainable = settings.trainable
-    if settings.trainable and settings.weights is not None:
+    if settings.weights is None:
+        quick_batch_norm_statistics(backbone)
+    elif settings.trainable:
         keep_batch_norm_frozen(backbone)
     return backbone
 
@@ -101,6 +103,16 @@ def unfreeze(backbone: keras.Model, unfreeze, pretrained: bool) -> None:
             layer.trainable = False
     if pretrained:
         keep_batch_norm_frozen(backbone)
+
+
+def quick_batch_norm_statistics(backbone: keras.Model) -> None:
+    """A randomly initialized backbone's batch normalization: statistics for inference that keep up
+    within a short training, momentum 0.9 as in the presets' blocks (presets.conv_bn). The
+    applications' own 0.99-0.999 leave 10-80% of the starting statistics after 3 epochs of 78 steps:
+    MobileNetV3Small from scratch reached 36% training accuracy while it validated at chance."""
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
 
 
 def keep_batch_norm_frozen(backbone: keras.Model) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import io
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from cnnclf.errors import ConfigError
@@ -44,7 +45,9 @@ def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
                 tmp.write_bytes(tf.lite.TFLiteConverter.from_saved_model(saved).convert())
         else:
             _require_onnx()
-            with atomic_path(out) as tmp:
+            with atomic_path(out) as tmp, warnings.catch_warnings():
+                # Keras's ONNX module probes numpy for np.object at import, which numpy warns about
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras\.src\.export")
                 model.export(str(tmp), format="onnx", input_signature=signature)
                 _name_output(tmp, "probabilities")
     write_json(out.with_name(out.name + ".json"), description(predictor, fmt))

@@ -173,9 +173,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
             with progress.step(f"evaluating the best model on the {len(splits.test):,} test images"):
                 best = load_model(run)
                 metrics = evaluate(run, best, splits, config)
-                collapsed = collapse_warning(
-                    best, splits, config, session.compute.eval_batch_size or train_cfg.batch_size
-                )
+            collapsed = collapse_warning(metrics)
             warnings = [collapsed] if collapsed else []
             for warning in warnings:
                 log.warning(f"warning: {warning}")

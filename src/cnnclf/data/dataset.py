@@ -34,12 +34,12 @@ def load(
 ) -> Dataset:
     """Read and check the data `cfg` (a DataConfig) names and split it (as `saved_split`, a run's
     split.csv, says, where given). `smoke`: a few images per class, picked before any is decoded.
-    `need`: the parts to decode (image files); the others stay empty."""
+    `need`: the parts to decode (image files) or to split off (arrays); the others stay empty."""
     source = SOURCES[cfg.source]
     if not source.image_files:
         images = load_images(cfg)
         limits = _limits(cfg, images.num_classes, smoke)
-        splits = split_arrays(images, cfg, seed, limits)
+        splits = split_arrays(images, cfg, seed, limits, need)
         fingerprint = {**images.fingerprint(), "skipped_files": images.skipped}
         return _done(Dataset(splits, fingerprint, images.skipped, limits))
     files, parts, limits = list_and_split(cfg, seed, smoke, saved_split)

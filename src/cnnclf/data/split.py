@@ -35,7 +35,7 @@ class Splits:
     validation: Part  # the test part itself when data.validation is test
     test: Part
     class_names: list[str]
-    fingerprint: str  # sha256 of the assignment: the same split gives the same hash
+    fingerprint: str  # sha256 of the assignment (of the parts loaded): the same split gives the same hash
     table: list[tuple[str, str, str]] | None = None  # image files: (file, class, split) rows of split.csv
 
     @property
@@ -53,12 +53,17 @@ class Splits:
 # --- whole arrays -----------------------------------------------------------------------------
 
 
-def split_arrays(images: Images, cfg, seed: int, limits: tuple[int | None, int | None]) -> Splits:
-    """Apply the limits (train, test) and hold out the validation set, as `cfg` (DataConfig) says."""
-    train = _subset(images.y_train, limits[0], seed, "data.limit_train")
+def split_arrays(
+    images: Images, cfg, seed: int, limits: tuple[int | None, int | None], need: tuple[str, ...] = PARTS
+) -> Splits:
+    """Apply the limits (train, test) and hold out the validation set, as `cfg` (DataConfig) says.
+    `need`: without train and validation (evaluate), those parts are left empty, which spares
+    importing scikit-learn (2.5 s)."""
+    training = "train" in need or "validation" in need
+    train = _subset(images.y_train, limits[0], seed, "data.limit_train") if training else np.array([], np.int64)
     test = _subset(images.y_test, limits[1], seed, "data.limit_test")
     val = np.array([], np.int64)
-    if cfg.validation == "split":
+    if cfg.validation == "split" and training:
         from sklearn.model_selection import train_test_split
 
         try:
