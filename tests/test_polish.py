@@ -59,6 +59,19 @@ def test_report_names_dataset_model_parameters_and_date(tiny_run):
     assert "balanced accuracy" in page and "macro f1" in page
 
 
+@pytest.mark.slow  # trains a run
+def test_a_warning_reaches_the_log_the_run_record_and_the_report(tmp_path, monkeypatch):
+    from cnnclf import train as training
+
+    monkeypatch.setattr(training, "collapse_warning", lambda metrics: "the model predicts 7 for 95%")
+    result = cnnclf("train", write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs", epochs=1)))
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.strip().splitlines()[-1])
+    assert "warning: the model predicts 7 for 95%" in result.stderr
+    assert json.loads((run / "run.json").read_text())["warnings"] == ["the model predicts 7 for 95%"]
+    assert "warning: the model predicts 7 for 95%" in (run / "report.html").read_text()
+
+
 @pytest.mark.slow
 def test_exports_carry_class_names_input_size_and_named_output(trained_run):
     import onnxruntime

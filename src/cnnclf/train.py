@@ -177,6 +177,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
             warnings = [collapsed] if collapsed else []
             for warning in warnings:
                 log.warning(f"warning: {warning}")
+            run.set_status("running", warnings=warnings)  # for the report, drawn next
             plots_error = _draw_plots(run)
             if mlflow:
                 mlflow.finish(metrics, best)
