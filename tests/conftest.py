@@ -38,7 +38,8 @@ def run_exported(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
     import tensorflow as tf
 
     if fmt == "savedmodel":
-        return tf.saved_model.load(str(path)).serve(x).numpy()
+        loaded = tf.saved_model.load(str(path))  # referenced while it serves: its variables live in it
+        return loaded.serve(x).numpy()
     if fmt == "onnx":
         import onnxruntime
 
