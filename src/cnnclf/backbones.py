@@ -18,6 +18,7 @@ import numpy as np
 
 from cnnclf.errors import ConfigError
 from cnnclf.keras_names import BACKBONES
+from cnnclf.presets import BN
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])  # of 0-1 RGB pixels
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -107,18 +108,20 @@ def unfreeze(backbone: keras.Model, unfreeze, pretrained: bool) -> None:
 
 def quick_batch_norm_statistics(backbone: keras.Model) -> None:
     """A randomly initialized backbone's batch normalization: statistics for inference that keep up
-    within a short training, momentum 0.9 as in the presets' blocks (presets.conv_bn). The
+    within a short training, the momentum of the presets' blocks (presets.conv_bn). The
     applications' own 0.99-0.999 leave 10-80% of the starting statistics after 3 epochs of 78 steps:
     MobileNetV3Small from scratch reached 36% training accuracy while it validated at chance."""
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.9
+    for layer in _batch_norm_layers(backbone):
+        layer.momentum = BN["BatchNormalization"]["momentum"]
 
 
 def keep_batch_norm_frozen(backbone: keras.Model) -> None:
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
+    for layer in _batch_norm_layers(backbone):
+        layer.trainable = False
+
+
+def _batch_norm_layers(backbone: keras.Model) -> list:
+    return [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def find(model: keras.Model) -> keras.Model | None:
