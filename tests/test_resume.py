@@ -4,6 +4,7 @@ uninterrupted run; a NaN loss fails the run and keeps the last good model; same 
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,14 +93,16 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path):
 
 
 def test_nan_loss_fails_the_run_and_keeps_the_last_good_model(tmp_path, monkeypatch):
-    """Fault injection: the weights turn to NaN when epoch 2 begins."""
+    """Fault injection: the classifier's kernel turns to NaN when epoch 2 begins. Nothing after it
+    can turn NaN into a number (max-pooling and oneDNN's fused ReLU do, on some CPUs), so the loss
+    is NaN on every CPU."""
     from cnnclf import callbacks
 
     class PoisonedAtEpoch2(callbacks.StopOnNaN):
         def on_epoch_begin(self, epoch, logs=None):
             super().on_epoch_begin(epoch, logs)
             if epoch == 1:
-                kernel = self.model.layers[1].kernel
+                kernel = self.model.layers[-1].kernel
                 kernel.assign(np.full(kernel.shape, np.nan, np.float32))
 
     monkeypatch.setattr("cnnclf.train.StopOnNaN", PoisonedAtEpoch2)
@@ -114,6 +117,31 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_model(tmp_path, monkeypa
     assert status["status"] == "failed" and status["error"].startswith("the loss became nan in epoch 2, batch 1")
     assert (run / "model.keras").exists() and len(history(run)) == 1  # epoch 1's model, nothing of epoch 2
     assert [p.name for p in (run / "backup").glob("epoch-*")] == ["epoch-0001"]
+
+
+def test_nan_weights_with_a_finite_loss_fail_the_run_at_the_epochs_end(tmp_path, monkeypatch):
+    """Fault injection: the convolution's kernel turns to NaN as epoch 2 ends, after its last loss.
+    Whatever max-pooling makes of it, the weights are checked before the epoch is saved."""
+    from cnnclf import callbacks
+
+    class PoisonedAsEpoch2Ends(callbacks.StopOnNaN):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                kernel = self.model.layers[1].kernel
+                kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+            super().on_epoch_end(epoch, logs)
+
+    monkeypatch.setattr("cnnclf.train.StopOnNaN", PoisonedAsEpoch2Ends)
+    config = write_config(tmp_path / "nan.yaml", tiny_config(tmp_path / "runs", epochs=3))
+    result = cnnclf("train", config)
+    run = next((tmp_path / "runs").iterdir())
+    assert result.exit_code == 1
+    assert re.fullmatch(  # Keras numbers layer names per process: conv2d, conv2d_1, ...
+        rf"Error: the weights became non-finite in epoch 2 \(cnnclf/conv2d(_\d+)?/kernel\); lower "
+        rf"train\.optimizer\.learning_rate or check data\.normalize \(run {re.escape(str(run))} is marked failed\)",
+        result.stderr.splitlines()[-1])
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    assert len(history(run)) == 1 and [p.name for p in (run / "backup").glob("epoch-*")] == ["epoch-0001"]
 
 
 def test_a_signal_as_an_epoch_ends_leaves_history_and_state_agreeing(tmp_path, monkeypatch):

@@ -1,20 +1,23 @@
-"""Keras callbacks for training: a NaN loss stops it, and each epoch prints one line."""
+"""Keras callbacks for training: a NaN loss or NaN weights stop it, and each epoch prints one line."""
 
 import logging
 import math
 import time
 
 import keras
+import numpy as np
 
-from cnnclf.errors import NonFiniteLoss
+from cnnclf.errors import NonFiniteLoss, NonFiniteWeights
 
 log = logging.getLogger("cnnclf")
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """TerminateOnNaN that raises NonFiniteLoss naming the epoch and batch. Raising (rather
-    than stopping) leaves the bad epoch unsaved: the backup and model.keras keep the last
-    good state."""
+    """TerminateOnNaN that raises NonFiniteLoss naming the epoch and batch, and NonFiniteWeights when
+    an epoch ends with a weight that is not finite: a NaN kernel does not always make the loss NaN
+    (on CPUs, TensorFlow's max-pool and oneDNN's fused ReLU turn NaN into numbers, so such a run
+    would finish at chance). Raising (rather than stopping) leaves the bad epoch unsaved: the backup
+    and model.keras keep the last good state; this callback comes before the ones that save."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -25,6 +28,11 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
             # Keras reports every steps_per_execution steps: the loss went bad in that group.
             first = max(batch + 1 - self.model.steps_per_execution + 1, 1)
             raise NonFiniteLoss(self.epoch + 1, first, batch + 1, float(loss))
+
+    def on_epoch_end(self, epoch, logs=None):
+        for weight in self.model.weights:  # batch norm's moving statistics too
+            if not np.isfinite(keras.ops.convert_to_numpy(weight.value)).all():
+                raise NonFiniteWeights(epoch + 1, weight.path)
 
 
 class EpochLines(keras.callbacks.Callback):

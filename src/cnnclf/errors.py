@@ -39,6 +39,17 @@ class NonFiniteLoss(RunError):
         self.epoch, self.batch = epoch, batch
 
 
+class NonFiniteWeights(RunError):
+    """A weight became NaN or infinite, whatever the loss says."""
+
+    def __init__(self, epoch: int, weight: str):
+        super().__init__(
+            f"the weights became non-finite in epoch {epoch} ({weight}); lower "
+            f"train.optimizer.learning_rate or check data.normalize"
+        )
+        self.epoch = epoch
+
+
 class DiskFull(RunError):
     """A write failed for want of space; what was written before is kept."""
 
