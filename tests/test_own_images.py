@@ -15,33 +15,7 @@ from PIL import Image
 from cnnclf.config import DataConfig
 from cnnclf.data.dataset import list_and_split, load
 from cnnclf.data.files import decode_image
-from conftest import cnnclf, write_config
-
-COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
-MODES = ("RGB", "L", "RGBA", "P")
-
-
-def photo(colour, size, mode="RGB", seed=0) -> Image.Image:
-    """A noisy picture with a square of the class's colour in the middle."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    pixels = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
-    pixels[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = colour
-    image = Image.fromarray(pixels)
-    return image.convert(mode) if mode != "RGB" else image
-
-
-def photos(root: Path, counts=None, suffix=".jpg") -> Path:
-    """photos/<class>/*: mixed sizes and colour modes, imbalanced (cat 3x fox by default)."""
-    counts = counts or {"cat": 36, "dog": 24, "fox": 12}
-    for name, count in counts.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            size = [(40, 30), (32, 32), (24, 48), (64, 40)][i % 4]
-            mode = MODES[i % 4] if suffix == ".png" else ("RGB", "L")[i % 2]
-            photo(COLOURS[name], size, mode, seed=i).save(root / name / f"{i:03d}{suffix}")
-    return root
-
+from conftest import COLOURS, MODES, cnnclf, photo, photos, write_config
 
 def data(path, **kwargs) -> dict:
     return {"dataset": "custom", "source": "folder", "path": str(path), "image_shape": [24, 24, 3], **kwargs}

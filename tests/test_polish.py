@@ -101,7 +101,7 @@ def test_init_points_at_a_local_copy_or_says_how_to_get_one(tmp_path, monkeypatc
 
 
 def test_init_fits_a_custom_config_to_the_images(tmp_path):
-    from test_own_images import photos
+    from conftest import photos
 
     photos(tmp_path / "photos", counts={"cat": 150, "dog": 40, "fox": 30})
     result = cnnclf("init", "--dataset", "custom", "--path", tmp_path / "photos", "--out", tmp_path / "mine.yaml")

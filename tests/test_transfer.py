@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from cnnclf import backbones
-from conftest import cnnclf, run_exported, write_config
-from test_own_images import photo, photos
+from conftest import cnnclf, photos, write_config
 
 SMALL = {"name": "MobileNetV3Small", "weights": None}
 
@@ -243,21 +242,6 @@ def test_grad_cam_finds_the_part_of_the_image_that_decides(tmp_path):
     heat = gradcam.heatmaps(model, images, np.array([0]))[0]
     assert heat[5:, 5:].min() > 0.9 and heat[:3, :3].max() < 0.1
     assert gradcam.target(model) == (0, None)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["onnx"])  # one format suffices: the preprocessing is in the model itself
-def test_exports_of_a_backbone_model_take_raw_pixels(tmp_path, pictures, fmt):
-    result = cnnclf("train", backbone_config(tmp_path, pictures, {"name": "MobileNetV2", "weights": None}, epochs=1))
-    assert result.exit_code == 0, result.stderr
-    run = Path(result.stdout.split()[-1])
-    exported = cnnclf("export", run, "--format", fmt)
-    assert exported.exit_code == 0, exported.stderr
-    x = np.stack([np.asarray(photo((200, 40, 40), (32, 32), seed=i), np.float32) for i in range(3)])
-    expected = keras.saving.load_model(run / "model.keras").predict(x, verbose=0)
-    path = Path(exported.stdout.strip())
-    got = run_exported(path, fmt, x)
-    np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
 def test_a_randomly_initialized_backbone_keeps_quick_batch_norm_statistics():

@@ -30,14 +30,15 @@ def check_test_shift(augment, input_shape) -> None:
 
 
 def inference_model(model: keras.Model, config) -> keras.Model:
-    """The model evaluate, predict and export use. With test-time augmentation, each image's class
-    probabilities are averaged over its views: the image, with data.augment.test_shift also the image
-    shifted that many pixels down-right and up-left (edges reflected), and with data.augment.test_flip
-    the flips of each. On CIFAR-10, flips took 85.11% to 86.06% for twice the inference time, and
-    1-pixel shifts 87.02% to 87.59% for 3x more (BENCHMARKS.md)."""
+    """The inference graph evaluate, predict, serve and every export run: the model called in
+    inference mode, so that augmentation layers (which Keras runs whenever it is not told otherwise,
+    as an export's trace does not) pass images through, dropout is off and batch norm uses its
+    moving statistics. With test-time augmentation, each image's class probabilities are averaged
+    over its views: the image, with data.augment.test_shift also the image shifted that many pixels
+    down-right and up-left (edges reflected), and with data.augment.test_flip the flips of each. On
+    CIFAR-10, flips took 85.11% to 86.06% for twice the inference time, and 1-pixel shifts 87.02% to
+    87.59% for 3x more (BENCHMARKS.md)."""
     augment = config.data.augment
-    if not (augment.test_flip or augment.test_shift):
-        return model
     check_test_shift(augment, model.input_shape[1:])
     pixels = keras.Input(model.input_shape[1:], name="pixels")
     views = [pixels]
@@ -49,7 +50,8 @@ def inference_model(model: keras.Model, config) -> keras.Model:
     if augment.test_flip:
         for axis in FLIP_AXES[augment.flip]:
             views += [keras.ops.flip(view, axis=axis) for view in views]
-    probabilities = keras.layers.Average(name="test_time_views")([model(view) for view in views])
+    outputs = [model(view, training=False) for view in views]
+    probabilities = keras.layers.Average(name="test_time_views")(outputs) if len(outputs) > 1 else outputs[0]
     return keras.Model(pixels, probabilities, name=model.name)
 
 
