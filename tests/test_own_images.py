@@ -174,12 +174,12 @@ def test_smoke_decodes_only_its_few_files_per_class(tmp_path, monkeypatch):
 
 def test_mixed_sizes_need_an_image_shape(tmp_path):
     root = photos(tmp_path / "photos", counts={"cat": 4, "dog": 4})
-    for storage, expected in (("memory", "but the first image is"), ("stream", "images have 4 sizes (")):
+    for storage in ("memory", "stream"):
         config = write_config(tmp_path / "c.yaml", {"data": {**data(root, storage=storage), "image_shape": None},
                                                     "model": {"layers": [{"Flatten": {}}]},
                                                     "output": {"runs_dir": str(tmp_path / "runs")}})
         result = cnnclf("train", config)
-        assert result.exit_code == 2 and expected in result.stderr, result.stderr
+        assert result.exit_code == 2 and "but the first image is" in result.stderr, result.stderr
         assert "set data.image_shape: [height, width, channels]" in result.stderr
 
 
@@ -216,14 +216,32 @@ def test_decoding_progress_is_reported(caplog, monkeypatch):
     assert lines[0].startswith("decoding images: 500/1,000 (") and lines[-1].startswith("decoded 1,000 images in")
 
 
-def test_streaming_finds_unreadable_files_before_training(tmp_path):
+def test_streaming_skips_and_counts_unreadable_files_as_memory_does(tmp_path):
+    """A file that is not an image and a truncated JPEG (its header reads, its pixels do not)."""
     from cnnclf.errors import DataError
 
     root = photos(tmp_path / "photos", counts={"cat": 6, "dog": 6})
     (root / "dog" / "bad.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(DataError, match=r"dog/bad.jpg: not a readable image; remove it or set data.skip_bad_images"):
+    whole = (root / "cat" / "000.jpg").read_bytes()
+    (root / "cat" / "cut.jpg").write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(DataError, match=r"cat/cut.jpg: not a readable image \(OSError: "):
         load(DataConfig(**data(root, storage="stream", validation="test", test_split=0.5)), seed=0)
-    loaded = load(DataConfig(**data(root, storage="stream", validation="test", test_split=0.5,
-                                    skip_bad_images=True)), seed=0)
-    assert loaded.skipped == [str(root / "dog" / "bad.jpg")]
-    assert len(loaded.splits.train) + len(loaded.splits.test) == 12
+    loaded = {storage: load(DataConfig(**data(root, storage=storage, validation="test", test_split=0.5,
+                                              skip_bad_images=True)), seed=0)
+              for storage in ("memory", "stream")}
+    assert loaded["stream"].skipped == loaded["memory"].skipped == [str(root / "cat" / "cut.jpg"),
+                                                                     str(root / "dog" / "bad.jpg")]
+    assert loaded["stream"].splits.sizes() == loaded["memory"].splits.sizes()
+    assert sum(loaded["stream"].splits.sizes().values()) - len(loaded["stream"].splits.test) == 12
+
+
+@pytest.mark.slow
+def test_a_skipped_file_is_in_no_split_and_may_be_removed(tmp_path):
+    root = photos(tmp_path / "photos", counts={"cat": 8, "dog": 8})
+    (root / "dog" / "bad.jpg").write_bytes(b"not a jpeg")
+    run, result = train(tmp_path, data(root, storage="stream", skip_bad_images=True), epochs=1)
+    assert "skipped 1 unreadable image file (data.skip_bad_images), the first: " in result.stderr
+    assert "dog/bad.jpg" not in (run / "split.csv").read_text()
+    (root / "dog" / "bad.jpg").unlink()  # as the error advised
+    evaluated = cnnclf("evaluate", run)
+    assert evaluated.exit_code == 0, evaluated.stderr

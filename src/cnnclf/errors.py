@@ -94,3 +94,8 @@ def listing(items, limit: int = 8) -> str:
     items = [str(i) for i in items]
     shown = ", ".join(i if len(i) <= 80 else i[:77] + "..." for i in items[:limit])
     return f"{shown} and {len(items) - limit:,} more" if len(items) > limit else shown
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """'1 file', '2 files' ('1 class', '3 classes' with nouns given)."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"

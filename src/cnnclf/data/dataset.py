@@ -11,10 +11,10 @@ import numpy as np
 from cnnclf.data.datasets import KNOWN
 from cnnclf.data.files import DECODE_ERRORS, GRAY_MODES, ImageFiles, image_header
 from cnnclf.data.images import check_classes, load_images
-from cnnclf.data.parts import InMemory, Part, Streamed, cached, decode_all
+from cnnclf.data.parts import InMemory, Part, Streamed, cached, check_all, decode_all
 from cnnclf.data.sources import SOURCES
 from cnnclf.data.split import PARTS, Splits, assign_files, read_split, split_arrays, split_table
-from cnnclf.errors import DataError, listing
+from cnnclf.errors import DataError, plural
 
 log = logging.getLogger("cnnclf")
 
@@ -53,38 +53,31 @@ def load(
         )
     storage = _storage(cfg, len(used) * int(np.prod(shape)))
     resize = cfg.image_shape is not None
-    unreadable: set[int] = set()
-    if storage == "stream" and not cfg.cache:  # decoded during training: find what would fail now
-        unreadable = _scan_headers(files, used, check_size=not resize)
-        if unreadable and not cfg.skip_bad_images:
-            first = min(unreadable)
-            raise DataError(
-                f"{files.describe(first)}: not a readable image; remove it or set data.skip_bad_images: "
-                f"true to skip and count such files"
-            )
     stored: dict[str, Part] = {}
     skipped: list[str] = []
     for part in PARTS:
         positions = np.flatnonzero(parts == part)
-        missed: list[str] = []
         if part == "validation" and cfg.validation == "test":
             continue
         if part not in need or not len(positions):
             stored[part] = InMemory(np.zeros((0, *shape), np.uint8), files.labels[:0])
-        elif storage == "memory":
+            continue
+        if storage == "memory":
             x, kept, missed = decode_all(files, positions, shape, cfg.resize, resize, cfg.skip_bad_images)
             stored[part] = InMemory(x, files.labels[kept])
         elif cfg.cache:
-            stored[part], missed = cached(
+            stored[part], kept, missed = cached(
                 files, positions, shape, cfg.resize, resize, cfg.skip_bad_images, Path(cfg.cache)
             )
-        else:
-            missed = [files.describe(int(i)) for i in positions if int(i) in unreadable]
-            readable = np.array([i for i in positions if int(i) not in unreadable], np.int64)
-            stored[part] = Streamed(files, readable, shape, cfg.resize, resize)
+        else:  # decoded during training: every file is decoded once now, so that none fails then
+            kept, missed = check_all(files, positions, shape, cfg.resize, resize, cfg.skip_bad_images)
+            stored[part] = Streamed(files, kept, shape, cfg.resize, resize)
+        parts[np.setdiff1d(positions, kept)] = ""  # a skipped file is in no part, nor in split.csv
         skipped += missed
     if skipped and cfg.skip_bad_images:
-        log.warning(f"skipped {len(skipped)} unreadable image files (data.skip_bad_images), the first: {skipped[0]}")
+        log.warning(
+            f"skipped {plural(len(skipped), 'unreadable image file')} (data.skip_bad_images), the first: {skipped[0]}"
+        )
     splits = Splits(
         stored["train"],
         stored.get("validation", stored["test"]),
@@ -157,28 +150,6 @@ def _first_shape(files: ImageFiles, used: np.ndarray) -> tuple[int, int, int]:
             f"decides the image shape, so set data.image_shape or remove the file"
         ) from None
     return height, width, 1 if mode in GRAY_MODES else 3
-
-
-def _scan_headers(files: ImageFiles, used: np.ndarray, check_size: bool) -> set[int]:
-    """Streamed files are decoded during training: read every header first, so that files that are not
-    images (returned) and, without data.image_shape, mixed sizes are found now."""
-    sizes: dict[tuple[int, int], int] = {}
-    unreadable = set()
-    for i in used:
-        try:
-            with files.reader.open(files.names[int(i)]) as stream:
-                height, width, _ = image_header(stream)
-        except DECODE_ERRORS:
-            unreadable.add(int(i))
-            continue
-        sizes[(height, width)] = sizes.get((height, width), 0) + 1
-    if check_size and len(sizes) > 1:
-        seen = [f"{h}x{w} ({n:,} files)" for (h, w), n in sorted(sizes.items(), key=lambda kv: -kv[1])]
-        raise DataError(
-            f"{files.where}: images have {len(sizes)} sizes ({listing(seen, 4)}); set data.image_shape: "
-            f"[height, width, channels] to resize them all"
-        )
-    return unreadable
 
 
 def _hash_parts(files: ImageFiles, parts: np.ndarray) -> str:

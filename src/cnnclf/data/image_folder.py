@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from cnnclf.data.files import ImageFiles, ZipReader, checked_name, open_tree, suffix_is_image
-from cnnclf.errors import DataError, listing
+from cnnclf.errors import DataError, listing, plural
 
 log = logging.getLogger("cnnclf")
 
@@ -63,7 +63,8 @@ def list_files(cfg) -> ImageFiles:
         reader.check(name)
     if tree.ignored:
         log.warning(
-            f"ignored {tree.ignored} files in {path} that are not images by their suffix "
+            f"ignored {plural(tree.ignored, 'file')} in {path} that "
+            f"{'is not an image' if tree.ignored == 1 else 'are not images'} by their suffix "
             f"(the first: {tree.first_ignored})"
         )
     return ImageFiles(str(path), reader, names, np.asarray(labels, np.int64), np.asarray(split), class_names)

@@ -127,9 +127,33 @@ def decode_all(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode files[positions] into `out` (or a new shared array): the pixels of the readable ones,
     in order, their positions, and the descriptions of those skipped (data.skip_bad_images)."""
-    n = len(positions)
     if out is None:
-        out = _shared_array((n, *shape))
+        out = _shared_array((len(positions), *shape))
+    failures = _decode_many(files, positions, shape, policy, resize, skip_bad, out)
+    kept = np.array([row for row in range(len(positions)) if row not in failures], np.int64)
+    if failures:  # close the gaps in place: the array keeps its memory, a view of the first rows is used
+        for new, old in enumerate(kept):
+            if new != old:
+                out[new] = out[old]
+    return out[: len(kept)], positions[kept], [files.describe(int(positions[row])) for row in sorted(failures)]
+
+
+def check_all(
+    files: ImageFiles, positions: np.ndarray, shape, policy: str, resize: bool, skip_bad: bool
+) -> tuple[np.ndarray, list[str]]:
+    """Decode files[positions] as decode_all does, keeping nothing: the positions of the readable ones
+    and the descriptions of those skipped. Streamed files are checked so before training, so that a
+    stream run skips and counts exactly the files an in-memory run does."""
+    failures = _decode_many(files, positions, shape, policy, resize, skip_bad, None)
+    kept = np.array([row for row in range(len(positions)) if row not in failures], np.int64)
+    return positions[kept], [files.describe(int(positions[row])) for row in sorted(failures)]
+
+
+def _decode_many(files, positions, shape, policy, resize, skip_bad, out) -> dict[int, str]:
+    """Decode files[positions] (into `out` where given), in forked workers for large sets; the rows
+    that failed, each with its reason. A file of another size, or an unreadable one where skip_bad
+    is off, is an error naming the file."""
+    n = len(positions)
     workers = (
         min(os.cpu_count() or 1, 8) if n >= PARALLEL_FROM and "fork" in multiprocessing.get_all_start_methods() else 1
     )
@@ -150,28 +174,20 @@ def decode_all(
     finally:
         _JOB.clear()
     progress.finish()
-    skipped = []
     for row in sorted(failures):
         message = failures[row]
-        if message.startswith("shape:") or not skip_bad:
-            where = files.describe(int(positions[row]))
-            if message.startswith("shape:"):
-                raise DataError(
-                    f"{where}: image is {message[6:]} but the first image is {_size(shape)}; set "
-                    f"data.image_shape: [height, width, channels] to resize them all"
-                )
+        where = files.describe(int(positions[row]))
+        if message.startswith("shape:"):
+            raise DataError(
+                f"{where}: image is {message[6:]} but the first image is {_size(shape)}; set "
+                f"data.image_shape: [height, width, channels] to resize them all"
+            )
+        if not skip_bad:
             raise DataError(
                 f"{where}: not a readable image ({message}); remove it or set data.skip_bad_images: "
                 f"true to skip and count such files"
             )
-        skipped.append(files.describe(int(positions[row])))
-    if failures:  # close the gaps in place: the array keeps its memory, a view of the first rows is used
-        kept = np.array([row for row in range(n) if row not in failures], np.int64)
-        for new, old in enumerate(kept):
-            if new != old:
-                out[new] = out[old]
-        return out[: len(kept)], positions[kept], skipped
-    return out, positions, skipped
+    return failures
 
 
 def _decode_chunk(start: int, stop: int) -> dict[int, str]:
@@ -189,7 +205,8 @@ def _decode_chunk(start: int, stop: int) -> dict[int, str]:
         if pixels.shape != job["shape"]:
             failures[row] = f"shape:{_size(pixels.shape)}"
             continue
-        out[row] = pixels
+        if out is not None:
+            out[row] = pixels
     if isinstance(out, np.memmap):
         out.flush()
     return failures
@@ -227,8 +244,9 @@ class _Progress:
 
 def cached(
     files: ImageFiles, positions: np.ndarray, shape, policy: str, resize: bool, skip_bad: bool, folder: Path
-) -> tuple[Cached, list[str]]:
-    """A Cached part of files[positions], from `folder`, built first when missing or stale. The entry's
+) -> tuple[Cached, np.ndarray, list[str]]:
+    """A Cached part of files[positions], from `folder`, built first when missing or stale; the
+    positions it holds, and the descriptions of the files skipped. The entry's
     name is a hash of the files (names, classes, sizes and times), the shape and the resize policy."""
     key = hashlib.sha256(
         json.dumps([CACHE_VERSION, files.fingerprint(positions), list(shape), policy, resize, skip_bad]).encode()
@@ -239,7 +257,7 @@ def cached(
         skipped = json.loads(meta.read_text())["skipped"]
         if pixels.stat().st_size == len(kept) * int(np.prod(shape)):
             log.info(f"decoded pixels from the cache: {pixels}")
-            return Cached(pixels, files.labels[kept], shape), skipped
+            return Cached(pixels, files.labels[kept], shape), kept, skipped
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{key}.{os.getpid()}.pixels"
     size = len(positions) * int(np.prod(shape))
@@ -260,7 +278,7 @@ def cached(
     finally:
         if tmp.exists():
             tmp.unlink()
-    return Cached(pixels, files.labels[kept], shape), skipped
+    return Cached(pixels, files.labels[kept], shape), kept, skipped
 
 
 def _size(shape) -> str:

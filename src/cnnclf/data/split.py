@@ -198,7 +198,7 @@ def read_split(path: Path, files: ImageFiles) -> np.ndarray:
                 parts[i] = row["split"]
     if gone or moved:
         what = (
-            f"{len(gone):,} are gone ({listing(gone, 3)})"
+            f"{len(gone):,} {'is' if len(gone) == 1 else 'are'} gone ({listing(gone, 3)})"
             if gone
             else f"{len(moved):,} changed class ({listing(moved, 3)})"
         )
