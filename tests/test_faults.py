@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cnnclf
+from conftest import cnnclf, photos, write_config
 from test_resume import history, resumable_config, signal_after_epochs, start_training
 
 pytestmark = pytest.mark.slow
@@ -144,3 +144,31 @@ def test_a_really_full_disk_is_one_line_and_the_run_resumes(tmp_path, small_disk
     resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
     assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]
+
+
+def test_a_streamed_file_gone_during_training_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
+    """The file is deleted after the data was checked, before the epoch that reads it."""
+    from cnnclf import train
+
+    root = photos(tmp_path / "photos", counts={"cat": 8, "dog": 8})
+    victim = root / "dog" / "001.jpg"
+    saved = victim.read_bytes()
+    prepare = train.prepare
+    monkeypatch.setattr(train, "prepare", lambda *args: victim.unlink() or prepare(*args))
+    config = write_config(tmp_path / "stream.yaml", {
+        "data": {"dataset": "custom", "source": "folder", "path": str(root), "image_shape": [16, 16, 3],
+                 "storage": "stream", "validation": "test"},
+        "model": {"layers": [{"Flatten": {}}]}, "train": {"epochs": 1, "batch_size": 4},
+        "output": {"runs_dir": str(tmp_path / "runs")}})
+    result = cnnclf("train", config)
+    assert result.exit_code == 2, result.stderr
+    run = next((tmp_path / "runs").iterdir())
+    assert result.stderr.splitlines()[-1].startswith(f"Error: {victim}: not readable during training (")
+    assert result.stderr.splitlines()[-1].endswith(
+        f"though it was when the data was checked; restore the file, then resume the run (run {run} is marked failed)")
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "failed" and "\n" not in status["error"] and "Traceback" not in status["error"]
+    monkeypatch.undo()
+    victim.write_bytes(saved)
+    resumed = cnnclf("resume", run)
+    assert resumed.exit_code == 0, resumed.stderr

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from cnnclf.compute import eval_batch_size
-from cnnclf.data.pipeline import evaluation_batches
+from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches
 from cnnclf.fileio import write_bytes, write_json
 from cnnclf.inference import inference_model, load_model
 from cnnclf.metrics import confusion_matrix, expected_calibration_error, per_class, top_k_accuracy
@@ -24,7 +24,8 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     base, model = model, inference_model(model, config)
     # One pass over the test set, batch by batch (model.predict on the same batches peaked 100-700 MB
     # higher, s004_mnist); the loss and metrics are computed from its probabilities.
-    probabilities = np.concatenate([model.predict_on_batch(x) for x, _ in test]).astype(np.float32)
+    with errors_unwrapped():
+        probabilities = np.concatenate([model.predict_on_batch(x) for x, _ in test]).astype(np.float32)
     y_true, y_pred = splits.test.labels, probabilities.argmax(axis=1)
     results = test_scores(probabilities, y_true, config)
     counts = confusion_matrix(y_true, y_pred, splits.num_classes)

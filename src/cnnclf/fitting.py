@@ -8,7 +8,7 @@ over; a run resumes in either phase, or between them.
 import numpy as np
 
 from cnnclf import distribute
-from cnnclf.data.pipeline import evaluation_batches, training_batches
+from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches, training_batches
 from cnnclf.errors import DataError, listing
 from cnnclf.optimization import start_fine_tuning
 from cnnclf.state import TrainingState
@@ -70,13 +70,14 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
                 splits.validation, compute.eval_batch_size, splits.num_classes, onehot, shard=shard
             ),
         )
-        model.fit(
-            batches,
-            epochs=end,
-            initial_epoch=state.first_epoch(),
-            validation_data=validation,
-            callbacks=callbacks,
-            class_weight=session.class_weight,
-            shuffle=False,
-            verbose=0,
-        )
+        with errors_unwrapped():
+            model.fit(
+                batches,
+                epochs=end,
+                initial_epoch=state.first_epoch(),
+                validation_data=validation,
+                callbacks=callbacks,
+                class_weight=session.class_weight,
+                shuffle=False,
+                verbose=0,
+            )

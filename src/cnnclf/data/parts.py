@@ -95,19 +95,16 @@ class Cached(Part):
 
 
 def _decode(files: ImageFiles, position: int, shape, policy: str, resize: bool) -> np.ndarray:
-    name = files.names[position]
+    """A streamed file, which was decoded once when the data was checked."""
     try:
-        pixels = decode_image(files.reader.read(name), shape, policy, resize)
+        pixels = decode_image(files.reader.read(files.names[position]), shape, policy, resize)
+        if pixels.shape != tuple(shape):
+            raise ValueError(f"it is {_size(pixels.shape)} now, not {_size(shape)}")
     except DECODE_ERRORS as e:
         raise DataError(
-            f"{files.describe(position)}: not a readable image ({reason(e)}); remove it or set "
-            f"data.skip_bad_images: true to skip and count such files"
+            f"{files.describe(position)}: not readable during training ({reason(e)}), though it was when the "
+            f"data was checked; restore the file, then resume the run"
         ) from None
-    if pixels.shape != tuple(shape):
-        raise DataError(
-            f"{files.describe(position)}: image is {_size(pixels.shape)} but the first image is "
-            f"{_size(shape)}; set data.image_shape: [height, width, channels] to resize them all"
-        )
     return pixels
 
 

@@ -12,12 +12,16 @@ as long: the training process stopped using the CPU for seconds at a time while 
 the epoch before was destroyed, waiting for autotuning's background thread (BENCHMARKS.md).
 """
 
+import contextlib
 import math
 
 import numpy as np
 import tensorflow as tf
 
 from cnnclf.data.parts import Part
+from cnnclf.errors import CnnclfError
+
+_RAISED: list[CnnclfError] = []  # what gather raised: tf.data hands Keras only its text, cut short
 
 
 def training_batches(
@@ -89,7 +93,11 @@ def _gather(batches, part: Part, num_classes: int, onehot: bool):
     def gather(indices: np.ndarray):
         mirrored = indices < 0
         indices = np.where(mirrored, -indices - 1, indices)
-        images = part.gather(indices)
+        try:
+            images = part.gather(indices)
+        except CnnclfError as e:
+            _RAISED.append(e)
+            raise
         if mirrored.any():
             images[mirrored] = images[mirrored][:, :, ::-1]
         return images, labels_of[indices]
@@ -103,3 +111,17 @@ def _gather(batches, part: Part, num_classes: int, onehot: bool):
     options = tf.data.Options()
     options.autotune.enabled = False
     return batches.map(lookup, num_parallel_calls=part.parallel).prefetch(part.parallel).with_options(options)
+
+
+@contextlib.contextmanager
+def errors_unwrapped():
+    """Iterate batches inside this: an error of cnnclf's raised while a batch was gathered (a streamed
+    file gone or damaged since it was checked) reaches the caller as itself, not as TensorFlow's
+    UnknownError with a traceback for a message."""
+    _RAISED.clear()
+    try:
+        yield
+    except Exception:
+        if _RAISED:
+            raise _RAISED[-1] from None
+        raise
