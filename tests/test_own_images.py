@@ -195,6 +195,9 @@ def test_data_inspect_reports_sizes_modes_balance_and_duplicates(tmp_path):
     assert set(found["colour_modes"]) == set(MODES) and "1.33" in found["aspect_ratios"]
     assert found["unreadable_files"] == [str(root / "dog" / "broken.png")]
     assert found["warnings"] and "imbalanced: cat has" in found["warnings"][0]
+    assert found["warnings"][0].endswith("; consider train.class_weight: balanced")
+    balanced = cnnclf("data", "inspect", config, "--json", "--set", "train.class_weight=balanced")
+    assert json.loads(balanced.stdout)["warnings"][0].endswith(")")  # no advice to set what is set
     assert sum(c["train"] + c.get("validation", 0) + c["test"] for c in found["class_balance"].values()) == 50
     text = cnnclf("data", "inspect", config).stdout
     assert "warning: classes are imbalanced" in text and "colour modes" in text

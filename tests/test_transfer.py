@@ -192,6 +192,8 @@ def test_the_collapse_warning_names_the_class_and_the_fixes():
     warning = collapse_warning(everything_bee)
     assert warning.startswith("the model predicts bee for 100% of the test images, which are 50% bee")
     assert "train.class_weight: balanced" in warning
+    assert collapse_warning(everything_bee, "balanced").endswith(  # not advice to set what is set
+        "it has learnt the majority, not the classes; try a smaller train.batch_size or a lower learning rate")
     mostly_bees = {"class_names": ["ant", "bee"], "confusion_matrix": [[0, 2], [0, 38]]}  # the class that is 95%
     assert collapse_warning(mostly_bees) is None
     assert collapse_warning({"class_names": ["ant", "bee"], "confusion_matrix": [[8, 1], [1, 30]]}) is None

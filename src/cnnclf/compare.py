@@ -4,9 +4,9 @@ learning curves on one plot."""
 import json
 
 from cnnclf.config import flatten
-from cnnclf.runs import RunDir
+from cnnclf.runs import TEST_SCORES, RunDir
 
-METRICS = ("test_accuracy", "test_loss", "expected_calibration_error")
+METRICS = (*TEST_SCORES, "test_loss", "expected_calibration_error")
 FACTS = ("epochs_done", "parameters", "wall_seconds", "train_images_per_second")
 
 

@@ -98,10 +98,11 @@ def _explain(model: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.
 COLLAPSE_SHARE, COLLAPSE_LABELS = 0.9, 0.6
 
 
-def collapse_warning(metrics: dict) -> str | None:
+def collapse_warning(metrics: dict, class_weight="none") -> str | None:
     """A warning when the test predictions fall on one class: over 90% of them, where that class is
     under 60% of the labels (the model has learnt the majority, not the classes). From the confusion
-    matrix, so it costs no pass over the images."""
+    matrix, so it costs no pass over the images. The fixes it names leave out train.class_weight:
+    balanced where `class_weight` (the run's) is that already."""
     counts = np.array(metrics["confusion_matrix"])
     total = counts.sum()
     if total < 10:
@@ -113,8 +114,9 @@ def collapse_warning(metrics: dict) -> str | None:
     name = metrics["class_names"][top]
     return (
         f"the model predicts {name} for {share:.0%} of the test images, which are {labels_share:.0%} "
-        f"{name}: it has learnt the majority, not the classes; try train.class_weight: balanced, a "
-        f"smaller train.batch_size or a lower learning rate"
+        f"{name}: it has learnt the majority, not the classes; try "
+        + ("" if class_weight == "balanced" else "train.class_weight: balanced, ")
+        + "a smaller train.batch_size or a lower learning rate"
     )
 
 

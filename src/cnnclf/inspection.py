@@ -28,8 +28,8 @@ def inspect(config) -> dict:
         big, small = names[int(np.argmax(counts))], names[int(np.argmin(counts))]
         found["warnings"].append(
             f"classes are imbalanced: {big} has {max(counts) / min(counts):.1f} times the "
-            f"training images of {small} ({max(counts)} against {min(counts)}); consider "
-            f"train.class_weight: balanced"
+            f"training images of {small} ({max(counts)} against {min(counts)})"
+            + ("" if config.train.class_weight == "balanced" else "; consider train.class_weight: balanced")
         )
     return found
 

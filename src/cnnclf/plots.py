@@ -10,9 +10,9 @@ matplotlib.rcParams["text.parse_math"] = False  # class names are text: "price_$
 matplotlib.rcParams["text.usetex"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
-from cnnclf.runs import RunDir  # noqa: E402
+from cnnclf.runs import RunDir, kept_epoch  # noqa: E402
 
 WRONG, RIGHT = "#c0392b", "#1e8449"
 
@@ -99,19 +99,6 @@ def learning_curves(run: RunDir):
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, run.plots / "learning_curves.png")
-
-
-def kept_epoch(run: RunDir, rows: list[dict]) -> int | None:
-    """The epoch whose model is model.keras: the best by the checkpoint's monitor, else the last."""
-    if not rows:
-        return None
-    checkpoint = run.read_config().train.checkpoint
-    if checkpoint is None or checkpoint.monitor not in rows[0]:
-        return rows[-1]["epoch"]
-    higher = checkpoint.mode == "max" or (checkpoint.mode == "auto" and "acc" in checkpoint.monitor)
-    values = [r[checkpoint.monitor] for r in rows]
-    best = max(values) if higher else min(values)
-    return rows[values.index(best)]["epoch"]
 
 
 def compared_curves(runs: list[RunDir], path):
@@ -253,7 +240,7 @@ def reliability(run: RunDir):
     )
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     ax.set(
-        title=f"Reliability (expected calibration error {metrics['expected_calibration_error']:.3f})",
+        title=f"Reliability\nexpected calibration error {metrics['expected_calibration_error']:.3f}",
         ylabel="accuracy",
         xlim=(0, 1),
         ylim=(0, 1),
@@ -261,6 +248,10 @@ def reliability(run: RunDir):
     ax.legend(loc="upper left")
     counts.bar([b["low"] for b in bins], [b["count"] for b in bins], width=width, align="edge", color="grey")
     counts.set(xlabel="confidence (top probability)", ylabel="images", yscale="log")
+    # plain numbers: the log axis' default labels are math text, which is off (class names are text)
+    counts.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    counts.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+    counts.yaxis.set_minor_formatter(NullFormatter())
     return _save(fig, run.plots / "reliability.png")
 
 

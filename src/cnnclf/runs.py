@@ -220,9 +220,37 @@ RUN_COLUMNS = (
     "epochs",
     "best_val_accuracy",
     "test_accuracy",
+    "balanced_accuracy",
+    "macro_f1",
     "wall_seconds",
     "status",
 )
+
+
+TEST_SCORES = ("test_accuracy", "balanced_accuracy", "macro_f1")  # the last line of training, runs, compare
+
+
+def model_name(model) -> str:
+    """A model config in a few words: its preset, its backbone, or its number of layers."""
+    if model.preset:
+        return model.preset
+    if model.backbone is not None:
+        return model.backbone.name
+    count = len(model.layers or [])
+    return f"{count} layer{'' if count == 1 else 's'}"
+
+
+def kept_epoch(run: RunDir, rows: list[dict]) -> int | None:
+    """The epoch whose model is model.keras: the best by the checkpoint's monitor, else the last."""
+    if not rows:
+        return None
+    checkpoint = run.read_config().train.checkpoint
+    if checkpoint is None or checkpoint.monitor not in rows[0]:
+        return rows[-1]["epoch"]
+    higher = checkpoint.mode == "max" or (checkpoint.mode == "auto" and "acc" in checkpoint.monitor)
+    values = [r[checkpoint.monitor] for r in rows]
+    best = max(values) if higher else min(values)
+    return rows[values.index(best)]["epoch"]
 
 
 def summarize(run: RunDir) -> dict:
@@ -242,11 +270,11 @@ def summarize(run: RunDir) -> dict:
         status = "stopped (no process; resume it)"  # killed, or the machine went down
     row.update(
         dataset=config.data.dataset,
-        model=config.model.preset or f"{len(config.model.layers or [])} layers",
+        model=model_name(config.model),
         parameters=state.get("parameters"),
         epochs=state.get("epochs_done"),
         best_val_accuracy=round(max(validation), 4) if validation else None,
-        test_accuracy=round(metrics["test_accuracy"], 4) if "test_accuracy" in metrics else None,
+        **{key: round(metrics[key], 4) if key in metrics else None for key in TEST_SCORES},
         wall_seconds=state.get("wall_seconds"),
         status=status,
     )

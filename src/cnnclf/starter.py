@@ -102,6 +102,7 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
         f"  dataset: custom\n  source: {source}\n  path: {shown}\n"
         f"  image_shape: [{side}, {side}, {channels}]   # the typical size of the images, squared\n"
         f"  resize: pad                  # stretch | crop | pad: how another aspect is brought to it\n"
+        f"  skip_bad_images: true        # files that do not decode are skipped, counted and the first named\n"
         f"  augment: {augment}\n"
     )
     notes = [

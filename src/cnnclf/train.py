@@ -25,7 +25,7 @@ from cnnclf.compute import Compute, resolve, with_model
 from cnnclf.config import Config
 from cnnclf.data.dataset import Dataset, load
 from cnnclf.data.split import write_split
-from cnnclf.errors import CnnclfError, DiskFull, Interrupted, NotARunError
+from cnnclf.errors import CnnclfError, DiskFull, Interrupted, NotARunError, plural
 from cnnclf.evaluate import collapse_warning, evaluate
 from cnnclf.fileio import interrupts_raised, is_disk_full, write_bytes, write_json, write_text
 from cnnclf.fitting import class_weights, fit_phases
@@ -34,7 +34,7 @@ from cnnclf.memory import peak_rss_mb, release_memory
 from cnnclf.models import build_model
 from cnnclf.optimization import compile_model
 from cnnclf.provenance import environment
-from cnnclf.runs import RunDir
+from cnnclf.runs import RunDir, kept_epoch
 from cnnclf.state import TrainingState, publish_model
 from cnnclf.tracking import MlflowLogger, check_tensorboard, connect_mlflow, tensorboard
 
@@ -159,6 +159,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
             ]
             fit_phases(session, state, callbacks, epoch_lines)
             fit_seconds = time.time() - fit_started
+            log.info(how_it_ended(run, train_cfg, early_stopping, state.first_epoch()))
             if not session.chief:  # nothing collective remains: the chief evaluates and writes
                 log.info("this worker is done; the chief writes the run directory")
                 shutil.rmtree(run.path, ignore_errors=True)
@@ -173,7 +174,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
             with progress.step(f"evaluating the best model on the {len(splits.test):,} test images"):
                 best = load_model(run)
                 metrics = evaluate(run, best, splits, config)
-            collapsed = collapse_warning(metrics)
+            collapsed = collapse_warning(metrics, train_cfg.class_weight)
             warnings = [collapsed] if collapsed else []
             for warning in warnings:
                 log.warning(f"warning: {warning}")
@@ -203,8 +204,29 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
         **({"plots_error": plots_error} if plots_error else {}),
     )
     shutil.rmtree(run.backup, ignore_errors=True)
-    log.info(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}")
+    log.info(
+        f"test accuracy {metrics['test_accuracy']:.4f}, balanced accuracy {metrics['balanced_accuracy']:.4f}, "
+        f"macro F1 {metrics['macro_f1']:.4f}, test loss {metrics['test_loss']:.4f}"
+    )
     return run
+
+
+def how_it_ended(run: RunDir, train_cfg, early_stopping, epochs_done: int) -> str:
+    """Why training stopped where it did, and which epoch's model is kept, in one line."""
+    rows = run.read_history()
+    kept = kept_epoch(run, rows)
+    checkpoint = train_cfg.checkpoint
+    if checkpoint is not None and rows and checkpoint.monitor in rows[0]:
+        value = next(r[checkpoint.monitor] for r in rows if r["epoch"] == kept)
+        why = f"kept epoch {kept} (best {checkpoint.monitor}, {value:.4g})"
+    else:
+        why = f"kept epoch {kept}, the last"
+    if early_stopping is not None and early_stopping.stopped_epoch > 0:
+        return (
+            f"early stopping: no improvement in {early_stopping.monitor} for {early_stopping.patience} epochs "
+            f"after epoch {early_stopping.best_epoch + 1}; {why}"
+        )
+    return f"trained all {plural(epochs_done, 'epoch')}; {why}"
 
 
 def _draw_plots(run: RunDir) -> str | None:
