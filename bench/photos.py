@@ -6,7 +6,7 @@ Builds a photos/<class>/ folder from the CIFAR-10 JPEG zip the way a user's woul
 400/200/80/40 images, 48-320 px of mixed aspect, some PNG, one grayscale, one CMYK, one EXIF-rotated,
 one truncated JPEG, .DS_Store, Thumbs.db, notes.txt), runs `cnnclf init` on it, and trains the
 config untouched with each seed (`--set seed=N`, which also moves the split), beside the variants
-given with --variant NAME=KEY=VALUE,KEY=VALUE (the issue's reference: cifar10_bn at 64 px without
+given with --variant "NAME=KEY=VALUE;KEY=VALUE" (the issue's reference: cifar10_bn at 64 px without
 early stopping). Each training is a whole `python -m cnnclf train` process. The table gives the
 mean and the spread of test accuracy and balanced accuracy over the seeds, and the seconds.
 """
@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 COUNTS = {"airplane": 400, "cat": 200, "ship": 80, "frog": 40}
-REFERENCE = ("reference=model.preset=cifar10_bn,model.layers=null,data.image_shape=[64,64,3],"
+REFERENCE = ("reference=model.preset=cifar10_bn;model.layers=null;data.image_shape=[64,64,3];"
              "train.early_stopping=false")
 
 
@@ -95,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE,KEY=VALUE (--set each)")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE;KEY=VALUE (--set each)")
     parser.add_argument("--reference", action="store_true", help="also the issue's reference: " + REFERENCE)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "photos.json")
     args = parser.parse_args()
@@ -103,7 +103,7 @@ def main() -> None:
     variants = {"init, untouched": []}
     for spec in args.variant + ([REFERENCE] if args.reference else []):
         name, _, sets = spec.partition("=")
-        variants[name] = sets.split(",")
+        variants[name] = sets.split(";")
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="cnnclf-photos-") as folder:
         work = Path(folder)

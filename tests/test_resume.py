@@ -160,7 +160,7 @@ def test_a_signal_as_an_epoch_ends_leaves_history_and_state_agreeing(tmp_path, m
     result = cnnclf("train", resumable_config(tmp_path))
     run = next((tmp_path / "runs").iterdir())
     assert result.exit_code == 128 + signal.SIGTERM
-    assert result.stderr.splitlines()[-1].startswith("Error: stopped by SIGTERM after 1 finished epochs")
+    assert result.stderr.splitlines()[-1].startswith("Error: stopped by SIGTERM after 1 finished epoch;")
     assert json.loads((run / "run.json").read_text())["epochs_done"] == 1 and len(history(run)) == 1
 
 

@@ -68,7 +68,7 @@ def test_frozen_then_fine_tuned_in_one_run_and_resumed_across_the_boundary(tmp_p
     run = Path(straight.stdout.split()[-1])
     rows = (run / "history.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,phase,") and [r.split(",")[1] for r in rows[1:]] == ["train", "fine_tune"]
-    assert "epoch 2/2" in straight.stderr
+    assert "epoch 1/2 (head)" in straight.stderr and "epoch 2/2 (fine-tuning)" in straight.stderr
 
     from cnnclf import fitting
 
@@ -82,7 +82,7 @@ def test_frozen_then_fine_tuned_in_one_run_and_resumed_across_the_boundary(tmp_p
 
     monkeypatch.setattr(fitting, "start_fine_tuning", stop_at_the_boundary)
     cut = cnnclf("train", backbone_config(tmp_path / "b", pictures, {**SMALL, "weights": str(weights)}, **settings))
-    assert cut.exit_code == 130 and "after 1 finished epochs" in cut.stderr
+    assert cut.exit_code == 130 and "after 1 finished epoch;" in cut.stderr
     resumed_run = next((tmp_path / "b" / "runs").iterdir())
     resumed = cnnclf("resume", resumed_run)
     assert resumed.exit_code == 0, resumed.stderr
@@ -110,6 +110,8 @@ def test_a_frozen_backbone_keeps_the_given_weights_exactly(tmp_path, pictures):
 
 def test_imagenet_weights_come_through_keras_download_cache(tmp_path, pictures, monkeypatch):
     """The download mocked: Keras's get_file hands over a weights file built here."""
+    import warnings
+
     from keras.src.utils import file_utils
 
     from cnnclf.config import load_config
@@ -121,8 +123,11 @@ def test_imagenet_weights_come_through_keras_download_cache(tmp_path, pictures, 
     monkeypatch.setattr(file_utils, "get_file", lambda fname=None, origin=None, *a, **k: asked.append(fname)
                         or str(weights))
     config = load_config(backbone_config(tmp_path, pictures, {"name": "MobileNetV3Small"}))
-    model = prepare(config, load(config.data, config.seed)).model
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        model = prepare(config, load(config.data, config.seed)).model
     assert asked and asked[0].startswith("weights_mobilenet_v3_small")
+    assert not [w for w in shown if "224" in str(w.message)]  # Keras's note on the weights' input size
     given = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3))
     given.load_weights(weights)
     for got, want in zip(backbones.find(model).get_weights(), given.get_weights(), strict=True):
@@ -162,6 +167,16 @@ def test_backbone_mistakes_are_one_line(tmp_path, pictures, backbone, image_shap
     result = cnnclf("train", write_config(tmp_path / "c.yaml", config))
     assert result.exit_code == 2 and expected in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_frozen_random_backbone_is_warned_about(tmp_path, pictures):
+    config = backbone_config(tmp_path, pictures, {"name": "MobileNetV3Small", "weights": None, "trainable": False})
+    result = cnnclf("config", "validate", config)
+    assert result.exit_code == 0 and result.stderr == (
+        f"{config}:13: warning: a backbone with random weights (weights: null) that does not train gives features "
+        f"that stay near chance; set trainable: true, or weights: imagenet or a weights file\n")
+    trains = backbone_config(tmp_path, pictures, {"name": "MobileNetV3Small", "weights": None, "trainable": True})
+    assert cnnclf("config", "validate", trains).stderr == ""
 
 
 def test_class_weights_reweigh_the_loss():

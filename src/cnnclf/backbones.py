@@ -12,6 +12,7 @@ Grayscale images are repeated to three channels (a fixed 1x1 convolution) for ev
 
 import contextlib
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -73,7 +74,10 @@ def build(config, input_shape: tuple[int, int, int]) -> keras.Model:
     kwargs = {"include_top": False, "weights": settings.weights, "input_shape": (*input_shape[:2], 3)}
     if BACKBONES[settings.name].preprocessing == "builtin" and "include_preprocessing" in _arguments(factory):
         kwargs["include_preprocessing"] = True
-    with _download_named(settings.name):
+    with _download_named(settings.name), warnings.catch_warnings():
+        # the applications say that their ImageNet weights are for 224-pixel inputs: they fit any size
+        # the minimum sides allow (the weights are convolutions), and the user chose the size
+        warnings.filterwarnings("ignore", message=r".*Weights for input shape \(224, 224\) will be loaded")
         try:
             backbone = factory(**kwargs)
         except ValueError as e:

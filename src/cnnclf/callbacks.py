@@ -40,7 +40,8 @@ class EpochLines(keras.callbacks.Callback):
 
     def __init__(self, epochs: int, started: float):
         super().__init__()
-        self.epochs, self.started = epochs, started
+        self.epochs, self.started = epochs, started  # epochs: of all phases
+        self.phase = ""  # named where a run has two: "head" (the backbone frozen), then "fine-tuning"
         self.time_to_first_step: float | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -52,4 +53,5 @@ class EpochLines(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         values = "  ".join(f"{k} {float(v):.4g}" for k, v in (logs or {}).items() if k != "learning_rate")
-        log.info(f"epoch {epoch + 1}/{self.epochs}  {values}  ({time.time() - self.epoch_started:.1f} s)")
+        phase = f" ({self.phase})" if self.phase else ""
+        log.info(f"epoch {epoch + 1}/{self.epochs}{phase}  {values}  ({time.time() - self.epoch_started:.1f} s)")

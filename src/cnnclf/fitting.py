@@ -49,7 +49,8 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
         if state.finished():
             continue
         end = train.epochs if phase == "train" else state.phase_start + train.fine_tune.epochs
-        progress.epochs = end
+        progress.epochs = end + (train.fine_tune.epochs if train.fine_tune and phase == "train" else 0)
+        progress.phase = ("head" if phase == "train" else "fine-tuning") if train.fine_tune else ""
         batches = distribute.per_worker(
             session.strategy,
             lambda shard: training_batches(

@@ -263,7 +263,8 @@ def _outcome_recorded(run: RunDir, state: TrainingState):
             run.set_status("interrupted", epochs_done=epochs)
         signal_number = e.exit_code - 128 if isinstance(e, Interrupted) else signal.SIGINT
         raise Interrupted(
-            f"{e or 'stopped by SIGINT'} after {epochs} finished epochs; continue with: cnnclf resume {run.path}",
+            f"{e or 'stopped by SIGINT'} after {plural(epochs, 'finished epoch')}; continue with: "
+            f"cnnclf resume {run.path}",
             signal_number,
         ) from None
     except Exception as e:

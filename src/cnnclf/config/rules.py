@@ -19,7 +19,7 @@ def check(cfg: Config, where) -> None:
         raise ConfigError(f"{where(loc)}: {message}")
 
     _check_data(cfg.data, where, fail)
-    _check_model(cfg, fail)
+    _check_model(cfg, where, fail)
     _check_train(cfg, fail)
 
 
@@ -68,7 +68,7 @@ def _check_data(data: DataConfig, where, fail) -> None:
         )
 
 
-def _check_model(cfg: Config, fail) -> None:
+def _check_model(cfg: Config, where, fail) -> None:
     model = cfg.model
     if model.backbone is not None:
         if model.preset is not None:
@@ -85,6 +85,12 @@ def _check_model(cfg: Config, fail) -> None:
                 ("model", "backbone", "name"),
                 f"{model.backbone.name} takes images of at least {side}x{side} pixels, "
                 f"the data has {shape[0]}x{shape[1]}; set data.image_shape to [{side}, {side}, 3] or more",
+            )
+        if model.backbone.weights is None and not model.backbone.trainable:
+            log.warning(
+                f"{where(('model', 'backbone', 'trainable'))}: warning: a backbone with random weights (weights: "
+                f"null) that does not train gives features that stay near chance; set trainable: true, or "
+                f"weights: imagenet or a weights file"
             )
     if cfg.train.fine_tune is not None:
         if model.backbone is None:
