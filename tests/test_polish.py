@@ -3,6 +3,7 @@ exports that carry their class names, a starter config fitted to the data, and n
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,41 @@ def test_slow_steps_are_named_quick_ones_are_not(monkeypatch, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "evaluating ..." and lines[1].startswith("evaluating: done in 0.")
     assert not any(line.startswith("quick") for line in lines)
+
+
+@pytest.mark.slow  # trains a run
+def test_a_slow_epoch_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatch, caplog):
+    from cnnclf import callbacks, progress
+
+    monkeypatch.setattr(progress, "SILENCE", 0.0)
+    monkeypatch.setattr(callbacks, "TICK", 0.02)
+    config = tiny_config(tmp_path / "runs", epochs=1, steps_per_execution=1)
+    with caplog.at_level(logging.INFO, logger="cnnclf"):
+        result = cnnclf("train", write_config(tmp_path / "c.yaml", config))
+    assert result.exit_code == 0, result.stderr
+    bars = [r.getMessage() for r in caplog.records if getattr(r, "transient", False)]
+    assert any("images/s" in bar for bar in bars) and all(re.fullmatch(r"epoch 1/1 \[[#.]{20}\] \d+/57 steps  ([\d,]+ images/s  ~\d+ s left|validating \.\.\.|starting \.\.\.)",
+                                     bar) for bar in bars), bars
+    run = Path(result.stdout.split()[-1])
+    assert "steps" not in (run / "train.log").read_text() and "steps" not in result.stderr  # not a terminal
+
+
+def test_progress_bars_are_drawn_over_on_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    from cnnclf.cli.options import _StderrHandler
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    handler = _StderrHandler()
+    for message, transient in (("epoch 1/2 [#...] 1/4 steps", True), ("epoch 1/2 [##..] 2/4 steps", True),
+                               ("epoch 1/2  accuracy 0.5", False)):
+        handler.emit(logging.LogRecord("cnnclf", logging.INFO, "", 0, message, None, None)
+                     if not transient else logging.makeLogRecord({"msg": message, "transient": True}))
+    assert screen.getvalue() == ("\r\033[Kepoch 1/2 [#...] 1/4 steps\r\033[Kepoch 1/2 [##..] 2/4 steps"
+                                 "\r\033[Kepoch 1/2  accuracy 0.5\n")

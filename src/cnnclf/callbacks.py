@@ -2,14 +2,18 @@
 
 import logging
 import math
+import threading
 import time
 
 import keras
 import numpy as np
 
+from cnnclf import progress
 from cnnclf.errors import NonFiniteLoss, NonFiniteWeights
 
 log = logging.getLogger("cnnclf")
+
+TICK = 1.0  # seconds between progress bars within an epoch
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
@@ -36,22 +40,59 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
 
 
 class EpochLines(keras.callbacks.Callback):
-    """One line per epoch on stderr (and in train.log); times the start of the first training step."""
+    """One line per epoch on stderr (and in train.log); times the start of the first training step.
+    An epoch that takes longer than progress.SILENCE also shows how far it has got (transient lines:
+    a bar on a terminal, never in train.log), read every second from the optimizer's step counter,
+    since Keras calls back only once per steps_per_execution steps."""
 
     def __init__(self, epochs: int, started: float):
         super().__init__()
         self.epochs, self.started = epochs, started  # epochs: of all phases
         self.phase = ""  # named where a run has two: "head" (the backbone frozen), then "fine-tuning"
+        self.steps, self.batch_size = 0, 0  # per epoch of the phase, set with the phase
         self.time_to_first_step: float | None = None
+        self._ticker: threading.Event | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.time()
+        self._ticker = threading.Event()
+        counter = self.model.optimizer.iterations
+        threading.Thread(target=self._tick, args=(epoch, counter, _count(counter), self._ticker), daemon=True).start()
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.time_to_first_step is None:  # start-up: imports, data, model; not the step's tracing
             self.time_to_first_step = time.time() - self.started
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._ticker is not None:
+            self._ticker.set()
         values = "  ".join(f"{k} {float(v):.4g}" for k, v in (logs or {}).items() if k != "learning_rate")
         phase = f" ({self.phase})" if self.phase else ""
         log.info(f"epoch {epoch + 1}/{self.epochs}{phase}  {values}  ({time.time() - self.epoch_started:.1f} s)")
+
+    def on_train_end(self, logs=None):
+        if self._ticker is not None:
+            self._ticker.set()
+
+    def _tick(self, epoch: int, counter, first: int | None, stop: threading.Event) -> None:
+        while not stop.wait(TICK):
+            elapsed = time.time() - self.epoch_started
+            if elapsed < progress.SILENCE or not self.steps:
+                continue
+            now = _count(counter)
+            if now is None or first is None or now < first:
+                return  # the counter cannot be read here (a distributed variable, say): no bar
+            done = now - first
+            log.info(
+                progress.bar(
+                    f"epoch {epoch + 1}/{self.epochs}", min(done, self.steps), self.steps, elapsed, self.batch_size
+                ),
+                extra={"transient": True},
+            )
+
+
+def _count(counter) -> int | None:
+    try:
+        return int(keras.ops.convert_to_numpy(counter))
+    except Exception:  # noqa: BLE001 - a step counter that cannot be read from another thread
+        return None

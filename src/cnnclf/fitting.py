@@ -51,6 +51,7 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
         end = train.epochs if phase == "train" else state.phase_start + train.fine_tune.epochs
         progress.epochs = end + (train.fine_tune.epochs if train.fine_tune and phase == "train" else 0)
         progress.phase = ("head" if phase == "train" else "fine-tuning") if train.fine_tune else ""
+        progress.steps, progress.batch_size = steps, compute.batch_size
         batches = distribute.per_worker(
             session.strategy,
             lambda shard: training_batches(

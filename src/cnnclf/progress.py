@@ -30,3 +30,16 @@ def step(what: str):
         timer.cancel()
         if said.is_set():
             log.info(f"{what}: done in {time.time() - started:.1f} s")
+
+
+def bar(what: str, done: int, total: int, seconds: float, batch_size: int) -> str:
+    """'<what> [#####.....] 12/36 steps  150 images/s  ~8 s left' (during an epoch; `seconds` so far)."""
+    width = 20
+    filled = round(width * done / max(total, 1))
+    shown = f"{what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} steps"
+    if done >= total:
+        return f"{shown}  validating ..."
+    if not done:
+        return f"{shown}  starting ..."  # the first step of a run includes building its graph
+    left = (total - done) * seconds / done
+    return f"{shown}  {done * batch_size / seconds:,.0f} images/s  ~{left:.0f} s left"

@@ -145,6 +145,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
     trackers = [tensorboard(run)] if train_cfg.tensorboard and session.chief else []
     mlflow = MlflowLogger(train_cfg.mlflow, run, config) if train_cfg.mlflow and session.chief else None
     log_file = logging.FileHandler(run.log)
+    log_file.addFilter(lambda record: not getattr(record, "transient", False))  # progress bars
     log.addHandler(log_file)
     outcome = "FAILED"
     try:
@@ -226,7 +227,7 @@ def how_it_ended(run: RunDir, train_cfg, early_stopping, epochs_done: int) -> st
             f"early stopping: no improvement in {early_stopping.monitor} for {early_stopping.patience} epochs "
             f"after epoch {early_stopping.best_epoch + 1}; {why}"
         )
-    return f"trained all {plural(epochs_done, 'epoch')}; {why}"
+    return f"trained {'its one epoch' if epochs_done == 1 else f'all {epochs_done} epochs'}; {why}"
 
 
 def _draw_plots(run: RunDir) -> str | None:

@@ -1,6 +1,7 @@
 """The click group, its error handling, and the options several commands share."""
 
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,10 +13,23 @@ from cnnclf.errors import CnnclfError, ConfigError, DiskFull
 
 
 class _StderrHandler(logging.Handler):
-    """Log lines to whatever sys.stderr is now (click's test runner swaps it)."""
+    """Log lines to whatever sys.stderr is now (click's test runner swaps it). A transient record (a
+    progress bar) is drawn over the line before on a terminal, and dropped elsewhere."""
+
+    pending = False  # a transient line is on the screen
 
     def emit(self, record):
-        sys.stderr.write(self.format(record) + "\n")
+        stream = sys.stderr
+        if getattr(record, "transient", False):
+            if stream.isatty():
+                stream.write("\r\033[K" + self.format(record)[: shutil.get_terminal_size().columns - 1])
+                stream.flush()
+                self.pending = True
+            return
+        if self.pending:
+            stream.write("\r\033[K")
+            self.pending = False
+        stream.write(self.format(record) + "\n")
 
 
 class _Cli(click.Group):

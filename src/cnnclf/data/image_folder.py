@@ -63,8 +63,7 @@ def list_files(cfg) -> ImageFiles:
         reader.check(name)
     if tree.ignored:
         log.warning(
-            f"ignored {plural(tree.ignored, 'file')} in {path} that "
-            f"{'is not an image' if tree.ignored == 1 else 'are not images'} by their suffix "
+            f"ignored {plural(tree.ignored, 'file')} in {path} whose suffix is not an image's "
             f"(the first: {tree.first_ignored})"
         )
     return ImageFiles(str(path), reader, names, np.asarray(labels, np.int64), np.asarray(split), class_names)
