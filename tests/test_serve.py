@@ -3,6 +3,7 @@ as `cnnclf predict`, every kind of bad request answered 4xx while it keeps servi
 requests batched, and a graceful exit on SIGTERM."""
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -20,24 +21,25 @@ from test_hostile import png_header_only
 pytestmark = pytest.mark.slow
 
 
+def start_server(run, *args) -> tuple[str, subprocess.Popen, str]:
+    """`cnnclf serve RUN --port 0`; its URL read from the line that says where it serves, and what it
+    said up to there."""
+    process = subprocess.Popen([sys.executable, "-m", "cnnclf", "serve", str(run), "--port", "0", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        found = re.search(r"serving \S+ on (http://127\.0\.0\.1:(\d+)) ", line)
+        if found:
+            assert found.group(2) != "0", line  # the port it was given, not 0
+            return found.group(1), process, "".join(lines)
+    process.kill()
+    raise AssertionError("".join(lines))
+
+
 @pytest.fixture(scope="module")
 def server(tiny_run):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "cnnclf", "serve", str(tiny_run[0]), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health").json() == {"status": "ok"}:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise AssertionError(process.communicate())
+    url, process, _ = start_server(tiny_run[0])
     yield url, process, tiny_run[0]
     if process.poll() is None:
         process.kill()
@@ -74,6 +76,9 @@ def test_predictions_are_those_of_cnnclf_predict(server, digits, tmp_path):
         assert got["probability"] == pytest.approx(want["probability"], abs=1e-5)
     raw = httpx.post(f"{url}/predict", content=(tmp_path / "0.png").read_bytes())
     assert raw.json()["predictions"][0]["probability"] == pytest.approx(local[0]["probability"], abs=1e-5)
+    curl = httpx.post(f"{url}/predict", content=(tmp_path / "0.png").read_bytes(),  # curl --data-binary @0.png
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert curl.status_code == 200 and curl.json()["predictions"][0]["class"] == local[0]["class"]
 
 
 @pytest.mark.parametrize("request_args, status, message", [
@@ -81,7 +86,8 @@ def test_predictions_are_those_of_cnnclf_predict(server, digits, tmp_path):
     ({"content": b""}, 400, "the request has no image"),
     ({"files": [("file", ("big.png", png_header_only(12000, 12000), "image/png"))]}, 413, "big.png: 12000x12000 is 144.0"),
     ({"content": b"x" * (21 * 2**20)}, 413, "more than 20,971,520"),
-    ({"data": {"note": "no file"}}, 400, "a form without files"),
+    ({"data": {"note": "no file"}}, 400, "the body is not a readable image"),  # a form's body is taken as an image
+    ({"content": (b"x" * 2**20 for _ in range(21))}, 413, "more than 20,971,520"),  # chunked: no declared length
     ({"content": b'--B\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n--B--\r\n',
       "headers": {"content-type": "multipart/form-data; boundary=B"}}, 400, "no image file in the form"),
     ({"files": [("file", ("e.png", b"", "image/png"))]}, 400, "e.png is empty"),
@@ -94,6 +100,44 @@ def test_bad_requests_are_4xx_with_an_error_and_the_server_keeps_serving(server,
     assert answer.status_code == status, answer.text
     assert message in answer.json()["error"]
     assert httpx.get(f"{url}/health").status_code == 200 and process.poll() is None
+
+
+def test_a_chunked_multipart_body_is_refused_past_the_limit(server):
+    url, process, _ = server
+
+    def body():
+        yield b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        for _ in range(36):
+            yield b"x" * 2**20
+
+    answer = httpx.post(f"{url}/predict", content=body(), headers={"content-type": "multipart/form-data; boundary=B"})
+    assert answer.status_code == 413 and "more than 20,971,520" in answer.json()["error"]
+    assert process.poll() is None
+
+
+def test_only_loopback_names_are_answered(server):
+    url, _, _ = server
+    port = url.rsplit(":", 1)[1]
+    for path in ("/metadata", "/predict"):
+        answer = httpx.request("GET" if path == "/metadata" else "POST", f"{url}{path}",
+                               headers={"host": "attacker.example"}, content=b"x")
+        assert answer.status_code == 400 and answer.json()["error"].startswith(
+            "host 'attacker.example' is not served here (127.0.0.1, [::1], localhost)")
+    assert httpx.get(f"{url}/health", headers={"host": f"localhost:{port}"}).status_code == 200
+
+
+def test_control_characters_in_a_file_name_are_escaped(server, digits):
+    """A raw CR or LF does not pass the multipart parser; an escape sequence and NEL (a line break to
+    Python's splitlines) do."""
+    url, _, _ = server
+    body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="a\x1b[31mX\x85.png"\r\n\r\n'
+            + png_bytes(digits[0]) + b"\r\n--B--\r\n")
+    answer = httpx.post(f"{url}/predict", content=body, headers={"content-type": "multipart/form-data; boundary=B"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"][0]["file"] == "a\\x1b[31mX\\x85.png"
+    broken = httpx.post(f"{url}/predict", content=body.replace(png_bytes(digits[0]), b"junk"),
+                        headers={"content-type": "multipart/form-data; boundary=B"})
+    assert broken.json()["error"].startswith("a\\x1b[31mX\\x85.png is not a readable image")
 
 
 def test_unknown_paths_and_methods_answer_json(server):
@@ -114,9 +158,58 @@ def test_concurrent_requests_are_all_answered(server, digits):
     assert len(set(answers)) == 1 and len(answers) == 40
 
 
+def test_a_client_hanging_up_mid_upload_is_not_a_traceback(server):
+    url, process, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
+        time.sleep(0.3)
+    time.sleep(0.3)
+    assert httpx.get(f"{url}/health").status_code == 200 and process.poll() is None
+
+
 def test_sigterm_finishes_and_exits_zero(server):
     url, process, _ = server
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert "stopped: the requests in flight were answered" in stderr and "Traceback" not in stderr
+    assert re.search(r"^POST /predict 200 \d+ ms$", stderr, re.M) and "GET /health 200 " in stderr  # the access log
+    assert "ClientDisconnect" not in stderr
+
+
+def test_sigterm_with_a_stalled_upload_stops_within_its_bound(tiny_run):
+    from cnnclf.server import SHUTDOWN_SECONDS
+
+    url, process, _ = start_server(tiny_run[0], "--quiet")
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
+        time.sleep(0.5)
+        started = time.time()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert time.time() - started < SHUTDOWN_SECONDS + 3 and process.returncode == 0, stderr
+    assert f"stopped: 1 request in flight after {SHUTDOWN_SECONDS} s cut off" in stderr
+    assert "POST /predict" not in stderr  # --quiet
+
+
+def test_a_port_in_use_and_a_run_still_training(tiny_run, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cnnclf("serve", tiny_run[0], "--port", port)
+    assert result.exit_code == 2 and result.stderr == (
+        f"Error: port {port} on 127.0.0.1 is in use; choose another --port, or --port 0 for a free one\n")
+    import shutil
+
+    running = shutil.copytree(tiny_run[0], tmp_path / tiny_run[0].name)
+    status = json.loads((running / "run.json").read_text())
+    (running / "run.json").write_text(json.dumps({**status, "status": "running", "epochs_done": 1}))
+    url, process, said = start_server(running)
+    assert httpx.get(f"{url}/metadata").json()["status"] == "running"
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert f"warning: {running.name} is running (1 epoch done): the model served is its best so far, not its " \
+           f"final one" in said

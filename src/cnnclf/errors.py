@@ -99,3 +99,9 @@ def listing(items, limit: int = 8) -> str:
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """'1 file', '2 files' ('1 class', '3 classes' with nouns given)."""
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def printable(text: str) -> str:
+    """Text from outside (a file name, a path, a header) as it may be shown or logged: control
+    characters such as CR and LF written as escapes, so that it cannot start a line of its own."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))

@@ -1,9 +1,10 @@
 """cnnclf serve: a run's model over HTTP, a JSON API on FastAPI and uvicorn (pip install 'cnnclf[serve]').
 
     GET  /health      {"status": "ok"}
-    GET  /metadata    the run, its class names, input shape, resize policy and test metrics
-    POST /predict     image files (multipart, any field names) or one image as the raw body;
-                      ?top_k=3; answers {"predictions": [{file, class, probability, top_k}, ...]}
+    GET  /metadata    the run (and its status), its class names, input shape, resize policy and test metrics
+    POST /predict     image files (multipart, any field names) or one image as the raw body, whatever
+                      its Content-Type says (curl --data-binary sends a form type); ?top_k=3;
+                      answers {"predictions": [{file, class, probability, top_k}, ...]}
 
 The model is loaded once, in safe mode, and images go through the same Predictor as `cnnclf
 predict` (the run's decoding, resize policy and test-time views), so the numbers are the same.
@@ -11,18 +12,21 @@ Requests that arrive together are classified together: a batcher collects images
 `wait_ms` or `max_batch` images and calls the model once for all of them, on a thread of its own,
 so the event loop keeps accepting requests. A bad request is a 4xx answer {"error": "..."}; the
 server keeps serving.
+
+Limits: a body of at most MAX_BYTES however it is sent (its length declared, chunked, or
+multipart), counted as it arrives and refused (413) before more is read; MAX_FILES images a
+request; decode_image's pixel limit per image. The HTTP server around the application (hosts
+answered, shutdown, the access log) is in server.py.
 """
 
 import asyncio
 import logging
-import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from cnnclf.data.files import DECODE_ERRORS, ImageError, reason
-from cnnclf.errors import ConfigError
-from cnnclf.inference import Predictor
+from cnnclf.errors import printable
 from cnnclf.runs import RunDir
 
 log = logging.getLogger("cnnclf")
@@ -40,7 +44,7 @@ class BadRequest(Exception):
 class Batcher:
     """Images from concurrent requests, classified in batches on one model thread."""
 
-    def __init__(self, predictor: Predictor, max_batch: int, wait_ms: float):
+    def __init__(self, predictor, max_batch: int, wait_ms: float):
         self.predictor, self.max_batch, self.wait = predictor, max_batch, wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue()
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="cnnclf-model")
@@ -83,6 +87,8 @@ def create_app(run: RunDir, max_batch: int = 32, wait_ms: float = 5.0):
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
+    from cnnclf.inference import Predictor
+
     predictor = Predictor(run)
     metrics = run.read_metrics() or {}
     batcher = Batcher(predictor, max_batch, wait_ms)
@@ -94,6 +100,7 @@ def create_app(run: RunDir, max_batch: int = 32, wait_ms: float = 5.0):
         task.cancel()
 
     app = FastAPI(title="cnnclf", description=f"The model of {run.path.name}", lifespan=lifespan)
+    app.state.cut_off = 0  # requests cut off by a shutdown (server.py)
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -120,6 +127,7 @@ def create_app(run: RunDir, max_batch: int = 32, wait_ms: float = 5.0):
         augment = predictor.config.data.augment
         return {
             "run": run.path.name,
+            "status": run.status()["status"],
             "class_names": predictor.class_names,
             "input_shape": list(predictor.shape),
             "pixel_range": [0, 255],
@@ -138,44 +146,65 @@ def create_app(run: RunDir, max_batch: int = 32, wait_ms: float = 5.0):
         answers = []
         for (name, _), p in zip(uploads, probabilities):
             top = predictor.top(p, top_k)
-            answers.append({"file": name, "class": top[0]["class"], "probability": top[0]["probability"], "top_k": top})
+            answers.append(
+                {
+                    "file": None if name is None else printable(name),
+                    "class": top[0]["class"],
+                    "probability": top[0]["probability"],
+                    "top_k": top,
+                }
+            )
         return {"predictions": answers}
 
     return app
 
 
 async def _uploads(request) -> list[tuple[str | None, bytes]]:
-    """(file name, bytes) of each image in the request: multipart files, or the raw body."""
+    """(file name, bytes) of each image in the request: multipart files, or else the raw body,
+    whatever its Content-Type (curl --data-binary labels it a form)."""
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BYTES:
         raise BadRequest(413, f"the request is {int(declared):,} bytes, more than {MAX_BYTES:,}; send smaller images")
-    kind = request.headers.get("content-type", "")
-    if kind.startswith("application/x-www-form-urlencoded"):
-        raise BadRequest(
-            400,
-            "a form without files; send images as multipart files (curl -F file=@photo.jpg) or one image as the body",
-        )
-    if kind.startswith("multipart/form-data"):
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        parser = MultiPartParser(request.headers, _body(request), max_files=MAX_FILES, max_part_size=MAX_BYTES)
         try:
-            form = await request.form(max_files=MAX_FILES, max_part_size=MAX_BYTES)
-        except Exception as e:  # noqa: BLE001 - starlette's multipart parser: any failure is the request's
+            form = await parser.parse()
+        except MultiPartException as e:
             raise BadRequest(400, f"the multipart body cannot be read ({str(e)[:200]})") from None
-        files = [value for _, value in form.multi_items() if hasattr(value, "read")]
-        if not files:
-            raise BadRequest(400, "no image file in the form; send one or more files (curl -F file=@photo.jpg)")
-        return [(f.filename, await f.read()) for f in files]
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BYTES:
-            raise BadRequest(413, f"the request is more than {MAX_BYTES:,} bytes; send smaller images")
+        try:
+            files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+            if not files:
+                raise BadRequest(400, "no image file in the form; send one or more files (curl -F file=@photo.jpg)")
+            return [(f.filename, await f.read()) for f in files]
+        finally:
+            await form.close()
+    body = b"".join([chunk async for chunk in _body(request)])
     if not body:
         raise BadRequest(400, "the request has no image; send one as the body or as multipart files")
     return [(None, body)]
 
 
-def _decode(predictor: Predictor, name: str | None, data: bytes) -> np.ndarray:
-    what = name or "the body"
+async def _body(request):
+    """The request's body as it arrives, refused once it passes MAX_BYTES (whatever the declared
+    length, or with none: chunked), before the rest is read."""
+    from starlette.requests import ClientDisconnect
+
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > MAX_BYTES:
+                raise BadRequest(413, f"the request is more than {MAX_BYTES:,} bytes; send smaller images")
+            yield chunk
+    except ClientDisconnect:
+        raise BadRequest(400, "the client closed the connection before sending the whole body") from None
+
+
+def _decode(predictor, name: str | None, data: bytes) -> np.ndarray:
+    what = printable(name) if name else "the body"
     if not data:
         raise BadRequest(400, f"{what} is empty")
     try:
@@ -184,23 +213,3 @@ def _decode(predictor: Predictor, name: str | None, data: bytes) -> np.ndarray:
         raise BadRequest(413, f"{what}: {e}") from None
     except DECODE_ERRORS as e:
         raise BadRequest(400, f"{what} is not a readable image ({reason(e)})") from None
-
-
-def serve(run: RunDir, host: str, port: int, max_batch: int, wait_ms: float) -> None:
-    """Serve until SIGTERM or Ctrl-C, which finish the requests in flight and return."""
-    try:
-        import uvicorn
-    except ImportError:
-        raise ConfigError("cnnclf serve needs FastAPI and uvicorn: pip install 'cnnclf[serve]'") from None
-    app = create_app(run, max_batch, wait_ms)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
-    exposed = (
-        ""
-        if host in ("127.0.0.1", "localhost", "::1")
-        else "; this address is reachable from the network, with no authentication"
-    )
-    log.info(f"serving {run.path.name} on http://{host}:{port} (POST /predict, GET /metadata){exposed}")
-    for signum in (signal.SIGINT, signal.SIGTERM):  # uvicorn raises the signal again once it has shut down
-        signal.signal(signum, lambda *args: None)
-    server.run()
-    log.info("stopped: the requests in flight were answered")

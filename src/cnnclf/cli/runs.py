@@ -217,20 +217,30 @@ def export(ctx, run_path, fmt, out):
     type=click.FloatRange(0),
     help="How long the first request of a batch waits for others (0: no batching).",
 )
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests addressed to this host name (a loopback server answers only 127.0.0.1, "
+    "localhost and [::1], against DNS rebinding).",
+)
+@click.option("--quiet", is_flag=True, help="Do not log each request (method, path, status, milliseconds).")
 @click.pass_context
-def serve(ctx, run_path, host, port, max_batch, batch_wait_ms):
+def serve(ctx, run_path, host, port, max_batch, batch_wait_ms, allow_hosts, quiet):
     """Serve RUN's model over HTTP: POST images to /predict, GET /metadata and /health.
 
     \b
     Example:
       cnnclf serve runs/20261121T101500Z-fashion --port 8000
-      curl -F file=@shoe.png http://127.0.0.1:8000/predict
+      curl --data-binary @shoe.png http://127.0.0.1:8000/predict
+      curl -F file=@shoe.png -F file=@boot.png 'http://127.0.0.1:8000/predict?top_k=3'
     """
+    from cnnclf import server
     from cnnclf.runs import RunDir
 
     run = RunDir.open(run_path, need_model=True)
     run.read_config()
+    sock = server.listen(host, port)  # a port in use is found before TensorFlow starts
     start_tensorflow(ctx)
-    from cnnclf import serve as serving
-
-    serving.serve(run, host, port, max_batch, batch_wait_ms)
+    server.serve(run, sock, max_batch, batch_wait_ms, allow_hosts, access_log=not quiet)
