@@ -39,7 +39,7 @@ def run_exported(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
 
     if fmt == "savedmodel":
         loaded = tf.saved_model.load(str(path))  # referenced while it serves: its variables live in it
-        return loaded.serve(x).numpy()
+        return loaded.signatures["serving_default"](pixels=tf.constant(x))["probabilities"].numpy()
     if fmt == "onnx":
         import onnxruntime
 

@@ -172,3 +172,46 @@ def test_a_streamed_file_gone_during_training_is_one_line_and_the_run_resumes(tm
     victim.write_bytes(saved)
     resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
+
+
+KILLED_EXPORT = """
+import os, signal, sys, keras
+archive = type(keras.export.ExportArchive())  # ExportArchive() makes one of its backend's class
+real = archive.write_out
+def write_out(self, filepath, *args, **kwargs):
+    real(self, filepath, *args, **kwargs)
+    for name in os.listdir(os.path.join(filepath, "variables")):
+        os.remove(os.path.join(filepath, "variables", name))  # half-way: variables not yet written
+    os.kill(os.getpid(), signal.SIGKILL)
+archive.write_out = write_out
+from cnnclf.cli import main
+sys.argv = ['cnnclf', 'export', sys.argv[1], '--format', 'savedmodel'] + sys.argv[2:]
+main()
+"""
+
+
+def test_exports_lose_nothing_and_leave_nothing_half_written(trained_run, tmp_path):
+    first = cnnclf("export", trained_run, "--format", "savedmodel")
+    assert first.exit_code == 0, first.stderr
+    place = trained_run / "export" / "model.savedmodel"
+    before = sorted(p.relative_to(place) for p in place.rglob("*"))
+    killed = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(trained_run)], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert sorted(p.relative_to(place) for p in place.rglob("*")) == before  # the earlier export, whole
+    out = tmp_path / "m.savedmodel"
+    killed = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(trained_run), "--out", str(out)],
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL and not out.exists()  # a retry is not refused as "already exists"
+    retried = cnnclf("export", trained_run, "--format", "savedmodel", "--out", out)
+    assert retried.exit_code == 0 and (out / "variables").is_dir() and not list(tmp_path.glob(".m.savedmodel.*"))
+
+    mine = tmp_path / "m.tflite"
+    mine.with_name("m.tflite.json").write_text("my notes")
+    taken = cnnclf("export", trained_run, "--format", "tflite", "--out", mine)
+    assert taken.exit_code == 2 and taken.stderr == f"Error: {mine}.json: already exists; choose another --out or remove it\n"
+    assert mine.with_name("m.tflite.json").read_text() == "my notes" and not mine.exists()
+
+    (trained_run / "model.keras").write_bytes(b"damaged")  # a re-export whose model does not load
+    failed = cnnclf("export", trained_run, "--format", "savedmodel")
+    assert failed.exit_code == 2 and sorted(p.relative_to(place) for p in place.rglob("*")) == before
+    assert (place.parent / "model.savedmodel.json").exists()

@@ -120,7 +120,7 @@ class Predictor:
     def __init__(self, run: RunDir):
         self.config = run.read_config()
         self.model = load_model(run)
-        self.averaged = inference_model(self.model, self.config)
+        self.inference = inference_model(self.model, self.config)
         self.class_names = run.class_names()
         self.shape = tuple(self.model.input_shape[1:])
 
@@ -129,7 +129,7 @@ class Predictor:
         return decode_image(data, self.shape, self.config.data.resize)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.averaged.predict_on_batch(np.asarray(images, np.float32)), np.float32)
+        return np.asarray(self.inference.predict_on_batch(np.asarray(images, np.float32)), np.float32)
 
     def top(self, probabilities: np.ndarray, k: int) -> list[dict]:
         order = np.argsort(probabilities)[::-1][:k]

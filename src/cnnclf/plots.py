@@ -111,6 +111,7 @@ def compared_curves(runs: list[RunDir], path):
                 ax.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker="o", label=run.path.name)
     for ax, metric in zip(axes, ("validation accuracy", "validation loss")):
         ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, path)

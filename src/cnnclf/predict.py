@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnclf.data.files import DECODE_ERRORS, reason
-from cnnclf.errors import DataError
+from cnnclf.errors import DataError, printable
 from cnnclf.inference import Predictor
 from cnnclf.runs import RunDir
 
@@ -79,14 +79,14 @@ def _expand(paths: list[str]) -> list[Path]:
     return found
 
 
-def table(rows: list[dict]) -> list[list[str]]:
-    """Rows for printing or CSV: file, class, probability, then the top-k as 'class probability'."""
+def table(rows: list[dict], columns: bool = False) -> list[list[str]]:
+    """Rows for printing: file, class, probability, then each of the top-k as 'class probability'; or
+    with `columns` (CSV), each top-k class and probability in cells of their own."""
+
+    def ranked(t: dict) -> list[str]:
+        return [t["class"], f"{t['probability']:.4f}"] if columns else [f"{t['class']} {t['probability']:.4f}"]
+
     return [
-        [
-            r["file"],
-            r["class"],
-            f"{r['probability']:.4f}",
-            *(f"{t['class']} {t['probability']:.4f}" for t in r["top_k"]),
-        ]
+        [printable(r["file"]), r["class"], f"{r['probability']:.4f}", *(c for t in r["top_k"] for c in ranked(t))]
         for r in rows
     ]

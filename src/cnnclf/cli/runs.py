@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 
 from cnnclf.cli.options import command, json_option, output_file, set_option, start_tensorflow, writable_folder
+from cnnclf.errors import ConfigError
 
 
 @command()
@@ -76,7 +77,12 @@ def plot(ctx, run_path, config_path, overrides):
 @click.argument("paths", metavar="IMAGE_OR_FOLDER...", nargs=-1, required=True)
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(1), help="How many classes to list.")
 @json_option
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the table here (a new file): file, class, probability, then each top-k class and probability.",
+)
 @click.option(
     "--explain",
     type=click.Path(file_okay=False, path_type=Path),
@@ -102,6 +108,8 @@ def predict(ctx, run_path, paths, top_k, as_json, csv_path, explain, layer):
 
     run = RunDir.open(run_path, need_model=True)
     output_file(csv_path, "--csv")
+    if csv_path is not None and csv_path.exists():
+        raise ConfigError(f"--csv {csv_path}: already exists; choose another file or remove it")
     if explain is not None:
         writable_folder(explain, "--explain")
     elif layer is not None:
@@ -110,11 +118,15 @@ def predict(ctx, run_path, paths, top_k, as_json, csv_path, explain, layer):
     from cnnclf import predict as prediction
 
     rows = prediction.predict(run, list(paths), top_k, explain, layer)
-    header = ["file", "class", "probability"] + [f"top {i + 1}" for i in range(min(top_k, len(rows[0]["top_k"])))]
+    ranks = range(1, min(top_k, len(rows[0]["top_k"])) + 1)
     if csv_path:
         out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows([header] + prediction.table(rows))
+        header = ["file", "class", "probability"] + [
+            f"top{i}_{what}" for i in ranks for what in ("class", "probability")
+        ]
+        csv.writer(out, lineterminator="\n").writerows([header] + prediction.table(rows, columns=True))
         write_text(csv_path, out.getvalue())
+    header = ["file", "class", "probability"] + [f"top {i}" for i in ranks]
     click.echo(json.dumps(rows, indent=2) if as_json else aligned(header, prediction.table(rows)))
 
 

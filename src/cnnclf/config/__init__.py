@@ -32,8 +32,8 @@ def load_config(path, sets: tuple[str, ...] = (), values: dict[str, Any] | None 
         raise ConfigError(
             f"{path}: a config must be a YAML mapping of sections (data:, model:, train:), got a {type(raw).__name__}"
         )
-    if raw.get("name") is None:
-        raw["name"] = path.stem
+    if raw.get("name") is None:  # the file's stem, made a safe run name ("my exp.yaml" -> my-exp)
+        raw["name"] = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-")[:100] or "run"
     changes = {key: parse_value(text, key) for key, text in map(parse_set, sets)}
     changes.update(values or {})
     where = _Locator(path, lines, changes)
