@@ -37,9 +37,11 @@ def history(run: Path) -> list[dict]:
             for row in csv.DictReader((run / "history.csv").open())]
 
 
-def start_training(config: Path) -> subprocess.Popen:
+def start_training(config: Path, temp: Path | None = None) -> subprocess.Popen:
+    """`cnnclf train CONFIG` in a process of its own (with TMPDIR `temp`, where given)."""
+    env = {**os.environ, "TMPDIR": str(temp)} if temp else None
     return subprocess.Popen([sys.executable, "-m", "cnnclf", "train", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def signal_after_epochs(process, runs: Path, epochs: int, signum) -> Path:
@@ -83,9 +85,12 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_marks_the_run_interrupted(tmp_path):
-    process = start_training(resumable_config(tmp_path))
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    process = start_training(resumable_config(tmp_path), temp)
     run = signal_after_epochs(process, tmp_path / "runs", 1, signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
+    assert not list(temp.iterdir())  # autograph's generated modules went with the process's scratch folder
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1].startswith("Error: stopped by SIGINT after ")
     assert "Traceback" not in stderr

@@ -11,7 +11,9 @@ TensorFlow is imported only by commands that need it, so --help and config check
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 from cnnclf.cli import runs, setup, training  # noqa: F401  (each registers its commands)
@@ -23,12 +25,18 @@ __all__ = ["cli", "main"]
 def main():
     """The console entry point. Once the command is done, the process ends without Python's
     shutdown, which takes 1.5 s with TensorFlow loaded (and where h5py can crash closing a file a
-    full disk left half-written): every file cnnclf writes is complete and closed by then."""
+    full disk left half-written): every file cnnclf writes is complete and closed by then. The
+    process's temporary files go into a folder of its own, removed as it ends: TensorFlow's
+    autograph leaves a module file there for each function it converts, which it would remove
+    only at Python's shutdown."""
     obj = {"started": time.time(), "console": True}
+    scratch = tempfile.mkdtemp(prefix="cnnclf-")
+    tempfile.tempdir = scratch
     try:
         cli(prog_name="cnnclf", obj=obj)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        shutil.rmtree(scratch, ignore_errors=True)
         if "tensorflow" in sys.modules or obj.get("disk_full"):
             logging.shutdown()
             sys.stdout.flush()
