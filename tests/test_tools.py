@@ -190,7 +190,7 @@ def test_init_writes_a_valid_commented_starter(tmp_path, dataset):
     out = tmp_path / f"{dataset}.yaml"
     result = cnnclf("init", "--dataset", dataset, "--out", out)
     assert result.exit_code == 0 and result.stdout.strip() == str(out)
-    assert "# epochs without improvement" in out.read_text()
+    assert "# decays to 0 by the last epoch" in out.read_text()
     assert load_config(out).data.dataset == dataset
     again = cnnclf("init", "--dataset", dataset, "--out", out)
     assert again.exit_code == 2 and again.stderr == f"Error: {out}: already exists; choose another --out or remove it\n"

@@ -2,9 +2,18 @@
 
 For MNIST, Fashion-MNIST and CIFAR-10 it points at a local copy where one is found (keras's
 download needs the internet). For the user's own images (--path) it looks at them first and
-chooses what depends on their number and size: the image shape, the batch (so that an epoch has
-enough steps), the epochs, the augmentation, and class weights where the classes are imbalanced;
-and it says what it chose.
+chooses what depends on their number and size, and says why in the config's comments:
+
+- the image size: the typical photo's shorter side, but at most 64 pixels below 2,000 images, 96
+  below 10,000 and 128 above (more pixels than images can teach a model only overfits and slows
+  it), in the cifar10_bn preset;
+- the batch (so that an epoch has ~25 steps or more), the epochs, and the augmentation;
+- which model is kept: below 10,000 images, the last epoch's, with neither early stopping nor a
+  checkpoint, since a validation set of a few dozen images picks a lucky epoch rather than a good
+  one (bench/photos.py: 4 classes of 400/200/80/40 photos, BENCHMARKS.md), and the cosine schedule
+  ends where the model is best; above, the epoch of least validation loss, with early stopping;
+- class weights where the classes are imbalanced, and test-time flips.
+The config holds only what differs from the defaults (`cnnclf config show` prints the rest).
 """
 
 import os
@@ -26,26 +35,10 @@ LOCAL_COPIES = {
     ],
 }
 PRESET = {"mnist": "mnist_bn", "fashion_mnist": "fashion_bn", "cifar10": "cifar10_bn", "digits": "s003_fashion"}
-SMALL_CNN = """\
-  layers:                      # any keras.layers class by name, with its arguments
-    - Conv2D: {filters: 32, kernel_size: 3, padding: same, use_bias: false}
-    - BatchNormalization: {momentum: 0.9}
-    - ReLU: {}
-    - MaxPooling2D: {pool_size: 2}
-    - Conv2D: {filters: 64, kernel_size: 3, padding: same, use_bias: false}
-    - BatchNormalization: {momentum: 0.9}
-    - ReLU: {}
-    - MaxPooling2D: {pool_size: 2}
-    - Conv2D: {filters: 128, kernel_size: 3, padding: same, use_bias: false}
-    - BatchNormalization: {momentum: 0.9}
-    - ReLU: {}
-    - GlobalAveragePooling2D: {}
-    - Dropout: {rate: 0.3}
-    # the classifier, Dense(number of classes, softmax), is added for you
-    # With ImageNet weights in Keras's cache (~/.keras/models), a pretrained backbone does better on a few
-    # hundred photos per class; replace the layers above with:
-    # backbone: {name: MobileNetV3Small, weights: imagenet, trainable: false}
-"""
+SIDE_CAPS = ((2_000, 64), (10_000, 96))  # (images below, largest side); above them all, 128
+LARGEST_SIDE = 128
+SMALL = 10_000  # images: below, the last epoch's model is kept (no validation-picked epoch)
+IMBALANCE = 3.0  # largest class / smallest: beyond it, class weights
 
 
 def starter_config(dataset: str, path: Path | None = None) -> tuple[str, list[str]]:
@@ -72,8 +65,7 @@ def starter_config(dataset: str, path: Path | None = None) -> tuple[str, list[st
         else:
             data += f"  source: {found[0]}\n  path: {found[1]}\n"
             notes.append(f"{dataset}: the local copy at {found[1]}")
-    model = f"  preset: {PRESET[dataset]}            # `cnnclf config presets` lists the built-in architectures\n"
-    return _template(data, model, epochs=15, batch=128), notes
+    return _template(data, PRESET[dataset], epochs=15, batch=128, small=False), notes
 
 
 def _custom(path: Path | None) -> tuple[str, list[str]]:
@@ -81,10 +73,12 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
         data = (
             "  dataset: custom\n  source: folder               # <path>/<class>/*.jpg, or train/ and test/ inside; "
             "or manifest (a CSV)\n  path: my-images              # a folder or a .zip, relative to where you run "
-            "cnnclf\n  image_shape: [96, 96, 3]     # [height, width, channels]: images are resized to it\n"
+            "cnnclf\n  image_shape: [64, 64, 3]     # [height, width, channels]: images are resized to it\n"
             "  resize: pad                  # stretch | crop | pad: how another aspect is brought to it\n"
+            "  skip_bad_images: true        # files that do not decode are skipped, counted and the first named\n"
+            "  augment: {flip: horizontal, translate: 0.1, zoom: 0.1, test_flip: true}\n"
         )
-        return _template(data, SMALL_CNN, epochs=20, batch=32), ["custom: set data.path to your images"]
+        return _template(data, "cifar10_bn", epochs=40, batch=16, small=True), ["custom: set data.path to your images"]
     from cnnclf.config import DataConfig
     from cnnclf.data.dataset import list_and_split
 
@@ -92,15 +86,27 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
     files, parts, _ = list_and_split(DataConfig(dataset="custom", source=source, path=str(path)), seed=42)
     counts = np.bincount(files.labels, minlength=len(files.class_names))
     train = int(np.sum(np.isin(parts, ("train", "validation"))))
-    side, channels = _typical_size(files)
+    typical, channels = _typical_size(files)
+    cap = next((side for below, side in SIDE_CAPS if len(files) < below), LARGEST_SIDE)
+    side = min(typical, cap)
+    why_side = (
+        f"the typical photo's shorter side ({typical} px)"
+        if side == typical
+        else f"at most {cap} px for {len(files):,} images; the photos' shorter side is {typical} px or more"
+    )
     batch = int(2 ** np.clip(np.floor(np.log2(max(train / 25, 1))), 3, 7))  # at least ~25 steps an epoch, 8-128
-    epochs = 40 if train < 1000 else 25 if train < 10_000 else 15
-    augment = "{flip: horizontal, translate: 0.1, zoom: 0.1}" if train < 5000 else "{flip: horizontal, translate: 0.05}"
-    imbalanced = counts.max() / max(counts.min(), 1) > 3
+    epochs = 40 if train < 1000 else 25 if train < SMALL else 15
+    flips = ", test_flip: true" if train < SMALL else ""
+    augment = (
+        f"{{flip: horizontal, translate: 0.1, zoom: 0.1{flips}}}"
+        if train < 5000
+        else f"{{flip: horizontal, translate: 0.05{flips}}}"
+    )
+    imbalanced = counts.max() / max(counts.min(), 1) > IMBALANCE
     shown = str(path) if path.is_absolute() else path.as_posix()
     data = (
         f"  dataset: custom\n  source: {source}\n  path: {shown}\n"
-        f"  image_shape: [{side}, {side}, {channels}]   # the typical size of the images, squared\n"
+        f"  image_shape: [{side}, {side}, {channels}]   # {why_side}\n"
         f"  resize: pad                  # stretch | crop | pad: how another aspect is brought to it\n"
         f"  skip_bad_images: true        # files that do not decode are skipped, counted and the first named\n"
         f"  augment: {augment}\n"
@@ -108,21 +114,28 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
     notes = [
         f"{len(files):,} images in {len(files.class_names)} classes ({', '.join(files.class_names[:6])}"
         f"{', ...' if len(files.class_names) > 6 else ''}), {train:,} to train on",
-        f"image_shape [{side}, {side}, {channels}], batch {batch} ({-(-train // batch)} steps an epoch), "
-        f"{epochs} epochs, augmentation {augment}",
+        f"image_shape [{side}, {side}, {channels}]: {why_side}",
+        f"preset cifar10_bn, batch {batch} "
+        f"({-(-train // batch)} steps an epoch), {epochs} epochs, augmentation {augment}",
+        "the last epoch's model is kept (a validation set this small would pick a lucky epoch)"
+        if train < SMALL
+        else "the epoch of least validation loss is kept, with early stopping",
     ]
     extra = ""
     if imbalanced:
-        extra = "  class_weight: balanced       # the largest class has over 3 times the images of the smallest\n"
+        extra = (
+            f"  class_weight: balanced       # the largest class has over {IMBALANCE:g} times the images of "
+            f"the smallest\n"
+        )
         notes.append(
             f"class_weight balanced: {counts.max()} images of the largest class, {counts.min()} of the smallest"
         )
-    return _template(data, SMALL_CNN, epochs=epochs, batch=batch, extra=extra), notes
+    return _template(data, "cifar10_bn", epochs=epochs, batch=batch, small=train < SMALL, extra=extra), notes
 
 
 def _typical_size(files) -> tuple[int, int]:
-    """The median shorter side of up to 200 of the images, within 32-160 and a multiple of 16; and 1
-    channel if they are all grayscale."""
+    """The median shorter side of up to 200 of the images, within 32-LARGEST_SIDE and a multiple of 16;
+    and 1 channel if they are all grayscale."""
     from cnnclf.data.files import DECODE_ERRORS, GRAY_MODES, image_header
 
     sides, gray = [], True
@@ -134,27 +147,28 @@ def _typical_size(files) -> tuple[int, int]:
             continue
         sides.append(min(height, width))
         gray = gray and mode in GRAY_MODES
-    side = int(np.clip(16 * round(float(np.median(sides or [96])) / 16), 32, 160))
+    side = int(np.clip(16 * round(float(np.median(sides or [96])) / 16), 32, LARGEST_SIDE))
     return side, 1 if gray and sides else 3
 
 
-def _template(data: str, model: str, epochs: int, batch: int, extra: str = "") -> str:
+def _template(data: str, preset: str, epochs: int, batch: int, small: bool, extra: str = "") -> str:
+    kept = (
+        "  early_stopping: false        # a few hundred images validate too noisily to stop on: the schedule\n"
+        "  checkpoint: false            # decides the length, and the last epoch's model is kept\n"
+        if small
+        else "  early_stopping: {monitor: val_loss, patience: 5}   # epochs without improvement\n"
+        "  # the model of least val_loss is kept as model.keras (train.checkpoint's default)\n"
+    )
     return f"""\
 # A cnnclf config: what differs from the defaults. `cnnclf config show` prints all of them.
 # Train with: cnnclf train <this file>
-seed: 42
 data:
-{data}  validation: split            # hold out validation_split of train (stratified, seeded)
-  validation_split: 0.1
-model:
-{model}train:
+{data}model:
+  preset: {preset}           # `cnnclf config presets` lists the built-in architectures and backbones
+train:
   optimizer: {{name: adam, learning_rate: 0.001}}
   lr_schedule: cosine          # decays to 0 by the last epoch
   warmup_epochs: 1             # linear warm-up first
   epochs: {epochs}
   batch_size: {batch}
-{extra}  early_stopping: {{monitor: val_loss, patience: 5}}   # epochs without improvement
-  checkpoint: {{monitor: val_accuracy}}               # the best model is kept as model.keras
-output:
-  runs_dir: runs
-"""
+{extra}{kept}"""
