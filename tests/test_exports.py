@@ -1,6 +1,6 @@
-"""Every export is the inference graph: for each model a config can build (augmentation, test-time
-views, a backbone fine-tuned in a second phase), each format gives `cnnclf predict`'s probabilities
-on the same files, the same on every call."""
+"""Every export is the inference graph, in float32: for each model a config can build (augmentation,
+test-time views, bfloat16 training, a backbone fine-tuned in a second phase), each format gives
+`cnnclf predict`'s probabilities on the same files, the same on every call."""
 
 import json
 from pathlib import Path
@@ -35,11 +35,12 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def augmented_run(tmp_path_factory, folder):
-    """Trained with flips, shifts, rotations and zooms, evaluated over test-time flips and shifts."""
+    """Trained in mixed bfloat16 with flips, shifts, rotations and zooms, evaluated over test-time flips
+    and shifts."""
     layers = [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}}, {"BatchNormalization": {}},
               {"MaxPooling2D": {"pool_size": 2}}, {"Dropout": {"rate": 0.3}}, {"GlobalAveragePooling2D": {}}]
     return trained(tmp_path_factory.mktemp("augmented"), folder, {"layers": layers},
-                   augment={"test_flip": True, "test_shift": 1})
+                   augment={"test_flip": True, "test_shift": 1}, mixed_precision="mixed_bfloat16")
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,18 @@ class Compute:
 
 
 def resolve(train, strategy) -> Compute:
-    """train (a TrainConfig) with `auto` resolved for this device and strategy: on CPUs without
-    native bfloat16, float32 (mixed_bfloat16 ran 7.6x, mixed_float16 2.3x and XLA 3.1x slower on the
-    2-core AMD EPYC); 32 steps per execution (2-25% more images/s than 1), but 1 under a
-    tf.distribute strategy, where Keras 3.15 supports no more. NVIDIA GPUs from compute
-    capability 7.0 (tensor cores) get mixed_float16. Convolution gradients as forward
+    """train (a TrainConfig) with `auto` resolved for this device and strategy. Precision: on CPUs
+    with AMX, mixed_bfloat16 (its matrix tiles did 4-5x float32's arithmetic and halved an epoch of
+    CIFAR-10 on a 2-core Xeon); on CPUs without native bfloat16, float32 (mixed_bfloat16 ran 7.6x,
+    mixed_float16 2.3x and XLA 3.1x slower on the 2-core AMD EPYC); AVX-512 BF16 without AMX was
+    not measured, so float32 there. NVIDIA GPUs from compute capability 7.0 (tensor cores) get
+    mixed_float16. 32 steps per execution (2-25% more images/s than 1), but 1 under a
+    tf.distribute strategy, where Keras 3.15 supports no more. Convolution gradients as forward
     convolutions on CPUs (1.3x the images/s of cifar10_bn); on GPUs cuDNN's own."""
     import tensorflow as tf
 
     from cnnclf import distribute
+    from cnnclf.provenance import cpu_class
 
     gpus = tf.config.list_physical_devices("GPU")
     precision = train.mixed_precision
@@ -41,6 +44,8 @@ def resolve(train, strategy) -> Compute:
             tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (7, 0) for g in gpus
         )
         precision = "mixed_float16" if capable else "float32"
+        if not gpus and cpu_class() == "AMX":
+            precision = "mixed_bfloat16"
     spe = train.steps_per_execution
     if spe == "auto":
         spe = 1 if distribute.is_distributed(strategy) else 32  # Keras 3.15's multi-step loop fails distributed

@@ -4,7 +4,9 @@ data was and classifies them (predict and serve share it)."""
 
 import json
 import math
+import tempfile
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -51,17 +53,27 @@ def inference_model(model: keras.Model, config) -> keras.Model:
         for axis in FLIP_AXES[augment.flip]:
             views += [keras.ops.flip(view, axis=axis) for view in views]
     outputs = [model(view, training=False) for view in views]
-    probabilities = keras.layers.Average(name="test_time_views")(outputs) if len(outputs) > 1 else outputs[0]
+    averaged = keras.layers.Average(name="test_time_views", dtype="float32")
+    probabilities = averaged(outputs) if len(outputs) > 1 else outputs[0]
     return keras.Model(pixels, probabilities, name=model.name)
 
 
 def load_model(run: RunDir) -> keras.Model:
     """The run's best model, loaded with Keras safe mode on (no code from the file is run), after a
-    look at its config: a damaged file or a class Keras does not have is one clear line."""
+    look at its config: a damaged file or a class Keras does not have is one clear line. A model
+    trained in mixed precision is loaded in float32 (its weights are float32 already), so that
+    evaluation, predict, the server and every export compute alike on every machine."""
     path = run.model
-    _check_archive(path)
+    config, policies = _check_archive(path)
+    if policies - {"float32"}:
+        with tempfile.TemporaryDirectory() as folder:
+            return _load(path, _in_float32(path, config, Path(folder) / "model.keras"))
+    return _load(path, path)
+
+
+def _load(path, archive) -> keras.Model:
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(archive, safe_mode=True)
     except ValueError as e:
         if "safe_mode" in str(e):
             raise NotARunError(
@@ -81,18 +93,41 @@ def load_model(run: RunDir) -> keras.Model:
         raise _damaged(path, e) from None
 
 
-def _check_archive(path) -> None:
+def _in_float32(path, config: dict, copy: Path) -> Path:
+    """A copy of the .keras archive whose layers compute in float32."""
+
+    def float32(node):
+        if isinstance(node, list):
+            return [float32(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("class_name") == "DTypePolicy":
+            return {**node, "config": {**node["config"], "name": "float32"}}
+        return {k: float32(v) for k, v in node.items()}
+
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(copy, "w") as target:
+        for item in source.infolist():
+            data = json.dumps(float32(config)).encode() if item.filename == "config.json" else source.read(item)
+            target.writestr(item, data)
+    return copy
+
+
+def _check_archive(path) -> tuple[dict, set[str]]:
     """A .keras file is a zip holding config.json; refuse one that is not, or whose config names an
-    object that is not Keras's own (a custom class would need its code, which cnnclf never loads)."""
+    object that is not Keras's own (a custom class would need its code, which cnnclf never loads).
+    Its config, and the names of the dtype policies its layers compute in."""
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as e:
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, RecursionError) as e:
         raise _damaged(path, e) from None
+    policies = set()
     stack = [config]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
+                policies.add(str(node["config"].get("name")))
             module = node.get("module")
             if "class_name" in node and node.get("registered_name") and not str(module or "").startswith("keras"):
                 raise NotARunError(
@@ -103,6 +138,7 @@ def _check_archive(path) -> None:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+    return config, policies
 
 
 def _damaged(path, error: Exception) -> NotARunError:

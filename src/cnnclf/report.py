@@ -3,6 +3,7 @@ the metrics tables and every plot. It opens from anywhere, offline, with nothing
 
 import base64
 import html
+import json
 from pathlib import Path
 
 from cnnclf.fileio import write_text
@@ -46,7 +47,7 @@ def write_report(run: RunDir, plots: list[Path]) -> Path:
             f"<p class='warning'>a plot could not be drawn ({_e(status['plots_error'])}); "
             f"<code>cnnclf plot {_e(run.path)}</code> draws them again</p>"
         )
-    parts.append(_table(["", ""], [[k, v] for k, v in _facts(status, metrics).items()]))
+    parts.append(_table(["", ""], [[k, v] for k, v in _facts(status, metrics, _read_env(run)).items()]))
     if metrics:
         parts += [
             "<h2>Per class (test)</h2>",
@@ -88,8 +89,21 @@ def _what(config, status: dict) -> str:
     return f"dataset {data.dataset}{where}; model: {described}{parameters}; started {status.get('started_at', '?')}"
 
 
-def _facts(status: dict, metrics: dict | None) -> dict:
+def _read_env(run: RunDir) -> dict:
+    try:
+        return json.loads(run.env.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _facts(status: dict, metrics: dict | None, env: dict) -> dict:
+    device, compute = env.get("device", {}), env.get("compute", {})
     facts = {
+        "trained on": f"{device['cpu']} ({device.get('cpu_class', '?')}, {device['cpu_cores']} cores"
+        f"{', ' + ', '.join(device['gpus']) if device.get('gpus') else ''})"
+        if device
+        else None,
+        "precision": compute.get("mixed_precision"),
         "epochs": status.get("epochs_done"),
         "parameters": status.get("parameters"),
         "wall time (s)": status.get("wall_seconds"),

@@ -1,0 +1,57 @@
+"""Precision follows the CPU: mixed_bfloat16 where it has AMX, float32 elsewhere; a model trained in
+bfloat16 is evaluated, predicted with, served and exported in float32 (its weights are float32
+already), on any CPU (without native bfloat16 it trains slowly, but it trains)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cnnclf, tiny_config, write_config
+
+
+@pytest.mark.parametrize("flags, expected", [({"amx_bf16", "avx512_bf16", "avx512f", "avx2"}, "mixed_bfloat16"),
+                                             ({"avx512_bf16", "avx512f", "avx2"}, "float32"),
+                                             ({"avx2", "fma"}, "float32"), (set(), "float32")])
+def test_auto_precision_follows_the_cpu(monkeypatch, flags, expected):
+    import tensorflow as tf
+
+    from cnnclf import compute, provenance
+    from cnnclf.config import TrainConfig
+
+    monkeypatch.setattr(provenance, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    resolved = compute.resolve(TrainConfig(), tf.distribute.get_strategy())
+    assert resolved.mixed_precision == expected
+    assert TrainConfig(mixed_precision="float32").mixed_precision == "float32"  # a choice is kept
+    assert compute.resolve(TrainConfig(mixed_precision="float32"), tf.distribute.get_strategy()).mixed_precision \
+        == "float32"
+
+
+@pytest.mark.slow  # trains a run
+def test_a_bfloat16_run_is_evaluated_and_predicted_in_float32(tmp_path):
+    import keras
+
+    from cnnclf.inference import load_model
+    from cnnclf.runs import RunDir
+
+    config = tiny_config(tmp_path / "runs", epochs=1, mixed_precision="mixed_bfloat16")
+    result = cnnclf("train", write_config(tmp_path / "bf16.yaml", config))
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.split()[-1])
+    env = json.loads((run / "env.json").read_text())
+    assert env["compute"]["mixed_precision"] == "mixed_bfloat16" and env["device"]["cpu_class"]
+    saved = keras.saving.load_model(run / "model.keras")
+    assert {layer.dtype_policy.name for layer in saved.layers} >= {"mixed_bfloat16"}
+    model = load_model(RunDir(run))
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    for loaded, trained in zip(model.weights, saved.weights, strict=True):  # the same float32 weights
+        np.testing.assert_array_equal(loaded.numpy(), trained.numpy())
+    with np.load(run / "predictions.npz") as f:
+        probabilities, y_true = f["probabilities"], f["y_true"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(float(np.mean(probabilities.argmax(1) == y_true)))
+    report = (run / "report.html").read_text()
+    assert f"<td>precision</td><td class='n'>mixed_bfloat16</td>" in report
+    assert f"({env['device']['cpu_class']}, {env['device']['cpu_cores']} cores)" in report
