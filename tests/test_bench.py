@@ -24,20 +24,25 @@ def test_quick_pass_tabulates_each_config(tmp_path):
                     "--work-dir", tmp_path / "work")
     assert result.exit_code == 0, result.stderr
     results = json.loads((tmp_path / "work" / "quick.json").read_text())
-    assert results["limit"] == 400 and results["peak_gflops"] > 1
+    assert results["limit"] == 400 and results["peak_gflops"]["float32"] > 1 and results["peak_gflops"]["bfloat16"] > 0
     rows = results["results"]
     assert [r["name"] for r in rows] == ["s002_mnist", "s000_fashion_csv"]
     for row in rows:
         assert row["status"] == "completed" and row["epochs"] == 1
         assert 0.05 < row["test_accuracy"] <= 1 and row["peak_rss_mb"] > 100 and row["wall_seconds"] > 1
         assert row["train_images_per_second"] > 0 and row["train_gflops_per_image"] > 0
+        assert row["precision"] in ("float32", "mixed_bfloat16")  # as auto resolved it on this CPU
+        peak = results["peak_gflops"]["bfloat16" if row["precision"] == "mixed_bfloat16" else "float32"]
+        assert row["fraction_of_peak"] == pytest.approx(
+            row["train_gflops_per_image"] * row["train_images_per_second"] / peak, abs=1e-3)
     assert rows[0]["train_gflops_per_image"] == 0.0053  # s002_mnist: about 1.7 MFLOP forward, x3
     assert rows[1]["figure"] == 0.869 and rows[1]["seconds_to_figure"] is None  # 400 images: far from it
     header = (tmp_path / "work" / "cache" / "fashion-mnist_train.csv").read_text()[:20]
     assert header == "label,pixel1,pixel2,"
     text = out.read_text()
     assert "Notes that must survive." in text and text.count("<!-- bench:quick -->") == 1
-    assert "| configs/seeds/s002_mnist.yaml | mnist | 1 |" in text.replace(str(ROOT) + "/", "")
+    assert f"| configs/seeds/s002_mnist.yaml | mnist | {rows[0]['precision']} | 1 |" in text.replace(str(ROOT) + "/", "")
+    assert "GFLOP/s float32, " in text and "GFLOP/s bfloat16 (2048x2048 matmul" in text
 
 
 def test_a_section_is_replaced_in_place(tmp_path):
@@ -59,5 +64,5 @@ def test_seeds_are_summarized_by_their_mean_and_spread():
     bench = {"device": {"cpu": "CPU", "cpu_cores": 2, "gpus": []}, "date": "2026-12-02", "peak_gflops": 100.0,
              "limit": None, "epochs": None, "seeds": 3, "results": runs}
     text = markdown(bench, "cnnclf bench configs/mnist.yaml --seeds 3")
-    assert "| configs/mnist.yaml (seed 43) | mnist | 3 | 150.0 | 6.0 | 4.0 | 1,200 |" in text
+    assert "| configs/mnist.yaml (seed 43) | mnist |  | 3 | 150.0 | 6.0 | 4.0 | 1,200 |" in text
     assert "| configs/mnist.yaml | 42, 43, 44 | 99.51% | 99.46% to 99.54% | 99.50% | 2 of 3 | 145.0 | 150.0 |" in text

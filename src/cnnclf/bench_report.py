@@ -7,28 +7,34 @@ from pathlib import Path
 from cnnclf.fileio import write_text
 
 
+def _peaks(peak) -> str:
+    if isinstance(peak, dict):
+        return ", ".join(f"{value:,.0f} GFLOP/s {precision}" for precision, value in peak.items())
+    return f"{peak:,.0f} GFLOP/s float32"  # benchmarks from before bfloat16 was measured
+
+
 def markdown(bench: dict, command: str) -> str:
     """Markdown: the machine, the command, the results table and the side-by-side comparisons."""
     device = bench["device"]
     gpus = ", ".join(device["gpus"]) or "no GPU"
     quick = [f"--{key} {bench[key]}" for key in ("limit", "epochs") if bench[key]]
     lines = [
-        f"Measured {bench['date']} on {device['cpu']} ({device['cpu_cores']} cores, {gpus}); "
-        f"peak {bench['peak_gflops']} GFLOP/s (float32 2048x2048 matmul in TensorFlow, best of 10)"
-        + (f"; quick pass ({' '.join(quick)})" if quick else "")
-        + ".",
+        f"Measured {bench['date']} on {device['cpu']} ({device.get('cpu_class', '?')}, {device['cpu_cores']} cores, "
+        f"{gpus}); peaks {_peaks(bench['peak_gflops'])} (2048x2048 matmul in TensorFlow, best of 10); % of peak "
+        f"is of the peak of each run's precision" + (f"; quick pass ({' '.join(quick)})" if quick else "") + ".",
         "",
         "```",
         command,
         "```",
         "",
-        "| config | dataset | epochs | wall s | to first step s | after last epoch s | train img/s | peak RSS MB "
-        "| test acc | figure | s to figure | train GFLOP/img | % of peak |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| config | dataset | precision | epochs | wall s | to first step s | after last epoch s | train img/s "
+        "| peak RSS MB | test acc | figure | s to figure | train GFLOP/img | % of peak |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in bench["results"]:
         lines.append(
             f"| {r['config']}{_seed_label(r) if bench['seeds'] > 1 else ''} | {r['dataset']} | "
+            f"{r.get('precision') or ''} | "
             f"{_fmt(r['epochs'])} | {_fmt(r['wall_seconds'])} | {_fmt(r['time_to_first_step_seconds'])} | "
             f"{_fmt(r.get('seconds_after_last_epoch'))} | {_fmt(r['train_images_per_second'], 0)} | "
             f"{_fmt(r['peak_rss_mb'], 0)} | {_pct(r['test_accuracy'])} | {_pct(r['figure'])} | "
