@@ -55,7 +55,7 @@ def _epochs(args, default):
 
 
 def _report(model, x_test, y_test):
-    from cnnclf.memory import peak_rss_mb
+    from cnnclf.training.memory import peak_rss_mb
 
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(json.dumps({"test_accuracy": float(accuracy), "peak_rss_mb": peak_rss_mb()}), flush=True)

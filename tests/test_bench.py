@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from cnnclf.bench_report import markdown, write_section
+from cnnclf.tools.bench_report import markdown, write_section
 from conftest import ROOT, cnnclf
 
 

@@ -209,7 +209,7 @@ def test_skip_bad_images_skips_and_counts_them(tmp_path):
 
 
 def test_evaluate_a_run_without_a_model(tmp_path):
-    from cnnclf.runs import RunDir
+    from cnnclf.rundir.directory import RunDir
 
     run = RunDir.create(tmp_path, "empty")
     run.config.write_text("model: {preset: s002_mnist}\n")

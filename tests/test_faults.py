@@ -44,7 +44,7 @@ keras.Model.save_weights = save_weights
     # the state is in place, history.csv and model.keras not yet published from it
     "before-publish": """
 import os, signal
-from cnnclf import state
+from cnnclf.training import epoch_backup
 real = state.TrainingState._publish
 def publish(self, saved):
     if saved.name == "epoch-0002":
@@ -96,7 +96,7 @@ def test_two_resumes_at_once_one_trains_the_other_is_refused(tmp_path):
 
 def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
     """Fault injection: the disk fills while epoch 2's state is saved (any machine)."""
-    from cnnclf import state
+    from cnnclf.training import epoch_backup
 
     real = state.TrainingState._commit
 
@@ -148,7 +148,7 @@ def test_a_really_full_disk_is_one_line_and_the_run_resumes(tmp_path, small_disk
 
 def test_a_streamed_file_gone_during_training_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
     """The file is deleted after the data was checked, before the epoch that reads it."""
-    from cnnclf import train
+    from cnnclf.training import train
 
     root = photos(tmp_path / "photos", counts={"cat": 8, "dog": 8})
     victim = root / "dog" / "001.jpg"

@@ -456,10 +456,10 @@ def test_a_dead_running_run_is_not_shown_running(trained_run):
 
 
 def test_markup_in_class_names_is_drawn_as_text(tmp_path):
-    from cnnclf import plots
+    from cnnclf.reporting import image_grids
 
-    path = plots.data_grid(np.zeros((2, 8, 8, 1), np.uint8), np.array([0, 1]), ["price_$5_$10", r"$\frac{}$"],
-                           tmp_path / "g.png")
+    path = image_grids.data_grid(np.zeros((2, 8, 8, 1), np.uint8), np.array([0, 1]), ["price_$5_$10", r"$\frac{}$"],
+                                 tmp_path / "g.png")
     assert path.stat().st_size > 1000
 
 

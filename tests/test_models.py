@@ -4,12 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from cnnclf.compute import Compute
+from cnnclf.training.compute import Compute
 from cnnclf.config import Config
-from cnnclf.conv_gradients import use_forward_convolutions
+from cnnclf.training.conv_gradients import use_forward_convolutions
 from cnnclf.errors import ConfigError
-from cnnclf.models import build_model
-from cnnclf.optimization import compile_model, make_optimizer
+from cnnclf.model.build import build_model
+from cnnclf.training.optimization import compile_model, make_optimizer
 
 # Parameter counts printed by the tutorials' model.summary() (10 classes).
 TUTORIAL_PARAMS = {
@@ -116,9 +116,23 @@ def test_test_shifts_beyond_trainings_translations_are_refused_before_training()
     assert build_model(config({"layers": [{"Flatten": {}}]}, data), (8, 8, 1), 3).output_shape == (None, 3)
 
 
-def test_forward_convolution_gradients_equal_tensorflows_and_leave_a_plain_keras_model(tmp_path):
-    """Odd and even kernels, same and valid padding; the stride-2 layer keeps TensorFlow's kernels."""
+def test_forward_convolution_gradients_equal_tensorflows_and_leave_a_plain_keras_model(tmp_path, monkeypatch):
+    """Odd and even kernels, same and valid padding; the stride-2 layer keeps TensorFlow's kernels.
+    The custom gradients are counted as they run: equal gradients alone would pass with TensorFlow's."""
     import tensorflow as tf
+
+    from cnnclf.training import conv_gradients
+
+    calls, real = [], tf.custom_gradient
+
+    def counted(f):
+        def counting(*args):
+            y, gradient = f(*args)
+            return y, lambda dy: calls.append(1) or gradient(dy)
+
+        return real(counting)
+
+    monkeypatch.setattr(conv_gradients.tf, "custom_gradient", counted)
 
     convs = [{"filters": 4, "kernel_size": 3, "padding": "same"}, {"filters": 5, "kernel_size": 2, "padding": "same"},
              {"filters": 3, "kernel_size": [5, 3]}, {"filters": 4, "kernel_size": 3, "strides": 2}]
@@ -136,6 +150,7 @@ def test_forward_convolution_gradients_equal_tensorflows_and_leave_a_plain_keras
     assert ["convolution_op" in vars(layer) for layer in model.layers[:4]] == [True, True, True, False]
     for got, want in zip(gradients(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert len(calls) == 3  # one custom gradient per stride-1 convolution
     model.save(tmp_path / "model.keras")
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     assert type(reloaded.layers[0]) is keras.layers.Conv2D and "convolution_op" not in vars(reloaded.layers[0])

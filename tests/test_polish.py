@@ -62,7 +62,7 @@ def test_report_names_dataset_model_parameters_and_date(tiny_run):
 
 @pytest.mark.slow  # trains a run
 def test_a_warning_reaches_the_log_the_run_record_and_the_report(tmp_path, monkeypatch):
-    from cnnclf import train as training
+    from cnnclf.training import train as training
 
     monkeypatch.setattr(training, "collapse_warning", lambda metrics: "the model predicts 7 for 95%")
     result = cnnclf("train", write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs", epochs=1)))
@@ -88,7 +88,7 @@ def test_exports_carry_class_names_input_size_and_named_output(trained_run):
 
 
 def test_init_points_at_a_local_copy_or_says_how_to_get_one(tmp_path, monkeypatch, caplog):
-    from cnnclf import starter
+    from cnnclf.tools import starter
 
     monkeypatch.setitem(starter.LOCAL_COPIES, "cifar10", [("folder", str(tmp_path / "cifar.zip"))])
     (tmp_path / "cifar.zip").write_bytes(b"")
@@ -135,7 +135,8 @@ def test_slow_steps_are_named_quick_ones_are_not(monkeypatch, caplog):
 
 @pytest.mark.slow  # trains a run
 def test_a_slow_epoch_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatch, caplog):
-    from cnnclf import callbacks, progress
+    from cnnclf import progress
+    from cnnclf.training import callbacks
 
     monkeypatch.setattr(progress, "SILENCE", 0.0)
     monkeypatch.setattr(callbacks, "TICK", 0.02)

@@ -17,7 +17,8 @@ from conftest import cnnclf, tiny_config, write_config
 def test_auto_precision_follows_the_cpu(monkeypatch, flags, expected):
     import tensorflow as tf
 
-    from cnnclf import compute, provenance
+    from cnnclf.rundir import provenance
+    from cnnclf.training import compute
     from cnnclf.config import TrainConfig
 
     monkeypatch.setattr(provenance, "cpu_flags", lambda: flags)
@@ -33,8 +34,8 @@ def test_auto_precision_follows_the_cpu(monkeypatch, flags, expected):
 def test_a_bfloat16_run_is_evaluated_and_predicted_in_float32(tmp_path):
     import keras
 
-    from cnnclf.inference import load_model
-    from cnnclf.runs import RunDir
+    from cnnclf.inference.loading import load_model
+    from cnnclf.rundir.directory import RunDir
 
     config = tiny_config(tmp_path / "runs", epochs=1, mixed_precision="mixed_bfloat16")
     result = cnnclf("train", write_config(tmp_path / "bf16.yaml", config))

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from cnnclf.errors import Interrupted
-from cnnclf.fileio import deferred_interrupts, interrupts_raised, write_json
-from cnnclf.runs import RunDir
+from cnnclf.atomic import write_json
+from cnnclf.signals import deferred_interrupts, interrupts_raised
+from cnnclf.rundir.directory import RunDir
 from conftest import cnnclf, tiny_config, write_config
 
 # Everything resume must restore: dropout's random state, early stopping's wait and best, the
@@ -101,16 +102,16 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_model(tmp_path, monkeypa
     """Fault injection: the classifier's kernel turns to NaN when epoch 2 begins. Nothing after it
     can turn NaN into a number (max-pooling and oneDNN's fused ReLU do, on some CPUs), so the loss
     is NaN on every CPU."""
-    from cnnclf import callbacks
+    from cnnclf.training import callbacks
 
     class PoisonedAtEpoch2(callbacks.StopOnNaN):
         def on_epoch_begin(self, epoch, logs=None):
             super().on_epoch_begin(epoch, logs)
             if epoch == 1:
-                kernel = self.model.layers[-1].kernel
+                kernel = self.model.get_layer("classifier").kernel
                 kernel.assign(np.full(kernel.shape, np.nan, np.float32))
 
-    monkeypatch.setattr("cnnclf.train.StopOnNaN", PoisonedAtEpoch2)
+    monkeypatch.setattr("cnnclf.training.train.StopOnNaN", PoisonedAtEpoch2)
     config = write_config(tmp_path / "nan.yaml", tiny_config(tmp_path / "runs", epochs=3, steps_per_execution=1))
     result = cnnclf("train", config)
     run = next((tmp_path / "runs").iterdir())
@@ -127,7 +128,7 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_model(tmp_path, monkeypa
 def test_nan_weights_with_a_finite_loss_fail_the_run_at_the_epochs_end(tmp_path, monkeypatch):
     """Fault injection: the convolution's kernel turns to NaN as epoch 2 ends, after its last loss.
     Whatever max-pooling makes of it, the weights are checked before the epoch is saved."""
-    from cnnclf import callbacks
+    from cnnclf.training import callbacks
 
     class PoisonedAsEpoch2Ends(callbacks.StopOnNaN):
         def on_epoch_end(self, epoch, logs=None):
@@ -136,7 +137,7 @@ def test_nan_weights_with_a_finite_loss_fail_the_run_at_the_epochs_end(tmp_path,
                 kernel.assign(np.full(kernel.shape, np.nan, np.float32))
             super().on_epoch_end(epoch, logs)
 
-    monkeypatch.setattr("cnnclf.train.StopOnNaN", PoisonedAsEpoch2Ends)
+    monkeypatch.setattr("cnnclf.training.train.StopOnNaN", PoisonedAsEpoch2Ends)
     config = write_config(tmp_path / "nan.yaml", tiny_config(tmp_path / "runs", epochs=3))
     result = cnnclf("train", config)
     run = next((tmp_path / "runs").iterdir())
@@ -152,7 +153,7 @@ def test_nan_weights_with_a_finite_loss_fail_the_run_at_the_epochs_end(tmp_path,
 def test_a_signal_as_an_epoch_ends_leaves_history_and_state_agreeing(tmp_path, monkeypatch):
     """Fault injection: SIGTERM just after the other callbacks' end of epoch 2, before the state is
     saved. The epoch counts as unfinished, so history.csv must not show it either."""
-    from cnnclf import callbacks
+    from cnnclf.training import callbacks
 
     ended = callbacks.EpochLines.on_epoch_end
 
@@ -209,7 +210,7 @@ def test_resume_refuses_a_run_that_is_still_training(tmp_path):
     state["pid"] = 1
     write_json(run.path / "run.json", state)
     assert not run.is_alive()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from cnnclf.runs import RunDir\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from cnnclf.rundir.directory import RunDir\n"
                                "with RunDir(sys.argv[1]).locked():\n print('locked', flush=True); time.sleep(60)",
                                str(run.path)], stdout=subprocess.PIPE, text=True)
     try:

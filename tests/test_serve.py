@@ -179,7 +179,7 @@ def test_sigterm_finishes_and_exits_zero(server):
 
 
 def test_sigterm_with_a_stalled_upload_stops_within_its_bound(tiny_run):
-    from cnnclf.server import SHUTDOWN_SECONDS
+    from cnnclf.inference.server import SHUTDOWN_SECONDS
 
     url, process, _ = start_server(tiny_run[0], "--quiet")
     host, port = url.removeprefix("http://").split(":")

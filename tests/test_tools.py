@@ -54,9 +54,14 @@ def test_predict_prints_classes_and_skips_non_images(trained_run, digit_files, t
     assert lines[0].split() == ["file", "class", "probability", "top", "1", "top", "2", "top", "3"]
     assert len(lines) == 11
     table = list(csv.reader((tmp_path / "out.csv").open()))
-    assert table[0] == ["file", "class", "probability", "top 1", "top 2", "top 3"] and len(table) == 11
+    assert table[0] == ["file", "class", "probability", "top1_class", "top1_probability", "top2_class",
+                        "top2_probability", "top3_class", "top3_probability"] and len(table) == 11
+    assert all(row[3] == row[1] and row[4] == row[2] for row in table[1:])  # a cell each, the best first
     predicted = {Path(row[0]).stem: row[1] for row in table[1:]}
     assert sum(predicted[str(i)] == labels[i] for i in range(10)) >= 6  # a 90% model; the RGB 40x40 one too
+    again = cnnclf("predict", trained_run, folder, "--csv", tmp_path / "out.csv")
+    assert again.exit_code == 2 and again.stderr == (
+        f"Error: --csv {tmp_path / 'out.csv'}: already exists; choose another file or remove it\n")
 
 
 def test_predict_json(trained_run, digit_files):
@@ -117,10 +122,12 @@ def set_test_time_views(run: Path) -> None:
 
 def view_averaged(run: Path, x: np.ndarray) -> np.ndarray:
     """The run's model's probabilities for x, x shifted 1 pixel down-right and up-left (edges
-    reflected), and the mirror images of the three, averaged."""
-    import keras
+    reflected), and the mirror images of the three, averaged (the model in float32, as cnnclf loads it
+    for inference whatever precision it trained in)."""
+    from cnnclf.inference.loading import load_model
+    from cnnclf.rundir.directory import RunDir
 
-    model = keras.saving.load_model(run / "model.keras")
+    model = load_model(RunDir(run))
     height, width = x.shape[1:3]
     padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
     views = [x, padded[:, :height, :width], padded[:, 2:, 2:]]

@@ -48,8 +48,8 @@ def test_metrics_are_sane(trained):
 def test_per_class_scores_match_scikit_learn(trained):
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from cnnclf.metrics import confusion_matrix as counts
-    from cnnclf.metrics import per_class
+    from cnnclf.inference.metrics import confusion_matrix as counts
+    from cnnclf.inference.metrics import per_class
 
     run, _ = trained
     metrics = json.loads((run / "metrics.json").read_text())
@@ -79,7 +79,7 @@ def test_training_leaves_out_what_keras_imports_optionally():
     import sys
 
     code = ("import sys; from cnnclf import startup; startup.start(); "
-            "import cnnclf.train, cnnclf.data.idx, cnnclf.data.split; "
+            "import cnnclf.training.train, cnnclf.data.idx, cnnclf.data.split; "
             "held = [m for m in startup.OPTIONAL_AT_IMPORT if m in sys.modules]; assert not held, held; "
             "import sklearn.metrics, matplotlib.pyplot, pandas")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -155,7 +155,7 @@ def test_smoke_runs_on_every_source(tmp_path, formats, source, path, test_path, 
 
 
 def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
-    from cnnclf.runs import RunDir
+    from cnnclf.rundir.directory import RunDir
 
     first, second = RunDir.create(tmp_path, "same"), RunDir.create(tmp_path, "same")
     assert first.path != second.path and second.path.name == first.path.name + "-2"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cnnclf import backbones
+from cnnclf.model import backbones
 from conftest import cnnclf, photos, write_config
 
 SMALL = {"name": "MobileNetV3Small", "weights": None}
@@ -70,7 +70,7 @@ def test_frozen_then_fine_tuned_in_one_run_and_resumed_across_the_boundary(tmp_p
     assert rows[0].startswith("epoch,phase,") and [r.split(",")[1] for r in rows[1:]] == ["train", "fine_tune"]
     assert "epoch 1/2 (head)" in straight.stderr and "epoch 2/2 (fine-tuning)" in straight.stderr
 
-    from cnnclf import fitting
+    from cnnclf.training import fitting
 
     real, calls = fitting.start_fine_tuning, []
 
@@ -116,7 +116,7 @@ def test_imagenet_weights_come_through_keras_download_cache(tmp_path, pictures, 
 
     from cnnclf.config import load_config
     from cnnclf.data.dataset import load
-    from cnnclf.train import prepare
+    from cnnclf.training.train import prepare
 
     weights = weights_file(tmp_path / "downloaded.weights.h5", seed=5)
     asked = []
@@ -181,7 +181,7 @@ def test_frozen_random_backbone_is_warned_about(tmp_path, pictures):
 
 def test_class_weights_reweigh_the_loss():
     from cnnclf.errors import DataError
-    from cnnclf.fitting import class_weights
+    from cnnclf.training.fitting import class_weights
 
     labels = np.array([0] * 30 + [1] * 10)
     assert class_weights("balanced", labels, ["a", "b"]) == {0: 40 / 60, 1: 40 / 20}
@@ -201,7 +201,7 @@ def test_class_weights_reweigh_the_loss():
 
 
 def test_the_collapse_warning_names_the_class_and_the_fixes():
-    from cnnclf.evaluate import collapse_warning
+    from cnnclf.inference.evaluate import collapse_warning
 
     everything_bee = {"class_names": ["ant", "bee"], "confusion_matrix": [[0, 20], [0, 20]]}  # rows: true
     warning = collapse_warning(everything_bee)
@@ -248,7 +248,7 @@ def digit_files_for_cam(tmp_path):
 
 def test_grad_cam_finds_the_part_of_the_image_that_decides(tmp_path):
     """An image lit only in its bottom-right quarter, which alone raises class 0: the heatmap lies there."""
-    from cnnclf import gradcam
+    from cnnclf.model import gradcam
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1, use_bias=False, name="conv"),
                               keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
@@ -262,7 +262,7 @@ def test_grad_cam_finds_the_part_of_the_image_that_decides(tmp_path):
 
 
 def test_a_randomly_initialized_backbone_keeps_quick_batch_norm_statistics():
-    from cnnclf import backbones
+    from cnnclf.model import backbones
     from cnnclf.config.schema import BackboneConfig
 
     def momenta(weights):

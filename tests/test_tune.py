@@ -50,7 +50,7 @@ def test_three_trials_then_one_more(tmp_path):
 
 
 def test_an_interrupted_trial_is_resumed_when_tune_runs_again(tmp_path, monkeypatch):
-    from cnnclf import callbacks
+    from cnnclf.training import callbacks
 
     calls = {"epochs": 0}
     original = callbacks.EpochLines.on_epoch_begin

@@ -1,3 +1,21 @@
-"""cnnclf: train Keras convolutional image classifiers from one YAML file."""
+"""cnnclf: train Keras convolutional image classifiers from one YAML file.
+
+A run goes through the packages in this order, each knowing only those before it:
+
+    config/     the YAML file: schema, defaults, overrides, rules across keys
+    data/       files or arrays -> checked images -> train / validation / test -> tf.data
+    model/      presets, backbones, the builder, Keras name allow-lists, whitening, Grad-CAM
+    training/   compute levers, compiling, fitting phases, per-epoch backup, resume, tracking
+    rundir/     the run directory: its files, status and lock; provenance (env.json)
+    inference/  safe loading into one inference graph: evaluate, predict, export, serve
+    reporting/  plots, report.html, runs, compare, data inspect
+    tools/      tune (Optuna), init (starter configs), bench
+    cli/        click commands: parse, call one library function, print
+
+Beside them, modules any stage may use: errors.py (CnnclfError and its exit codes), atomic.py
+(files written whole), signals.py (Ctrl-C and SIGTERM held while state is saved), progress.py
+(saying what is slow), startup.py (TensorFlow's quiet start), compat.py (every Keras and
+TensorFlow internal cnnclf touches, each behind a feature check).
+"""
 
 __version__ = "0.1.0"

@@ -6,9 +6,9 @@ use TensorFlow.
 """
 
 import contextlib
-import importlib.abc
 import os
-import sys
+
+from cnnclf import compat
 
 # Keras imports these at start-up for features cnnclf never uses (pandas DataFrames as inputs,
 # the scikit-learn wrapper, image galleries; TensorFlow's legacy tf.keras takes scipy): 125 MB
@@ -24,7 +24,7 @@ def start(debug: bool = False, train=None, lean: bool = True):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "3")
     with (
         contextlib.nullcontext() if debug else _native_stderr_discarded(),
-        _hidden(OPTIONAL_AT_IMPORT) if lean else contextlib.nullcontext(),
+        compat.hidden_imports(OPTIONAL_AT_IMPORT) if lean else contextlib.nullcontext(),
     ):
         import keras  # noqa: F401  (Keras 3 makes its optional imports here)
         import tensorflow as tf
@@ -41,25 +41,6 @@ def start(debug: bool = False, train=None, lean: bool = True):
         if train.deterministic:
             tf.config.experimental.enable_op_determinism()
     return tf
-
-
-@contextlib.contextmanager
-def _hidden(packages: tuple[str, ...]):
-    """Within the block, importing `packages` fails as if they were not installed; modules that
-    import them optionally go without. Those loaded already are left alone: nothing to save there."""
-    packages = tuple(name for name in packages if name not in sys.modules)
-
-    class Hide(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] in packages:
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-    finder = Hide()
-    sys.meta_path.insert(0, finder)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(finder)
 
 
 @contextlib.contextmanager

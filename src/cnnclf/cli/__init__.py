@@ -1,10 +1,11 @@
 """The command line. Each command parses, calls library functions, and prints; only this package
 talks to the terminal.
 
-    options.py   the group, error handling (one line on stderr, its exit code) and the shared options
-    training.py  train, resume, tune, bench
-    runs.py      evaluate, plot, predict, runs, compare, export, serve
-    setup.py     config show/validate/presets, init, data inspect
+    options.py      the group, error handling (one line on stderr, its exit code) and the shared options
+    preparation.py  before training: config show/validate/presets, init, data inspect
+    training.py     train, resume, tune, bench
+    inference.py    a run's model at work: evaluate, predict, export, serve
+    reporting.py    runs looked at: plot, runs, compare
 
 TensorFlow is imported only by commands that need it, so --help and config checks stay fast.
 """
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from cnnclf.cli import runs, setup, training  # noqa: F401  (each registers its commands)
+from cnnclf.cli import inference, preparation, reporting, training  # noqa: F401  (each registers its commands)
 from cnnclf.cli.options import cli
 
 __all__ = ["cli", "main"]

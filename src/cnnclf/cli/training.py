@@ -28,7 +28,7 @@ def train(ctx, config_path, from_run, overrides, name, runs_dir, smoke):
       cnnclf train --from runs/20261121T101500Z-fashion --set train.batch_size=256
     """
     from cnnclf.config import load_config
-    from cnnclf.runs import RunDir
+    from cnnclf.rundir.directory import RunDir
 
     if (config_path is None) == (from_run is None):
         raise click.UsageError("give a CONFIG file or --from RUN (one of them)")
@@ -41,7 +41,7 @@ def train(ctx, config_path, from_run, overrides, name, runs_dir, smoke):
     writable_folder(Path(config.output.runs_dir), "output.runs_dir")
     config, data = load_data(ctx, config, smoke, split_from)
     start_tensorflow(ctx, config.train)
-    from cnnclf import train as training
+    from cnnclf.training import train as training
 
     run = training.train(config, data, started=ctx.obj["started"])
     if run is not None:  # None: another worker of a multi-worker run; the chief prints the path
@@ -58,11 +58,11 @@ def resume(ctx, run_path):
     Example:
       cnnclf resume runs/20261121T101500Z-fashion
     """
-    from cnnclf.runs import RunDir
+    from cnnclf.rundir.directory import RunDir
 
     config = RunDir.open(run_path).read_config()
     start_tensorflow(ctx, config.train)
-    from cnnclf import train as training
+    from cnnclf.training import train as training
 
     run = training.resume(run_path, started=ctx.obj["started"])
     if run is not None:
@@ -83,12 +83,12 @@ def tune(ctx, config_path, trials, overrides):
       cnnclf tune configs/tune-quickstart.yaml --trials 8
     """
     from cnnclf.config import load_config
-    from cnnclf.tables import aligned, short
+    from cnnclf.reporting.tables import aligned, short
 
     config = load_config(config_path, overrides)
     writable_folder(Path(config.output.runs_dir), "output.runs_dir")
     start_tensorflow(ctx, config.train)
-    from cnnclf import tune as tuning
+    from cnnclf.tools import tune as tuning
 
     found = tuning.tune(config, trials)
     rows = found["rows"]
@@ -152,8 +152,8 @@ def bench(ctx, configs, data_dir, limit, epochs, seeds, section, out, json_path,
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such folder; pass --data-dir with mnist/, fashion-mnist/ and cifar10/")
     start_tensorflow(ctx)
-    from cnnclf import bench as benchmark
-    from cnnclf import bench_report
+    from cnnclf.tools import bench as benchmark
+    from cnnclf.tools import bench_report
 
     results = benchmark.run_bench(
         list(configs),

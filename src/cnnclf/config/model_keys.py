@@ -4,9 +4,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, field_validator
 
-from cnnclf import keras_names
 from cnnclf.config.base import Section, local_path
 from cnnclf.errors import did_you_mean, listing
+from cnnclf.model import keras_names
 
 
 def _plain(value: Any, where: str) -> None:

@@ -2,11 +2,11 @@
 
 import logging
 
-from cnnclf import keras_names
 from cnnclf.config.schema import Config, DataConfig
 from cnnclf.data.datasets import KNOWN
 from cnnclf.data.sources import SOURCES
 from cnnclf.errors import ConfigError, did_you_mean
+from cnnclf.model import keras_names
 
 log = logging.getLogger("cnnclf")
 
@@ -102,7 +102,7 @@ def _check_model(cfg: Config, where, fail) -> None:
                 "false to train the head first, or remove train.fine_tune",
             )
     if model.preset is not None:
-        from cnnclf.presets import PRESETS
+        from cnnclf.model.presets import PRESETS
 
         if model.preset not in PRESETS:
             fail(

@@ -16,9 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-from cnnclf import keras_names
 from cnnclf.config.base import Section, on_off
 from cnnclf.errors import did_you_mean, listing
+from cnnclf.model import keras_names
 
 
 class OptimizerConfig(BaseModel):

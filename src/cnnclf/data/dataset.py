@@ -126,7 +126,7 @@ def _limits(cfg, num_classes: int, smoke: bool) -> tuple[int | None, int | None]
 def _storage(cfg, pixel_bytes: int) -> str:
     if cfg.storage != "auto":
         return cfg.storage
-    from cnnclf.memory import machine_memory_mb
+    from cnnclf.data.memory import machine_memory_mb
 
     budget = machine_memory_mb() // 4 if cfg.memory_budget_mb == "auto" else cfg.memory_budget_mb
     chosen = "memory" if pixel_bytes <= budget * 2**20 else "stream"

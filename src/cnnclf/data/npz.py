@@ -7,8 +7,8 @@ import numpy as np
 
 from cnnclf.data.files import check_zip_entry
 from cnnclf.data.images import Images, hash_files, with_channels
+from cnnclf.data.memory import machine_memory_mb
 from cnnclf.errors import DataError
-from cnnclf.memory import machine_memory_mb
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 

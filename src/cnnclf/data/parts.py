@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnclf.atomic import write_json
 from cnnclf.data.files import DECODE_ERRORS, ImageFiles, decode_image, reason
 from cnnclf.errors import DataError
-from cnnclf.fileio import write_json
 
 log = logging.getLogger("cnnclf")
 

@@ -1,0 +1,162 @@
+"""Commands before training: config show/validate/presets, init, data inspect."""
+
+from pathlib import Path
+
+import click
+
+from cnnclf.cli.options import cli, command, json_option, load_data, output_file, set_option, start_tensorflow
+
+
+@cli.group()
+def config():
+    """Show, check and list what a config can hold.
+
+    \b
+    Example:
+      cnnclf config show configs/fashion.yaml --set train.epochs=3
+    """
+
+
+@command(config, "show")
+@click.argument("config_path", metavar="CONFIG")
+@set_option
+def config_show(config_path, overrides):
+    """Print CONFIG fully resolved, every default filled in.
+
+    \b
+    Example:
+      cnnclf config show configs/fashion.yaml
+    """
+    from cnnclf.config import load_config
+
+    click.echo(load_config(config_path, overrides).to_yaml(), nl=False)
+
+
+@command(config, "validate")
+@click.argument("config_path", metavar="CONFIG")
+@set_option
+@click.option("--deep", is_flag=True, help="Also load the data and build the model (no training).")
+@click.pass_context
+def config_validate(ctx, config_path, overrides, deep):
+    """Check CONFIG without training: its keys, the paths it names, and with --deep its data and model.
+    Exit 0 if it is valid, 2 with the reason if not.
+
+    \b
+    Example:
+      cnnclf config validate configs/fashion.yaml --deep
+    """
+    from cnnclf.config import load_config
+    from cnnclf.data.dataset import check_paths
+
+    config = load_config(config_path, overrides)
+    check_paths(config.data)
+    if deep:
+        config, data = load_data(ctx, config)
+        start_tensorflow(ctx, config.train)
+        from cnnclf.training.train import prepare
+
+        session = prepare(config, data)
+        sizes = ", ".join(f"{n:,} {part}" for part, n in data.splits.sizes().items())
+        click.echo(
+            f"{config_path}: valid; data: {sizes} images of {list(data.splits.shape)} in "
+            f"{data.splits.num_classes} classes; model: {session.model.count_params():,} parameters"
+        )
+        return
+    click.echo(f"{config_path}: valid")
+
+
+@command(config, "presets")
+def config_presets():
+    """List the built-in architectures (model.preset) and the pretrained backbones (model.backbone.name),
+    with their parameters and smallest input.
+
+    \b
+    Example:
+      cnnclf config presets
+    """
+    from cnnclf.model.keras_names import BACKBONES
+    from cnnclf.model.presets import PRESETS
+
+    for name, layers in PRESETS.items():
+        click.echo(f"{name}: {' > '.join(next(iter(layer)) for layer in layers)}")
+    click.echo("\nbackbones (model.backbone.name; parameters without the classifier, smallest input):")
+    for name, backbone in BACKBONES.items():
+        click.echo(f"{name}: {backbone.parameters:,} parameters, at least {backbone.min_side}x{backbone.min_side}")
+
+
+@command()
+@click.option(
+    "--dataset",
+    default="mnist",
+    show_default=True,
+    type=click.Choice(["mnist", "fashion_mnist", "cifar10", "digits", "custom"]),
+)
+@click.option(
+    "--path",
+    "data_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="custom: your images (a folder of class folders, a zip, or a CSV manifest), looked at to choose "
+    "the image size, batch, epochs and augmentation.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="The file to write [DATASET.yaml].")
+def init(dataset, data_path, out):
+    """Write a commented starter config for DATASET (never over an existing file), fitted to the
+    data it finds; what it chose goes to stderr.
+
+    \b
+    Example:
+      cnnclf init --dataset fashion_mnist && cnnclf train fashion_mnist.yaml
+      cnnclf init --dataset custom --path photos/ && cnnclf train custom.yaml
+    """
+    import logging
+
+    from cnnclf.atomic import write_text
+    from cnnclf.errors import ConfigError
+    from cnnclf.tools.starter import starter_config
+
+    if data_path is not None and dataset != "custom":
+        raise click.UsageError("--path is for --dataset custom (your own images)")
+    out = out or Path(f"{dataset}.yaml")
+    if out.exists():
+        raise ConfigError(f"{out}: already exists; choose another --out or remove it")
+    output_file(out, "--out")
+    text, notes = starter_config(dataset, data_path)
+    write_text(out, text)
+    for note in notes:
+        logging.getLogger("cnnclf").info(f"chose: {note}")
+    click.echo(out)
+
+
+@cli.group()
+def data():
+    """Look at a dataset before training on it.
+
+    \b
+    Example:
+      cnnclf data inspect configs/fashion.yaml
+    """
+
+
+@command(data, "inspect")
+@click.argument("config_path", metavar="CONFIG")
+@set_option
+@json_option
+@click.pass_context
+def data_inspect(ctx, config_path, overrides, as_json):
+    """Class balance, image sizes and colour modes, train/test duplicates, unreadable files,
+    and a grid of training images per class.
+
+    \b
+    Example:
+      cnnclf data inspect configs/fashion.yaml
+    """
+    import json
+
+    from cnnclf.config import load_config
+    from cnnclf.reporting import inspection
+
+    config = load_config(config_path, overrides)
+    if config.data.source == "keras":
+        start_tensorflow(ctx)
+    found = inspection.inspect(config)
+    click.echo(json.dumps(found, indent=2) if as_json else inspection.describe(found))

@@ -1,0 +1,166 @@
+"""Test-set evaluation of a run's best model: metrics.json and predictions.npz."""
+
+import io
+import math
+
+import keras
+import numpy as np
+
+from cnnclf.atomic import write_bytes, write_json
+from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches
+from cnnclf.inference.loading import inference_model, load_model
+from cnnclf.inference.metrics import confusion_matrix, expected_calibration_error, make_loss, per_class, top_k_accuracy
+from cnnclf.rundir.directory import RunDir
+
+EVAL_ACTIVATION_BUDGET = 64 * 2**20  # bytes of activations per evaluation batch
+SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
+EXPLAINED = 6  # of them, the first few (misclassified) get a Grad-CAM heatmap in the report
+TOP_K = (3, 5)
+
+
+def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
+    """Evaluate `model` (as inference_model wraps it) on the test split; write metrics.json and
+    predictions.npz; return the metrics."""
+    test = evaluation_batches(splits.test, eval_batch_size(model, config.train), splits.num_classes, False)
+    base, model = model, inference_model(model, config)
+    # One pass over the test set, batch by batch (model.predict on the same batches peaked 100-700 MB
+    # higher, s004_mnist); the loss and metrics are computed from its probabilities.
+    with errors_unwrapped():
+        probabilities = np.concatenate([model.predict_on_batch(x) for x, _ in test]).astype(np.float32)
+    y_true, y_pred = splits.test.labels, probabilities.argmax(axis=1)
+    results = test_scores(probabilities, y_true, config)
+    counts = confusion_matrix(y_true, y_pred, splits.num_classes)
+    scores = per_class(counts)
+    rows = zip(splits.class_names, scores["precision"], scores["recall"], scores["f1"], scores["support"])
+    metrics = {
+        "test_loss": float(results.pop("loss")),
+        **{f"test_{name}": float(value) for name, value in results.items()},
+        "test_images": int(len(y_true)),
+        "balanced_accuracy": float(scores["recall"].mean()),  # the mean of the classes' recalls
+        "macro_f1": float(scores["f1"].mean()),
+        "class_names": splits.class_names,
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for name, p, r, f, n in rows
+        },
+        "macro_avg": {key: float(values.mean()) for key, values in scores.items() if key != "support"},
+        "confusion_matrix": counts.tolist(),
+        "top_k_accuracy": {str(k): top_k_accuracy(probabilities, y_true, k) for k in TOP_K if k < splits.num_classes},
+        "expected_calibration_error": expected_calibration_error(probabilities, y_true),
+    }
+    write_json(run.metrics, metrics)
+    order = np.argsort(y_pred == y_true, kind="stable")[:SAMPLES]  # wrong ones first
+    samples = splits.test.gather(order)
+    explained = order[:EXPLAINED]
+    out = io.BytesIO()
+    np.savez_compressed(
+        out,
+        y_true=y_true,
+        probabilities=probabilities,
+        sample_index=order,
+        sample_images=samples,
+        gradcam=_explain(base, samples[:EXPLAINED], y_pred[explained]),
+    )
+    write_bytes(run.predictions, out.getvalue())
+    return metrics
+
+
+def test_scores(probabilities: np.ndarray, y_true: np.ndarray, config) -> dict[str, float]:
+    """The loss and each of train.metrics on the test set, as Keras computes them."""
+    onehot = config.data.labels == "onehot"
+    y = np.eye(probabilities.shape[1], dtype=np.float32)[y_true] if onehot else y_true
+    results = {"loss": float(keras.ops.convert_to_numpy(make_loss(config.train, config.data.labels)(y, probabilities)))}
+    for name in config.train.metrics:
+        if name in ("accuracy", "acc"):
+            results[name] = float(np.mean(probabilities.argmax(axis=1) == y_true))
+            continue
+        metric = keras.metrics.get(name)
+        if isinstance(metric, keras.metrics.Metric):
+            metric.update_state(y, probabilities)
+            results[name] = float(keras.ops.convert_to_numpy(metric.result()))
+        else:
+            results[name] = float(np.mean(keras.ops.convert_to_numpy(metric(y, probabilities))))
+    return results
+
+
+def _explain(model: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Grad-CAM heatmaps (float16) of the predicted classes; none when the model has no feature map."""
+    from cnnclf.errors import ConfigError
+    from cnnclf.model import gradcam
+
+    try:
+        return gradcam.heatmaps(model, images, classes).astype(np.float16)
+    except ConfigError:
+        return np.zeros((0, *images.shape[1:3]), np.float16)
+
+
+COLLAPSE_SHARE, COLLAPSE_LABELS = 0.9, 0.6
+
+
+def collapse_warning(metrics: dict, class_weight="none") -> str | None:
+    """A warning when the test predictions fall on one class: over 90% of them, where that class is
+    under 60% of the labels (the model has learnt the majority, not the classes). From the confusion
+    matrix, so it costs no pass over the images. The fixes it names leave out train.class_weight:
+    balanced where `class_weight` (the run's) is that already."""
+    counts = np.array(metrics["confusion_matrix"])
+    total = counts.sum()
+    if total < 10:
+        return None
+    top = int(counts.sum(axis=0).argmax())
+    share, labels_share = counts[:, top].sum() / total, counts[top].sum() / total
+    if share <= COLLAPSE_SHARE or labels_share >= COLLAPSE_LABELS:
+        return None
+    name = metrics["class_names"][top]
+    return (
+        f"the model predicts {name} for {share:.0%} of the test images, which are {labels_share:.0%} "
+        f"{name}: it has learnt the majority, not the classes; try "
+        + ("" if class_weight == "balanced" else "train.class_weight: balanced, ")
+        + "a smaller train.batch_size or a lower learning rate"
+    )
+
+
+def evaluate_run(run: RunDir) -> dict:
+    """Reload a run's model and the test data its config names (the files its split.csv put in the
+    test set); evaluate again and rewrite the metrics."""
+    from cnnclf.data.dataset import load
+
+    config = run.read_config()
+    data = load(config.data, config.seed, saved_split=run.split if run.split.exists() else None, need=("test",))
+    return evaluate(run, load_model(run), data.splits, config)
+
+
+def metrics_table(metrics: dict) -> str:
+    """The per-class table and the totals, as text."""
+    width = max(len(n) for n in [*metrics["class_names"], "class"]) + 2
+    lines = [f"{'class':<{width}}precision  recall      f1  support"]
+    for name, row in metrics["per_class"].items():
+        lines.append(f"{name:<{width}}{row['precision']:9.4f}{row['recall']:8.4f}{row['f1']:8.4f}{row['support']:9d}")
+    lines.append(
+        f"test_loss {metrics['test_loss']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
+        f"balanced_accuracy {metrics['balanced_accuracy']:.4f}  macro_f1 {metrics['macro_f1']:.4f}  "
+        f"({metrics['test_images']} images)"
+    )
+    return "\n".join(lines)
+
+
+def eval_batch_size(model, train) -> int:
+    """train.eval_batch_size, with auto resolved: evaluation needs no gradients, so batches larger
+    than training's are free in time, but not in memory (1,024 images of s004_mnist, which keeps
+    full resolution, held 400 MB of activations)."""
+    if train.eval_batch_size != "auto":
+        return train.eval_batch_size
+    per_image = 4 * sum(math.prod(_shape(layer.output)[1:]) for layer in _flat_layers(model))
+    return max(train.batch_size, min(1024, EVAL_ACTIVATION_BUDGET // max(per_image, 1)))
+
+
+def _flat_layers(model) -> list:
+    """Every layer, nested models' layers included."""
+    layers = []
+    for layer in model.layers:
+        layers += _flat_layers(layer) if hasattr(layer, "layers") else [layer]
+    return layers
+
+
+def _shape(output) -> tuple:
+    shape = output[0].shape if isinstance(output, (list, tuple)) else output.shape
+    return tuple(d or 1 for d in shape)

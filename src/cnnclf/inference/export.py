@@ -1,0 +1,143 @@
+"""Export a run's best model: TensorFlow SavedModel, TensorFlow Lite, or ONNX (through tf2onnx).
+
+Every format is the inference graph (inference.inference_model) and takes float32 pixels 0-255 of
+the run's image shape: the scaling the run used is inside the model, so callers feed images exactly
+as they load them; its one output is named `probabilities`. Beside the export, <file>.json gives
+the class names (the order of the output), the input size, colour and pixel range, and how the run
+brought images of another size to it (the resize policy, the resampling, the padding colour).
+With data.augment.test_flip or test_shift the export averages over the same views as evaluation.
+
+Nothing is lost or half-written: the export is made under a temporary name beside its place and
+renamed into it once whole; an earlier export at the run's default place is replaced only then, and
+a file given with --out (or its .json) that exists is never replaced.
+"""
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+from cnnclf.atomic import write_json
+from cnnclf.errors import ConfigError
+from cnnclf.inference.loading import Predictor
+from cnnclf.rundir.directory import RunDir
+
+FORMATS = {"savedmodel": "model.savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
+OUTPUT = "probabilities"
+
+
+def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
+    """Write the export; the default place is <run>/export/. An --out that exists is never replaced."""
+    default = out is None
+    out = run.path / "export" / FORMATS[fmt] if out is None else Path(out)
+    described = out.with_name(out.name + ".json")
+    if not default:
+        for path in (out, described):
+            if path.exists():
+                raise ConfigError(f"{path}: already exists; choose another --out or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor(run)  # a model that does not load stops here, before anything is touched
+    for stale in out.parent.glob(f".{out.name}.*.partial"):  # left by an export that was killed
+        _remove(stale)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        _write(predictor, fmt, partial)
+        _replace(partial, out)
+    finally:
+        _remove(partial)
+    write_json(described, description(predictor, fmt))
+    return out
+
+
+def _write(predictor: Predictor, fmt: str, path: Path) -> None:
+    import tensorflow as tf
+
+    model = predictor.inference
+    signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="pixels")]
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..."
+        if fmt == "onnx":
+            _require_onnx()
+            with warnings.catch_warnings():
+                # Keras's ONNX module probes numpy for np.object at import, which numpy warns about
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras\.src\.export")
+                model.export(str(path), format="onnx", input_signature=signature)
+            _name_output(path, OUTPUT)
+        elif fmt == "savedmodel":
+            _saved_model(model, signature, path)
+        else:
+            with tempfile.TemporaryDirectory() as saved:
+                _saved_model(model, signature, Path(saved) / "model")
+                path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(Path(saved) / "model")).convert())
+
+
+def _saved_model(model, signature, path: Path) -> None:
+    """A SavedModel whose serving signature takes `pixels` and answers `probabilities`."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda pixels: {OUTPUT: model(pixels, training=False)}, input_signature=signature)
+    archive.write_out(str(path), verbose=False)
+
+
+def _replace(new: Path, old: Path) -> None:
+    """Put `new` at `old`'s place; an existing `old` (a file, or a SavedModel's folder) goes only once
+    `new` is there: at any instant the place holds the old export or the new one."""
+    if new.is_dir() and old.is_dir():
+        aside = old.with_name(f".{old.name}.{os.getpid()}.old")
+        os.rename(old, aside)
+        os.rename(new, old)
+        shutil.rmtree(aside)
+    else:
+        os.replace(new, old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def description(predictor: Predictor, fmt: str) -> dict:
+    """What a program needs to use the export, written beside it as <file>.json."""
+    height, width, channels = predictor.shape
+    data = predictor.config.data
+    return {
+        "format": fmt,
+        "input": {
+            "name": "pixels",
+            "shape": [None, height, width, channels],
+            "dtype": "float32",
+            "pixel_range": [0, 255],
+            "color": "grayscale" if channels == 1 else "RGB",
+            "resize": data.resize,  # stretch | crop (the centre, at the input's aspect) | pad (letterbox)
+            "resampling": "bilinear",
+            "pad_color": [0] * channels if data.resize == "pad" else None,
+        },
+        "output": {"name": OUTPUT, "classes": predictor.class_names},
+        "test_time_views": {"flip": data.augment.test_flip, "shift": data.augment.test_shift},
+    }
+
+
+def _name_output(path: Path, name: str) -> None:
+    """Rename the ONNX graph's output (tf2onnx names it after a TensorFlow op: Identity:0)."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    old = graph.graph.output[0].name
+    for node in graph.graph.node:
+        node.output[:] = [name if o == old else o for o in node.output]
+    graph.graph.output[0].name = name
+    onnx.save(graph, str(path))
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs tf2onnx and onnx: pip install 'cnnclf[onnx]'") from None

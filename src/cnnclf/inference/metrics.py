@@ -1,0 +1,62 @@
+"""Metrics computed from predicted probabilities with numpy alone: no TensorFlow, and no
+scikit-learn, which would hold 124 MB through the rest of a run (tests check them against it);
+and the loss, the one measure training and evaluation share (Keras's, imported when asked for)."""
+
+import numpy as np
+
+CALIBRATION_BINS = 15  # equal-width confidence bins
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """counts[i, j]: images of class i predicted as class j."""
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def per_class(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and support of each class from a confusion matrix; 0 where undefined."""
+    hits, support, predicted = np.diag(counts), counts.sum(axis=1), counts.sum(axis=0)
+    precision = np.divide(hits, predicted, out=np.zeros(len(hits)), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros(len(hits)), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros(len(hits)), where=both > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def top_k_accuracy(probabilities: np.ndarray, y_true: np.ndarray, k: int) -> float:
+    top = np.argsort(probabilities, axis=1)[:, -k:]
+    return float(np.mean(np.any(top == y_true[:, None], axis=1)))
+
+
+def calibration_bins(probabilities: np.ndarray, y_true: np.ndarray) -> list[dict]:
+    """Per confidence bin: its range, image count, mean confidence and accuracy."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y_true
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, CALIBRATION_BINS - 1)
+    return [
+        {
+            "low": float(edges[b]),
+            "high": float(edges[b + 1]),
+            "count": int(np.sum(index == b)),
+            "confidence": float(confidence[index == b].mean()) if np.any(index == b) else None,
+            "accuracy": float(correct[index == b].mean()) if np.any(index == b) else None,
+        }
+        for b in range(CALIBRATION_BINS)
+    ]
+
+
+def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray) -> float:
+    """Mean |accuracy - confidence| over the bins, weighted by how many images fall in each."""
+    bins = calibration_bins(probabilities, y_true)
+    return float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]) / len(y_true))
+
+
+def make_loss(train, labels: str):
+    """The loss train (a TrainConfig) names, for labels sparse or onehot."""
+    import keras
+
+    if train.loss != "auto":
+        return keras.losses.get(train.loss)  # a name the config checked against the labels
+    if labels == "onehot":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()

@@ -1,0 +1,93 @@
+"""Classify image files with a run's best model, converting them the way its data was."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from cnnclf.data.files import DECODE_ERRORS, reason
+from cnnclf.errors import DataError, printable
+from cnnclf.inference.loading import Predictor
+from cnnclf.rundir.directory import RunDir
+
+log = logging.getLogger("cnnclf")
+
+BATCH = 256  # images per call into the model
+
+
+def predict(
+    run: RunDir, paths: list[str], top_k: int, explain: Path | None = None, layer: str | None = None
+) -> list[dict]:
+    """One row per readable image: file, class, probability and the top-k classes, and with `explain`
+    (a folder) the path of its Grad-CAM picture there. Files that are not images are reported on
+    stderr and skipped."""
+    predictor = Predictor(run)
+    files, images = [], []
+    for path in _expand(paths):
+        try:
+            images.append(predictor.decode(path.read_bytes()))
+            files.append(path)
+        except DECODE_ERRORS as e:
+            log.warning(f"skipped {path}: not a readable image ({reason(e)})")
+    if not images:
+        raise DataError(f"no readable images in {', '.join(paths)}; pass PNG or JPEG files or folders of them")
+    pixels = np.stack(images)
+    probabilities = np.concatenate(
+        [predictor.probabilities(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]
+    )
+    rows = []
+    for path, p in zip(files, probabilities):
+        top = predictor.top(p, top_k)
+        rows.append({"file": str(path), "class": top[0]["class"], "probability": top[0]["probability"], "top_k": top})
+    if explain is not None:
+        for row, picture in zip(rows, _explain(predictor, pixels, probabilities.argmax(axis=1), explain, files, layer)):
+            row["explanation"] = str(picture)
+    return rows
+
+
+def _explain(
+    predictor: Predictor, pixels: np.ndarray, classes: np.ndarray, folder: Path, files: list[Path], layer: str | None
+) -> list[Path]:
+    """A Grad-CAM picture per image, <folder>/<file name>.gradcam.png."""
+    from cnnclf.model import gradcam
+    from cnnclf.reporting import image_grids
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written, used = [], set()
+    for start in range(0, len(pixels), BATCH):
+        maps = gradcam.heatmaps(predictor.model, pixels[start : start + BATCH], classes[start : start + BATCH], layer)
+        for offset, heat in enumerate(maps):
+            i = start + offset
+            name = f"{files[i].stem}.gradcam.png"
+            if name in used:
+                name = f"{files[i].stem}-{i}.gradcam.png"
+            used.add(name)
+            title = f"{files[i].name}\n{predictor.class_names[classes[i]]}"
+            written.append(image_grids.explanations(pixels[i : i + 1], heat[None], [title], folder / name))
+    return written
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    found = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    return found
+
+
+def table(rows: list[dict], columns: bool = False) -> list[list[str]]:
+    """Rows for printing: file, class, probability, then each of the top-k as 'class probability'; or
+    with `columns` (CSV), each top-k class and probability in cells of their own."""
+
+    def ranked(t: dict) -> list[str]:
+        return [t["class"], f"{t['probability']:.4f}"] if columns else [f"{t['class']} {t['probability']:.4f}"]
+
+    return [
+        [printable(r["file"]), r["class"], f"{r['probability']:.4f}", *(c for t in r["top_k"] for c in ranked(t))]
+        for r in rows
+    ]

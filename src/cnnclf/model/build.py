@@ -1,0 +1,145 @@
+"""Build a Keras model from the config: a declarative layer list, a preset, or a pretrained backbone
+with a head. Compiling is in optimization.py; the views evaluation averages over, in inference.py."""
+
+import inspect
+import math
+
+import keras
+
+from cnnclf.errors import ConfigError, did_you_mean
+from cnnclf.model import backbones
+from cnnclf.model.presets import PRESETS
+
+REDUCING = ("Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D")
+
+
+def layer_specs(model_config) -> tuple[list[dict], str]:
+    """The layer list (a backbone's head), and how to name it in messages."""
+    if model_config.preset is not None:
+        return PRESETS[model_config.preset], f"preset {model_config.preset}"
+    specs = list(model_config.layers or [])
+    if model_config.backbone is not None and not any(next(iter(s)) in REDUCING for s in specs):
+        specs.insert(0, {"GlobalAveragePooling2D": {}})  # the backbone's feature map to one vector per image
+    return specs, "model.layers"
+
+
+def build_model(config, input_shape: tuple[int, int, int], num_classes: int, precision: str = "float32") -> keras.Model:
+    """Input (uint8 pixels, cast by Keras) -> augmentation -> x/255, or a backbone's own preprocessing
+    and the backbone -> the layers -> softmax classifier. Under a mixed precision policy the output is
+    cast back to float32, for a stable loss. The policy is Keras's global one while the layers are
+    made, and the one before afterwards."""
+    keras.utils.set_random_seed(config.seed)
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        return _build(config, input_shape, num_classes, precision)
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def _build(config, input_shape: tuple[int, int, int], num_classes: int, precision: str) -> keras.Model:
+    specs, where = layer_specs(config.model)
+    model = keras.Sequential(name="cnnclf")  # not the run's name, which may hold characters Keras refuses
+    model.add(keras.Input(shape=input_shape))
+    check_test_shift(config.data.augment, input_shape)
+    for layer in augmentation(config.data.augment, config.seed):
+        model.add(layer)
+    if config.model.backbone is not None:
+        for layer, weights in backbones.input_layers(config.model.backbone.name, input_shape[-1]):
+            model.add(layer)
+            if weights is not None:
+                layer.set_weights(weights)
+        model.add(backbones.build(config, input_shape))
+    elif config.data.normalize == "scale":
+        model.add(keras.layers.Rescaling(1 / 255, name="scale"))
+    for i, spec in enumerate(specs):
+        ((name, kwargs),) = spec.items()
+        label = f"{where}[{i}].{name}"
+        layer = construct(getattr(keras.layers, name), kwargs, label)
+        before = model.output_shape if model.layers else (None, *input_shape)
+        try:
+            model.add(layer)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{label}: cannot take input of shape {before}: {_first_line(e)}") from None
+    last = model.layers[-1]
+    if not _is_classifier(last):
+        model.add(keras.layers.Dense(num_classes, activation="softmax", name="classifier"))
+    elif model.output_shape[-1] != num_classes:
+        raise ConfigError(
+            f"{where}[{len(specs) - 1}]: the last layer gives {model.output_shape[-1]} outputs but "
+            f"the data has {num_classes} classes; set units: {num_classes}, or leave the "
+            f"classifier out and cnnclf adds Dense({num_classes}, softmax)"
+        )
+    if model.output_shape != (None, num_classes):
+        raise ConfigError(
+            f"{where}: the model's output has shape {model.output_shape}, expected "
+            f"(None, {num_classes}); add Flatten or GlobalAveragePooling2D before the classifier"
+        )
+    if precision != "float32":
+        model.add(keras.layers.Activation("linear", dtype="float32", name="float32_output"))
+    return model
+
+
+def augmentation(augment, seed: int) -> list:
+    """Keras preprocessing layers for data.augment; nearest-pixel sampling, which costs almost
+    nothing (bilinear halved training speed on MNIST on 2 CPU cores)."""
+    common = {"fill_mode": augment.fill, "interpolation": "nearest", "seed": seed}
+    layers = []
+    if augment.flip and not augment.alternate_flips:  # alternating flips are the pipeline's (data/pipeline.py)
+        layers.append(keras.layers.RandomFlip(augment.flip, seed=seed, name="flip"))
+    if augment.translate:
+        layers.append(keras.layers.RandomTranslation(augment.translate, augment.translate, name="translate", **common))
+    if augment.rotate:
+        layers.append(keras.layers.RandomRotation(augment.rotate, name="rotate", **common))
+    if augment.zoom:
+        layers.append(keras.layers.RandomZoom(augment.zoom, name="zoom", **common))
+    return layers
+
+
+def check_test_shift(augment, input_shape) -> None:
+    """Refuse test-time shifts further than training's translations reach: before training starts, and
+    before a run whose config was edited is evaluated, predicted with or exported."""
+    side = min(input_shape[:2])
+    reach = augment.translate * side
+    if augment.test_shift > reach:
+        raise ConfigError(
+            f"data.augment.test_shift: {augment.test_shift} pixels is further than training's "
+            f"translations reach ({augment.translate:g} of {side} pixels); "
+            f"set it to at most {math.floor(reach)} or raise data.augment.translate"
+        )
+
+
+def construct(cls, kwargs: dict, label: str):
+    """cls(**kwargs), with a misspelled argument named and its nearest valid spelling suggested."""
+    accepted = _arguments(cls)
+    for key in kwargs:
+        if key not in accepted:
+            raise ConfigError(
+                f"{label}: unknown argument {key!r}{did_you_mean(key, accepted)}; "
+                f"{cls.__name__} takes {', '.join(sorted(accepted))}"
+            )
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{label}: {_first_line(e)}") from None
+
+
+def _arguments(cls) -> set[str]:
+    """Keyword arguments a Keras class accepts: the named ones of every __init__ up its bases
+    (each passes **kwargs on to the next, which checks them)."""
+    names = set()
+    for klass in cls.__mro__[:-1]:
+        if "__init__" in vars(klass):
+            parameters = inspect.signature(klass.__init__).parameters.values()
+            names |= {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    names.discard("self")
+    return names | {"input_shape", "input_dim"} if issubclass(cls, keras.layers.Layer) else names
+
+
+def _is_classifier(layer) -> bool:
+    activation = getattr(layer, "activation", None)
+    return isinstance(layer, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [error.__class__.__name__])[0]

@@ -1,0 +1,28 @@
+"""matplotlib as cnnclf draws with it: the Agg backend (nothing is shown), class names drawn as
+text (never as math), and one way to save a figure."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False  # class names are text: "price_$5_$10" is not mathematics
+matplotlib.rcParams["text.usetex"] = False
+import matplotlib.pyplot as plt  # noqa: E402
+
+WRONG, RIGHT = "#c0392b", "#1e8449"
+
+
+def show(ax, image):
+    ax.imshow(
+        image[..., 0] if image.shape[-1] == 1 else image,
+        cmap="gray" if image.shape[-1] == 1 else None,
+        vmin=0,
+        vmax=255,
+    )
+
+
+def save(fig, path, tight: bool = True):
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,201 @@
+"""Plots drawn from a run directory's files alone (figures.py sets matplotlib up): every plot of a
+run and report.html (draw_all), the charts here and the image grids in image_grids.py."""
+
+import os
+
+import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from cnnclf.reporting.figures import plt, save
+from cnnclf.reporting.image_grids import data_grid, gradcam_samples, test_samples
+from cnnclf.rundir.directory import RunDir, kept_epoch
+
+
+def draw_all(run: RunDir) -> list:
+    """Every plot the run's files allow, then report.html; returns their paths. The plots are drawn
+    by two processes at once where the system can fork (each plot is seconds of single-core work)."""
+    from cnnclf.reporting.report import write_report
+
+    run.plots.mkdir(exist_ok=True)
+    jobs = []
+    if run.history.exists():
+        jobs.append(("learning_curves", learning_curves))
+    if run.metrics.exists():
+        jobs += [("confusion_matrix", confusion), ("per_class_accuracy", per_class_accuracy)]
+    if run.predictions.exists():
+        jobs += [("test_samples", test_samples), ("reliability", reliability)]
+        with np.load(run.predictions) as f:
+            if "gradcam" in f.files and len(f["gradcam"]) > 0:
+                jobs.append(("gradcam", gradcam_samples))
+    if run.data_samples.exists():
+        jobs.append(("data_samples", _data_samples))
+    _in_two_processes([lambda draw=draw: draw(run) for _, draw in jobs])
+    drawn = [run.plots / f"{name}.png" for name, _ in jobs]
+    if drawn:
+        drawn.append(write_report(run, drawn))
+    return drawn
+
+
+def _data_samples(run: RunDir):
+    with np.load(run.data_samples) as f:
+        return data_grid(f["images"], f["labels"], list(f["class_names"]), run.plots / "data_samples.png")
+
+
+def _in_two_processes(jobs: list) -> None:
+    """Run the jobs, every other one in a forked child; an error in either raises here. The child runs
+    matplotlib alone, never TensorFlow (as the image-decoding workers, data/parts.py)."""
+    if len(jobs) < 2 or not hasattr(os, "fork"):
+        for job in jobs:
+            job()
+        return
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the odd jobs; what went wrong, if anything, back through the pipe
+        os.close(reader)
+        message = b""
+        try:
+            for job in jobs[1::2]:
+                job()
+        except BaseException as e:  # noqa: BLE001 - reported by the parent, which raises it
+            message = f"{e.__class__.__name__}: {e}".encode()[:4000]
+        os.write(writer, message)
+        os._exit(0)
+    os.close(writer)
+    try:
+        for job in jobs[0::2]:
+            job()
+    finally:
+        with os.fdopen(reader, "rb") as pipe:
+            failure = pipe.read().decode()
+        os.waitpid(pid, 0)
+    if failure:
+        raise RuntimeError(f"in the plotting process: {failure}")
+
+
+def learning_curves(run: RunDir):
+    """Accuracy and loss per epoch, training vs validation, as the tutorials draw them, with the
+    epoch whose model was kept marked, and a fine-tuning phase shaded."""
+    rows = run.read_history()
+    epochs = [r["epoch"] for r in rows]
+    kept = kept_epoch(run, rows)
+    tuned = [r["epoch"] for r in rows if r.get("phase") == "fine_tune"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        for prefix, label in (("", "training"), ("val_", "validation")):
+            if f"{prefix}{metric}" in rows[0]:
+                ax.plot(epochs, [r[f"{prefix}{metric}"] for r in rows], marker="o", label=label)
+        if kept is not None:
+            ax.axvline(kept, color="black", linestyle=":", label=f"kept: epoch {kept}")
+        if tuned:
+            ax.axvspan(min(tuned) - 0.5, max(tuned) + 0.5, color="#f5cba7", alpha=0.35, label="fine-tuning")
+        ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return save(fig, run.plots / "learning_curves.png")
+
+
+def compared_curves(runs: list[RunDir], path):
+    """Several runs' validation accuracy and loss per epoch on one plot (cnnclf compare)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in runs:
+        rows = run.read_history()
+        for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
+            if rows and metric in rows[0]:
+                ax.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker="o", label=run.path.name)
+    for ax, metric in zip(axes, ("validation accuracy", "validation loss")):
+        ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def confusion(run: RunDir):
+    """Confusion matrix, counts above and normalized by true class below, each the page's width."""
+    metrics = run.read_metrics() or {}
+    counts = np.array(metrics["confusion_matrix"])
+    names = metrics["class_names"]
+    normalized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(7.0, 0.55 * len(names) + 4)
+    fig, axes = plt.subplots(2, 1, figsize=(size + 1.5, 2 * size))
+    font = max(6, min(12, 140 // max(len(names), 1)))
+    for ax, values, title, fmt in (
+        (axes[0], counts, "Counts", "d"),
+        (axes[1], normalized, "Normalized by true class", ".2f"),
+    ):
+        shown = ax.imshow(values, cmap="Blues")
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        ax.set(
+            title=title,
+            xlabel="predicted class",
+            ylabel="true class",
+            xticks=range(len(names)),
+            yticks=range(len(names)),
+        )
+        ax.set_xticklabels(names, rotation=45, ha="right")
+        ax.set_yticklabels(names)
+        if len(names) <= 20:
+            threshold = values.max() / 2
+            for (i, j), v in np.ndenumerate(values):
+                ax.text(
+                    j,
+                    i,
+                    format(v, fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=font,
+                    color="white" if v > threshold else "black",
+                )
+    return save(fig, run.plots / "confusion_matrix.png")
+
+
+def per_class_accuracy(run: RunDir):
+    """Accuracy (recall) of each class, worst first, on a 0-1 axis, against the overall test accuracy."""
+    metrics = run.read_metrics() or {}
+    rows = sorted(metrics["per_class"].items(), key=lambda item: -item[1]["recall"])  # barh: last on top
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(rows) + 1.2)))
+    ax.barh([name for name, _ in rows], [r["recall"] for _, r in rows], color="#2e86c1")
+    ax.axvline(metrics["test_accuracy"], color="black", linestyle="--")
+    ax.set(
+        title=f"Per-class accuracy (test); dashed line: overall {metrics['test_accuracy']:.2%}",
+        xlabel="accuracy (recall)",
+        xlim=(0, 1),
+    )
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, run.plots / "per_class_accuracy.png")
+
+
+def reliability(run: RunDir):
+    """Reliability diagram: accuracy against confidence per bin, with the calibration error."""
+    from cnnclf.inference.metrics import calibration_bins
+
+    metrics = run.read_metrics() or {}
+    with np.load(run.predictions) as f:
+        bins = [b for b in calibration_bins(f["probabilities"], f["y_true"]) if b["count"]]
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(6, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    width = bins[0]["high"] - bins[0]["low"]
+    ax.bar(
+        [b["low"] for b in bins],
+        [b["accuracy"] for b in bins],
+        width=width,
+        align="edge",
+        color="#2e86c1",
+        edgecolor="black",
+        label="accuracy",
+    )
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set(
+        title=f"Reliability\nexpected calibration error {metrics['expected_calibration_error']:.3f}",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    ax.legend(loc="upper left")
+    counts.bar([b["low"] for b in bins], [b["count"] for b in bins], width=width, align="edge", color="grey")
+    counts.set(xlabel="confidence (top probability)", ylabel="images", yscale="log")
+    # plain numbers: the log axis' default labels are math text, which is off (class names are text)
+    counts.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    counts.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+    counts.yaxis.set_minor_formatter(NullFormatter())
+    return save(fig, run.plots / "reliability.png")

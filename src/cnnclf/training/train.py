@@ -1,0 +1,289 @@
+"""train(config) and resume(run): data -> model -> fit -> evaluate -> plots, in one run directory.
+
+Everything that can be wrong with the config or the data is found before the run directory is
+created, so a failed start leaves nothing that looks like a result. The run is locked while a
+process trains it; its state after each epoch is in state.py.
+"""
+
+import contextlib
+import importlib
+import io
+import logging
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from cnnclf import progress
+from cnnclf.atomic import is_disk_full, write_bytes, write_json, write_text
+from cnnclf.config import Config
+from cnnclf.data.dataset import Dataset, load
+from cnnclf.data.split import write_split
+from cnnclf.errors import CnnclfError, DiskFull, Interrupted, NotARunError, plural
+from cnnclf.inference.evaluate import collapse_warning, evaluate
+from cnnclf.inference.loading import load_model
+from cnnclf.model.build import build_model
+from cnnclf.rundir.directory import RunDir, kept_epoch
+from cnnclf.rundir.provenance import environment
+from cnnclf.signals import interrupts_raised
+from cnnclf.training import distribute
+from cnnclf.training.callbacks import EpochLines, StopOnNaN
+from cnnclf.training.compute import Compute, resolve, with_model
+from cnnclf.training.epoch_backup import TrainingState, publish_model
+from cnnclf.training.fitting import class_weights, fit_phases
+from cnnclf.training.memory import peak_rss_mb, release_memory
+from cnnclf.training.optimization import compile_model
+from cnnclf.training.tracking import MlflowLogger, check_tensorboard, connect_mlflow, tensorboard
+
+log = logging.getLogger("cnnclf")
+
+
+@dataclass
+class Session:
+    """A run's inputs, checked: the config, the data and the compiled model."""
+
+    config: Config
+    data: Dataset
+    model: keras.Model
+    strategy: object  # tf.distribute.Strategy
+    compute: Compute
+    class_weight: dict[int, float] | None = None  # train.class_weight, by class index
+
+    @property
+    def chief(self) -> bool:
+        return distribute.is_chief(self.strategy)
+
+
+def train(config: Config, data: Dataset | None = None, started: float | None = None) -> RunDir | None:
+    """Train as `config` says, on `data` (loaded as the config says, if not given), into a new run
+    directory and return it (None on a multi-worker run's other workers, which keep their state in
+    a scratch directory)."""
+    started = started or time.time()
+    data = data or load(config.data, config.seed)
+    session = prepare(config, data)
+    runs_dir = session.config.output.runs_dir if session.chief else tempfile.mkdtemp(prefix="cnnclf-worker-")
+    run = RunDir.create(runs_dir, session.config.name)
+    with run.locked():
+        log.info(f"run directory: {run.path}")
+        write_text(run.config, session.config.to_yaml())
+        if data.splits.table is not None:
+            write_text(run.split, write_split(data.splits.table))
+        write_json(run.env, environment(session.config, session.compute.as_dict(), data.fingerprint))
+        lines: list[str] = []
+        session.model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
+        write_text(run.summary, "\n".join(lines) + "\n")
+        write_data_samples(run, data)
+        return _fit_and_finish(run, session, started)
+
+
+def resume(path, started: float | None = None) -> RunDir | None:
+    """Continue an interrupted or failed run from its last finished epoch."""
+    started = started or time.time()
+    run = RunDir.open(path)
+    with run.locked():
+        state = run.status()
+        if state["status"] == "completed":
+            raise NotARunError(f"{run.path}: this run completed; nothing to resume (`cnnclf train --from` reruns it)")
+        config = run.read_config()
+        data = load(config.data, config.seed, saved_split=run.split if run.split.exists() else None)
+        session = prepare(config, data)
+        if not session.chief:  # a multi-worker run's other worker: continue from the chief's backup, in scratch
+            scratch = RunDir(tempfile.mkdtemp(prefix="cnnclf-worker-"))
+            shutil.copytree(run.path, scratch.path, dirs_exist_ok=True)
+            run = scratch
+        log.info(f"resuming {run.path} (status {state['status']})")
+        return _fit_and_finish(run, session, started)
+
+
+def prepare(config: Config, data: Dataset) -> Session:
+    """Build and compile the model: every check that needs no run directory."""
+    if config.train.tensorboard:
+        check_tensorboard()
+    if config.train.mlflow is not None:
+        connect_mlflow(config.train.mlflow)  # an unreachable or refused store fails before the run exists
+    splits = data.splits
+    strategy = distribute.strategy(config.train.distribute)
+    compute = resolve(config.train, strategy)
+    with strategy.scope(), progress.step("building the model"):
+        model = build_model(config, splits.shape, splits.num_classes, compute.mixed_precision)
+        steps = -(-len(splits.train) // compute.batch_size)
+        compile_model(model, config.train, config.data.labels, steps, compute)
+    compute = with_model(compute, model, config.train)
+    weights = class_weights(config.train.class_weight, splits.train.labels, splits.class_names)
+    return Session(config, data, distribute.fit_model(model, strategy), strategy, compute, weights)
+
+
+def write_data_samples(run: RunDir, data: Dataset, per_class: int = 8) -> None:
+    """A few training images of each class, for the "look at your data" plot."""
+    train = data.splits.train
+    chosen = np.concatenate([np.flatnonzero(train.labels == c)[:per_class] for c in range(data.splits.num_classes)])
+    out = io.BytesIO()
+    np.savez_compressed(
+        out, images=train.gather(chosen), labels=train.labels[chosen], class_names=np.array(data.splits.class_names)
+    )
+    write_bytes(run.data_samples, out.getvalue())
+
+
+def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | None:
+    config, splits, model = session.config, session.data.splits, session.model
+    train_cfg = config.train
+    early_stopping = checkpoint = None
+    if train_cfg.early_stopping is not None:
+        early_stopping = keras.callbacks.EarlyStopping(**train_cfg.early_stopping.model_dump())
+    state = TrainingState(run, early_stopping, phases=train_cfg.fine_tune is not None)
+    if train_cfg.checkpoint is not None:
+        checkpoint = keras.callbacks.ModelCheckpoint(
+            state.candidate, save_best_only=True, **train_cfg.checkpoint.model_dump()
+        )
+        state.checkpoint = checkpoint
+    first_epoch = state.first_epoch()
+    epoch_lines = EpochLines(train_cfg.epochs, started)
+    run.set_status("running", epochs_done=first_epoch, parameters=model.count_params(), class_names=splits.class_names)
+    trackers = [tensorboard(run)] if train_cfg.tensorboard and session.chief else []
+    mlflow = MlflowLogger(train_cfg.mlflow, run, config) if train_cfg.mlflow and session.chief else None
+    log_file = logging.FileHandler(run.log)
+    log_file.addFilter(lambda record: not getattr(record, "transient", False))  # progress bars
+    log.addHandler(log_file)
+    outcome = "FAILED"
+    try:
+        with _outcome_recorded(run, state):
+            fit_started = time.time()
+            callbacks = [
+                StopOnNaN(),
+                epoch_lines,
+                *filter(None, [early_stopping, checkpoint, mlflow]),
+                *trackers,
+                state,
+            ]
+            fit_phases(session, state, callbacks, epoch_lines)
+            fit_seconds = time.time() - fit_started
+            log.info(how_it_ended(run, train_cfg, early_stopping, state.first_epoch()))
+            if not session.chief:  # nothing collective remains: the chief evaluates and writes
+                log.info("this worker is done; the chief writes the run directory")
+                shutil.rmtree(run.path, ignore_errors=True)
+                return None
+            if not run.model.exists():  # no checkpoint configured: keep the final model
+                run.backup.mkdir(exist_ok=True)
+                model.save(run.backup / "final.keras")
+                publish_model(run.backup / "final.keras", run.model)
+            release_memory()
+            threading.Thread(
+                target=importlib.import_module, args=("cnnclf.reporting.plots",), daemon=True
+            ).start()  # matplotlib
+            # (a second of imports) loads while TensorFlow evaluates
+            with progress.step(f"evaluating the best model on the {len(splits.test):,} test images"):
+                best = load_model(run)
+                metrics = evaluate(run, best, splits, config)
+            collapsed = collapse_warning(metrics, train_cfg.class_weight)
+            warnings = [collapsed] if collapsed else []
+            for warning in warnings:
+                log.warning(f"warning: {warning}")
+            run.set_status("running", warnings=warnings)  # for the report, drawn next
+            plots_error = _draw_plots(run)
+            if mlflow:
+                mlflow.finish(metrics, best)
+        outcome = "FINISHED"
+    except Interrupted:
+        outcome = "KILLED"
+        raise
+    finally:
+        log.removeHandler(log_file)
+        log_file.close()
+        if mlflow:
+            mlflow.end(outcome)
+    epochs_done = state.first_epoch()
+    run.set_status(
+        "completed",
+        epochs_done=epochs_done,
+        wall_seconds=round(time.time() - started, 2),
+        peak_rss_mb=peak_rss_mb(),
+        fit_seconds=round(fit_seconds, 2),
+        time_to_first_step_seconds=_round(epoch_lines.time_to_first_step),
+        train_images_per_second=round(len(splits.train) * (epochs_done - first_epoch) / max(fit_seconds, 1e-9), 1),
+        warnings=warnings,
+        **({"plots_error": plots_error} if plots_error else {}),
+    )
+    shutil.rmtree(run.backup, ignore_errors=True)
+    log.info(
+        f"test accuracy {metrics['test_accuracy']:.4f}, balanced accuracy {metrics['balanced_accuracy']:.4f}, "
+        f"macro F1 {metrics['macro_f1']:.4f}, test loss {metrics['test_loss']:.4f}"
+    )
+    return run
+
+
+def how_it_ended(run: RunDir, train_cfg, early_stopping, epochs_done: int) -> str:
+    """Why training stopped where it did, and which epoch's model is kept, in one line."""
+    rows = run.read_history()
+    kept = kept_epoch(run, rows)
+    checkpoint = train_cfg.checkpoint
+    if checkpoint is not None and rows and checkpoint.monitor in rows[0]:
+        value = next(r[checkpoint.monitor] for r in rows if r["epoch"] == kept)
+        why = f"kept epoch {kept} (best {checkpoint.monitor}, {value:.4g})"
+    else:
+        why = f"kept epoch {kept}, the last"
+    if early_stopping is not None and early_stopping.stopped_epoch > 0:
+        return (
+            f"early stopping: no improvement in {early_stopping.monitor} for {early_stopping.patience} epochs "
+            f"after epoch {early_stopping.best_epoch + 1}; {why}"
+        )
+    return f"trained {'its one epoch' if epochs_done == 1 else f'all {epochs_done} epochs'}; {why}"
+
+
+def _draw_plots(run: RunDir) -> str | None:
+    """Every plot and report.html. The run is trained and evaluated by now: a failure here is recorded
+    and reported, never a reason to mark it failed."""
+    from cnnclf.reporting import plots  # matplotlib: 40 MB, not held during training
+
+    try:
+        with progress.step("drawing the plots and report.html"):
+            plots.draw_all(run)
+    except Exception as e:  # noqa: BLE001 - the model and metrics are kept whatever a plot does
+        if is_disk_full(e):
+            raise DiskFull(run.plots) from None
+        message = f"{e.__class__.__name__}: {e}".splitlines()[0][:300]
+        log.warning(
+            f"drawing the plots failed ({message}); the model and metrics are kept; redraw them with "
+            f"`cnnclf plot {run.path}`"
+        )
+        return message
+    return None
+
+
+@contextlib.contextmanager
+def _outcome_recorded(run: RunDir, state: TrainingState):
+    """Ctrl-C or SIGTERM marks the run interrupted, any other failure marks it failed; both re-raise.
+    A full disk may refuse even the status: the run then stays resumable, and `cnnclf runs` sees
+    that no process holds it."""
+    try:
+        with interrupts_raised():
+            yield
+    except (Interrupted, KeyboardInterrupt) as e:
+        epochs = state.first_epoch()
+        with contextlib.suppress(DiskFull):
+            run.set_status("interrupted", epochs_done=epochs)
+        signal_number = e.exit_code - 128 if isinstance(e, Interrupted) else signal.SIGINT
+        raise Interrupted(
+            f"{e or 'stopped by SIGINT'} after {plural(epochs, 'finished epoch')}; continue with: "
+            f"cnnclf resume {run.path}",
+            signal_number,
+        ) from None
+    except Exception as e:
+        if is_disk_full(e) and not isinstance(e, DiskFull):
+            e = DiskFull(getattr(e, "filename", None) or run.path)
+        message = str(e) if isinstance(e, CnnclfError) else f"{e.__class__.__name__}: {e}"
+        with contextlib.suppress(DiskFull):
+            run.set_status("failed", epochs_done=state.first_epoch(), error=message)
+        if isinstance(e, DiskFull):
+            raise DiskFull(e.path, run.path) from None
+        if isinstance(e, CnnclfError):
+            e.args = (f"{message} (run {run.path} is marked failed)",)
+        raise
+
+
+def _round(value):
+    return None if value is None else round(value, 2)
