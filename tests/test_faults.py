@@ -45,12 +45,12 @@ keras.Model.save_weights = save_weights
     "before-publish": """
 import os, signal
 from cnnclf.training import epoch_backup
-real = state.TrainingState._publish
+real = epoch_backup.TrainingState._publish
 def publish(self, saved):
     if saved.name == "epoch-0002":
         os.kill(os.getpid(), signal.SIGKILL)
     return real(self, saved)
-state.TrainingState._publish = publish
+epoch_backup.TrainingState._publish = publish
 """,
 }
 
@@ -98,21 +98,21 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
     """Fault injection: the disk fills while epoch 2's state is saved (any machine)."""
     from cnnclf.training import epoch_backup
 
-    real = state.TrainingState._commit
+    real = epoch_backup.TrainingState._commit
 
     def commit(self, name, saved):
         if name == "epoch-0002":
             raise OSError(errno.ENOSPC, "No space left on device", str(self.run.backup / ".partial-0002"))
         return real(self, name, saved)
 
-    monkeypatch.setattr(state.TrainingState, "_commit", commit)
+    monkeypatch.setattr(epoch_backup.TrainingState, "_commit", commit)
     result = cnnclf("train", resumable_config(tmp_path))
     run = next((tmp_path / "runs").iterdir())
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (f"Error: disk full writing {run}/backup/.partial-0002; free some "
                                               f"space, then `cnnclf resume {run}`")
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
-    monkeypatch.setattr(state.TrainingState, "_commit", real)
+    monkeypatch.setattr(epoch_backup.TrainingState, "_commit", real)
     resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
     assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]

@@ -64,7 +64,7 @@ def test_report_names_dataset_model_parameters_and_date(tiny_run):
 def test_a_warning_reaches_the_log_the_run_record_and_the_report(tmp_path, monkeypatch):
     from cnnclf.training import train as training
 
-    monkeypatch.setattr(training, "collapse_warning", lambda metrics: "the model predicts 7 for 95%")
+    monkeypatch.setattr(training, "collapse_warning", lambda metrics, class_weight: "the model predicts 7 for 95%")
     result = cnnclf("train", write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs", epochs=1)))
     assert result.exit_code == 0, result.stderr
     run = Path(result.stdout.strip().splitlines()[-1])

@@ -79,16 +79,31 @@ def test_predict_with_nothing_readable(trained_run, digit_files):
 
 
 @pytest.mark.slow
-def test_runs_lists_every_run(tiny_run, second_run):
-    runs_dir = tiny_run[0].parent
+def test_runs_lists_every_run(tiny_run, second_run, tmp_path):
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    for run in (tiny_run[0], second_run[0]):
+        shutil.copytree(run, runs_dir / run.name)
+    backbone = shutil.copytree(tiny_run[0], runs_dir / "20260101T000000Z-bb")
+    config = yaml.safe_load((backbone / "config.yaml").read_text())
+    config["model"] = {"backbone": {"name": "MobileNetV3Small", "weights": None, "trainable": True}}
+    config["data"].update(dataset="custom", image_shape=[32, 32, 1])
+    (backbone / "config.yaml").write_text(yaml.safe_dump(config))
     result = cnnclf("runs", runs_dir, "--sort", "test_accuracy")
     assert result.exit_code == 0
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["id", "dataset", "model", "parameters", "epochs", "best_val_accuracy",
-                              "test_accuracy", "wall_seconds", "status"]
-    assert any(tiny_run[0].name in row and "completed" in row and "27210" in row for row in rows)
-    listed = json.loads(cnnclf("runs", runs_dir, "--json").stdout)
-    assert listed[0]["model"] == "3 layers" and listed[0]["epochs"] == 2 and 0.8 < listed[0]["test_accuracy"] <= 1
+                              "test_accuracy", "balanced_accuracy", "macro_f1", "wall_seconds", "status"]
+    assert len(rows) == 3 and any(tiny_run[0].name in row and "completed" in row and "27210" in row for row in rows)
+    listed = json.loads(cnnclf("runs", runs_dir, "--json", "--sort", "test_accuracy").stdout)
+    scores = [row["test_accuracy"] for row in listed]
+    assert scores == sorted(scores, reverse=True) and {row["id"] for row in listed} == {
+        tiny_run[0].name, second_run[0].name, backbone.name}
+    named = {row["id"]: row["model"] for row in listed}
+    assert named[tiny_run[0].name] == "3 layers" and named[backbone.name] == "MobileNetV3Small"
+    first = next(row for row in listed if row["id"] == tiny_run[0].name)
+    assert first["epochs"] == 2 and 0.8 < first["test_accuracy"] <= 1 and 0.8 < first["balanced_accuracy"] <= 1
     bad = cnnclf("runs", runs_dir, "--sort", "speed")
     assert bad.exit_code == 2 and "--sort speed: not a column; one of id, dataset," in bad.stderr
 

@@ -2,9 +2,9 @@
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, field_validator
+from pydantic import AfterValidator, PositiveFloat, PositiveInt, field_serializer, field_validator
 
-from cnnclf.config.base import Section, local_path
+from cnnclf.config.base import Section, local_path, on_off
 from cnnclf.errors import did_you_mean, listing
 from cnnclf.model import keras_names
 
@@ -69,7 +69,25 @@ class BackboneConfig(Section):
         return weights if weights in (None, "imagenet") else local_path(weights)
 
 
+class WhitenConfig(Section):
+    """A frozen first convolution that whitens patches, from the training images' statistics (airbench)."""
+
+    patch: PositiveInt = 2  # pixels on a side: its kernels are patch x patch, 2 x patch x patch x channels of them
+    epsilon: PositiveFloat = 5e-4  # added to each eigenvalue: how far the weakest directions are amplified
+    images: PositiveInt = 5000  # training images the patch statistics are taken from (the first, in order)
+
+
 class ModelConfig(Section):
     preset: str | None = None  # a built-in architecture by name (`cnnclf config presets`), or:
     backbone: BackboneConfig | None = None  # a pretrained feature extractor, with layers as its head, or:
     layers: list[LayerSpec] | None = None  # [{KerasLayerName: {kwargs}}, ...]; the classifier may be left out
+    whiten: WhitenConfig | None = None  # true or {patch, epsilon, images}: before the layers (model/whitening.py)
+
+    @field_validator("whiten", mode="before")
+    @classmethod
+    def _switch(cls, value):
+        return on_off(value)
+
+    @field_serializer("whiten")
+    def _off_is_false(self, value):
+        return False if value is None else value.model_dump()

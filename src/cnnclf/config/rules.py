@@ -70,6 +70,8 @@ def _check_data(data: DataConfig, where, fail) -> None:
 
 def _check_model(cfg: Config, where, fail) -> None:
     model = cfg.model
+    if model.backbone is not None and model.whiten is not None:
+        fail(("model", "whiten"), "a backbone brings its own first layers: remove model.whiten or model.backbone")
     if model.backbone is not None:
         if model.preset is not None:
             fail(("model", "preset"), "a preset is a whole network: set model.preset or model.backbone, not both")

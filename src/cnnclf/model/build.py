@@ -9,6 +9,7 @@ import keras
 from cnnclf.errors import ConfigError, did_you_mean
 from cnnclf.model import backbones
 from cnnclf.model.presets import PRESETS
+from cnnclf.model.whitening import whitening_layer
 
 REDUCING = ("Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D")
 
@@ -23,21 +24,24 @@ def layer_specs(model_config) -> tuple[list[dict], str]:
     return specs, "model.layers"
 
 
-def build_model(config, input_shape: tuple[int, int, int], num_classes: int, precision: str = "float32") -> keras.Model:
-    """Input (uint8 pixels, cast by Keras) -> augmentation -> x/255, or a backbone's own preprocessing
-    and the backbone -> the layers -> softmax classifier. Under a mixed precision policy the output is
+def build_model(
+    config, input_shape: tuple[int, int, int], num_classes: int, precision: str = "float32", whitening=None
+) -> keras.Model:
+    """Input (uint8 pixels, cast by Keras) -> augmentation -> x/255 (-> the whitening convolution, with
+    `whitening`, its weights, where model.whiten asks for it), or a backbone's own preprocessing and
+    the backbone -> the layers -> softmax classifier. Under a mixed precision policy the output is
     cast back to float32, for a stable loss. The policy is Keras's global one while the layers are
     made, and the one before afterwards."""
     keras.utils.set_random_seed(config.seed)
     before = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
-        return _build(config, input_shape, num_classes, precision)
+        return _build(config, input_shape, num_classes, precision, whitening)
     finally:
         keras.mixed_precision.set_global_policy(before)
 
 
-def _build(config, input_shape: tuple[int, int, int], num_classes: int, precision: str) -> keras.Model:
+def _build(config, input_shape: tuple[int, int, int], num_classes: int, precision: str, whitening) -> keras.Model:
     specs, where = layer_specs(config.model)
     model = keras.Sequential(name="cnnclf")  # not the run's name, which may hold characters Keras refuses
     model.add(keras.Input(shape=input_shape))
@@ -52,6 +56,11 @@ def _build(config, input_shape: tuple[int, int, int], num_classes: int, precisio
         model.add(backbones.build(config, input_shape))
     elif config.data.normalize == "scale":
         model.add(keras.layers.Rescaling(1 / 255, name="scale"))
+    if config.model.whiten is not None:
+        layer = whitening_layer(input_shape[-1], config.model.whiten.patch)
+        model.add(layer)
+        if whitening is not None:
+            layer.set_weights(whitening)
     for i, spec in enumerate(specs):
         ((name, kwargs),) = spec.items()
         label = f"{where}[{i}].{name}"

@@ -71,11 +71,16 @@ class EpochLines(keras.callbacks.Callback):
         log.info(f"epoch {epoch + 1}/{self.epochs}{phase}  {values}  ({time.time() - self.epoch_started:.1f} s)")
 
     def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self) -> None:
+        """Stop the progress bar: at the end of training, and where training ends by an exception
+        (which Keras does not follow with on_train_end)."""
         if self._ticker is not None:
             self._ticker.set()
 
     def _tick(self, epoch: int, counter, first: int | None, stop: threading.Event) -> None:
-        while not stop.wait(TICK):
+        while not stop.wait(TICK) and stop is self._ticker:
             elapsed = time.time() - self.epoch_started
             if elapsed < progress.SILENCE or not self.steps:
                 continue

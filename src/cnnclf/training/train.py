@@ -28,6 +28,7 @@ from cnnclf.errors import CnnclfError, DiskFull, Interrupted, NotARunError, plur
 from cnnclf.inference.evaluate import collapse_warning, evaluate
 from cnnclf.inference.loading import load_model
 from cnnclf.model.build import build_model
+from cnnclf.model.whitening import whitening_weights
 from cnnclf.rundir.directory import RunDir, kept_epoch
 from cnnclf.rundir.provenance import environment
 from cnnclf.signals import interrupts_raised
@@ -109,8 +110,14 @@ def prepare(config: Config, data: Dataset) -> Session:
     splits = data.splits
     strategy = distribute.strategy(config.train.distribute)
     compute = resolve(config.train, strategy)
+    whitening = None
+    if config.model.whiten is not None:
+        settings = config.model.whiten
+        images = splits.train.gather(np.arange(min(settings.images, len(splits.train))))
+        scale = 1 / 255 if config.data.normalize == "scale" else 1.0
+        whitening = whitening_weights(images, settings.patch, settings.epsilon, scale)
     with strategy.scope(), progress.step("building the model"):
-        model = build_model(config, splits.shape, splits.num_classes, compute.mixed_precision)
+        model = build_model(config, splits.shape, splits.num_classes, compute.mixed_precision, whitening)
         steps = -(-len(splits.train) // compute.batch_size)
         compile_model(model, config.train, config.data.labels, steps, compute)
     compute = with_model(compute, model, config.train)
@@ -192,6 +199,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
         outcome = "KILLED"
         raise
     finally:
+        epoch_lines.close()
         log.removeHandler(log_file)
         log_file.close()
         if mlflow:
