@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import SAMPLE, cnnclf, png_bytes, write_cifar
+from conftest import SAMPLE, cnnclf, photos, png_bytes, write_cifar
 from test_errors import GRAY, config, folder, npz, two_classes
 
 TINY = {"dataset": "mnist", "source": "idx", "path": str(SAMPLE)}
@@ -469,3 +469,53 @@ def test_messages_list_a_few_values_and_a_count():
     assert listing(range(2_000_000)) == "0, 1, 2, 3, 4, 5, 6, 7 and 1,999,992 more"
     assert listing(["x" * 200]) == "x" * 77 + "..."
     assert re.fullmatch(r"a, b", listing(["a", "b"]))
+
+
+# --- a tampered split.csv (issue 31) --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photo_run(tmp_path_factory):
+    """A small run trained on a folder of photos: it has a split.csv."""
+    tmp = tmp_path_factory.mktemp("photo-run")
+    root = photos(tmp / "photos", counts={"cat": 20, "dog": 20})
+    config = yaml.safe_dump({"data": {"dataset": "custom", "source": "folder", "path": str(root),
+                                      "image_shape": [16, 16, 3]},
+                             "model": {"layers": [{"Flatten": {}}]},
+                             "train": {"epochs": 1, "batch_size": 8, "mixed_precision": "float32"},
+                             "output": {"runs_dir": str(tmp / "runs")}})
+    (tmp / "p.yaml").write_text(config)
+    result = cnnclf("train", tmp / "p.yaml")
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.split()[-1])
+
+
+def tamper(rows: list[list[str]], how: str) -> list[list[str]]:
+    header, body = rows[0], rows[1:]
+    if how == "train-says-test":
+        return [header] + [[f, c, "test" if s == "train" else s] for f, c, s in body]
+    if how == "test-rows-deleted":
+        tests = [r for r in body if r[2] == "test"]
+        return [header] + [r for r in body if r not in tests[: len(tests) // 2]]
+    return [header] + [[f, c, {"test": "TEST", "train": "tset"}.get(s, s)] for f, c, s in body]  # misspelt
+
+
+@pytest.mark.parametrize("how", ["train-says-test", "test-rows-deleted", "misspelt"])
+@pytest.mark.parametrize("command", ["evaluate", "resume", "train --from"])
+def test_a_tampered_split_is_refused_in_one_line(photo_run, tmp_path, how, command):
+    import csv
+    import shutil
+
+    run = shutil.copytree(photo_run, tmp_path / photo_run.name)
+    rows = list(csv.reader((run / "split.csv").open()))
+    with (run / "split.csv").open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(tamper(rows, how))
+    metrics = (run / "metrics.json").read_bytes()
+    if command == "resume":
+        status = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**status, "status": "interrupted"}))
+    result = cnnclf(*command.split(), run)
+    assert result.exit_code == 2 and result.stderr == (
+        f"Error: {run}/split.csv: not the split this run trained on (it changed since: its sha256 differs from "
+        f"env.json's); restore the file, or train a new run\n")
+    assert (run / "metrics.json").read_bytes() == metrics  # not rewritten

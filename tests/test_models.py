@@ -163,3 +163,22 @@ def test_ema_weights_are_keras_optimizer_average():
     assert optimizer.use_ema and optimizer.ema_momentum == 0.9 and optimizer.ema_overwrite_frequency == 7
     plain = make_optimizer(config({"layers": [{"Flatten": {}}]}).train, steps_per_epoch=7)
     assert not plain.use_ema
+
+
+def test_whitening_makes_patches_uncorrelated_with_unit_variance():
+    """Colour images whose channels are strongly correlated: the frozen convolution's first half of
+    outputs (the second is their negatives) have zero mean and identity covariance over the patches."""
+    from cnnclf.model.whitening import whitening_layer, whitening_weights
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 200, (300, 8, 8, 1))
+    images = np.clip(base + rng.normal(0, [5, 10, 20], (300, 8, 8, 3)), 0, 255).astype(np.uint8)
+    weights = whitening_weights(images, patch=2, epsilon=1e-9, scale=1 / 255)
+    layer = whitening_layer(3, 2)
+    layer.build((None, 8, 8, 3))
+    layer.set_weights(weights)
+    out = np.asarray(layer(images.astype(np.float32) / 255)).reshape(-1, 24)
+    assert out.shape[1] == 24 and not layer.trainable
+    np.testing.assert_allclose(out[:, 12:], -out[:, :12], atol=1e-4)
+    np.testing.assert_allclose(out[:, :12].mean(axis=0), 0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(out[:, :12], rowvar=False), np.eye(12), atol=2e-2)

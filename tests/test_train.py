@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import cnnclf, write_config
+from conftest import cnnclf, tiny_config, write_config
 
 RUN_FILES = {"run.json", "run.lock", "config.yaml", "model.keras", "history.csv", "metrics.json", "predictions.npz",
              "data_samples.npz", "summary.txt", "env.json", "train.log", "report.html", "plots"}
@@ -168,3 +168,25 @@ def test_every_command_has_help_with_an_example():
         result = cnnclf(name, "--help")
         assert result.exit_code == 0 and "Example" in result.stdout, name
     assert cnnclf("--version").stdout.startswith("cnnclf, version")
+
+
+@pytest.mark.slow  # trains a run
+def test_a_whitened_model_keeps_the_whitening_computed_from_its_training_images(tmp_path):
+    import keras
+
+    from cnnclf.config import load_config
+    from cnnclf.data.dataset import load
+    from cnnclf.model.whitening import whitening_weights
+
+    config = write_config(tmp_path / "w.yaml", {**tiny_config(tmp_path / "runs", epochs=1),
+                                                  "model": {"preset": "mnist_bn", "whiten": {"images": 200}}})
+    result = cnnclf("train", config)
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.split()[-1])
+    resolved = load_config(run / "config.yaml")
+    train = load(resolved.data, resolved.seed).splits.train
+    expected = whitening_weights(train.gather(np.arange(200)), 2, 5e-4, 1 / 255)
+    layer = keras.saving.load_model(run / "model.keras").get_layer("whiten")
+    assert not layer.trainable and layer.kernel.shape == (2, 2, 1, 8)
+    for got, want in zip(layer.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # computed, then never trained

@@ -35,7 +35,7 @@ def train(ctx, config_path, from_run, overrides, name, runs_dir, smoke):
     split_from = None
     if from_run:
         source = RunDir.open(from_run)
-        config_path, split_from = source.config, source.split if source.split.exists() else None
+        config_path, split_from = source.config, source.saved_split()
     values = {key: value for key, value in (("name", name), ("output.runs_dir", runs_dir)) if value is not None}
     config = load_config(config_path, overrides, values)
     writable_folder(Path(config.output.runs_dir), "output.runs_dir")

@@ -125,7 +125,7 @@ def evaluate_run(run: RunDir) -> dict:
     from cnnclf.data.dataset import load
 
     config = run.read_config()
-    data = load(config.data, config.seed, saved_split=run.split if run.split.exists() else None, need=("test",))
+    data = load(config.data, config.seed, saved_split=run.saved_split(), need=("test",))
     return evaluate(run, load_model(run), data.splits, config)
 
 

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -105,6 +106,21 @@ class RunDir:
 
     def read_history(self) -> list[dict]:
         return read_history(self.history)
+
+    def saved_split(self) -> Path | None:
+        """split.csv, where the run has one, once it is checked to be the split the run trained on:
+        env.json holds its sha256, so a split.csv edited since (rows moved between parts, deleted or
+        misspelt) is refused rather than evaluated or trained on."""
+        if not self.split.exists():
+            return None
+        recorded = (self._read_json(self.env, "environment") if self.env.exists() else {}).get("data", {})
+        expected = recorded.get("split_csv_sha256") if isinstance(recorded, dict) else None
+        if expected and hashlib.sha256(self.split.read_bytes()).hexdigest() != expected:
+            raise NotARunError(
+                f"{self.split}: not the split this run trained on (it changed since: its sha256 differs from "
+                f"env.json's); restore the file, or train a new run"
+            )
+        return self.split
 
     def class_names(self) -> list[str]:
         names = self.status().get("class_names")

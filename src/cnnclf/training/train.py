@@ -5,12 +5,10 @@ created, so a failed start leaves nothing that looks like a result. The run is l
 process trains it; its state after each epoch is in state.py.
 """
 
-import contextlib
+import hashlib
 import importlib
-import io
 import logging
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -20,18 +18,17 @@ import keras
 import numpy as np
 
 from cnnclf import progress
-from cnnclf.atomic import is_disk_full, write_bytes, write_json, write_text
+from cnnclf.atomic import write_json, write_text
 from cnnclf.config import Config
 from cnnclf.data.dataset import Dataset, load
 from cnnclf.data.split import write_split
-from cnnclf.errors import CnnclfError, DiskFull, Interrupted, NotARunError, plural
+from cnnclf.errors import Interrupted, NotARunError
 from cnnclf.inference.evaluate import collapse_warning, evaluate
 from cnnclf.inference.loading import load_model
 from cnnclf.model.build import build_model
 from cnnclf.model.whitening import whitening_weights
-from cnnclf.rundir.directory import RunDir, kept_epoch
+from cnnclf.rundir.directory import RunDir
 from cnnclf.rundir.provenance import environment
-from cnnclf.signals import interrupts_raised
 from cnnclf.training import distribute
 from cnnclf.training.callbacks import EpochLines, StopOnNaN
 from cnnclf.training.compute import Compute, resolve, with_model
@@ -39,6 +36,7 @@ from cnnclf.training.epoch_backup import TrainingState, publish_model
 from cnnclf.training.fitting import class_weights, fit_phases
 from cnnclf.training.memory import peak_rss_mb, release_memory
 from cnnclf.training.optimization import compile_model
+from cnnclf.training.outcome import draw_plots, how_it_ended, outcome_recorded, write_data_samples
 from cnnclf.training.tracking import MlflowLogger, check_tensorboard, connect_mlflow, tensorboard
 
 log = logging.getLogger("cnnclf")
@@ -70,15 +68,20 @@ def train(config: Config, data: Dataset | None = None, started: float | None = N
     runs_dir = session.config.output.runs_dir if session.chief else tempfile.mkdtemp(prefix="cnnclf-worker-")
     run = RunDir.create(runs_dir, session.config.name)
     with run.locked():
-        log.info(f"run directory: {run.path}")
-        write_text(run.config, session.config.to_yaml())
-        if data.splits.table is not None:
-            write_text(run.split, write_split(data.splits.table))
-        write_json(run.env, environment(session.config, session.compute.as_dict(), data.fingerprint))
-        lines: list[str] = []
-        session.model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
-        write_text(run.summary, "\n".join(lines) + "\n")
-        write_data_samples(run, data)
+        with outcome_recorded(run, lambda: 0):  # a failure before the first epoch marks the run too
+            log.info(f"run directory: {run.path}")
+            run.set_status("running", epochs_done=0)
+            write_text(run.config, session.config.to_yaml())
+            fingerprint = dict(data.fingerprint)
+            if data.splits.table is not None:
+                split = write_split(data.splits.table)
+                write_text(run.split, split)
+                fingerprint["split_csv_sha256"] = hashlib.sha256(split.encode()).hexdigest()  # saved_split checks it
+            write_json(run.env, environment(session.config, session.compute.as_dict(), fingerprint))
+            lines: list[str] = []
+            session.model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
+            write_text(run.summary, "\n".join(lines) + "\n")
+            write_data_samples(run, data)
         return _fit_and_finish(run, session, started)
 
 
@@ -91,7 +94,7 @@ def resume(path, started: float | None = None) -> RunDir | None:
         if state["status"] == "completed":
             raise NotARunError(f"{run.path}: this run completed; nothing to resume (`cnnclf train --from` reruns it)")
         config = run.read_config()
-        data = load(config.data, config.seed, saved_split=run.split if run.split.exists() else None)
+        data = load(config.data, config.seed, saved_split=run.saved_split())
         session = prepare(config, data)
         if not session.chief:  # a multi-worker run's other worker: continue from the chief's backup, in scratch
             scratch = RunDir(tempfile.mkdtemp(prefix="cnnclf-worker-"))
@@ -125,17 +128,6 @@ def prepare(config: Config, data: Dataset) -> Session:
     return Session(config, data, distribute.fit_model(model, strategy), strategy, compute, weights)
 
 
-def write_data_samples(run: RunDir, data: Dataset, per_class: int = 8) -> None:
-    """A few training images of each class, for the "look at your data" plot."""
-    train = data.splits.train
-    chosen = np.concatenate([np.flatnonzero(train.labels == c)[:per_class] for c in range(data.splits.num_classes)])
-    out = io.BytesIO()
-    np.savez_compressed(
-        out, images=train.gather(chosen), labels=train.labels[chosen], class_names=np.array(data.splits.class_names)
-    )
-    write_bytes(run.data_samples, out.getvalue())
-
-
 def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | None:
     config, splits, model = session.config, session.data.splits, session.model
     train_cfg = config.train
@@ -158,7 +150,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
     log.addHandler(log_file)
     outcome = "FAILED"
     try:
-        with _outcome_recorded(run, state):
+        with outcome_recorded(run, state.first_epoch):
             fit_started = time.time()
             callbacks = [
                 StopOnNaN(),
@@ -191,7 +183,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
             for warning in warnings:
                 log.warning(f"warning: {warning}")
             run.set_status("running", warnings=warnings)  # for the report, drawn next
-            plots_error = _draw_plots(run)
+            plots_error = draw_plots(run)
             if mlflow:
                 mlflow.finish(metrics, best)
         outcome = "FINISHED"
@@ -222,75 +214,6 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
         f"macro F1 {metrics['macro_f1']:.4f}, test loss {metrics['test_loss']:.4f}"
     )
     return run
-
-
-def how_it_ended(run: RunDir, train_cfg, early_stopping, epochs_done: int) -> str:
-    """Why training stopped where it did, and which epoch's model is kept, in one line."""
-    rows = run.read_history()
-    kept = kept_epoch(run, rows)
-    checkpoint = train_cfg.checkpoint
-    if checkpoint is not None and rows and checkpoint.monitor in rows[0]:
-        value = next(r[checkpoint.monitor] for r in rows if r["epoch"] == kept)
-        why = f"kept epoch {kept} (best {checkpoint.monitor}, {value:.4g})"
-    else:
-        why = f"kept epoch {kept}, the last"
-    if early_stopping is not None and early_stopping.stopped_epoch > 0:
-        return (
-            f"early stopping: no improvement in {early_stopping.monitor} for {early_stopping.patience} epochs "
-            f"after epoch {early_stopping.best_epoch + 1}; {why}"
-        )
-    return f"trained {'its one epoch' if epochs_done == 1 else f'all {epochs_done} epochs'}; {why}"
-
-
-def _draw_plots(run: RunDir) -> str | None:
-    """Every plot and report.html. The run is trained and evaluated by now: a failure here is recorded
-    and reported, never a reason to mark it failed."""
-    from cnnclf.reporting import plots  # matplotlib: 40 MB, not held during training
-
-    try:
-        with progress.step("drawing the plots and report.html"):
-            plots.draw_all(run)
-    except Exception as e:  # noqa: BLE001 - the model and metrics are kept whatever a plot does
-        if is_disk_full(e):
-            raise DiskFull(run.plots) from None
-        message = f"{e.__class__.__name__}: {e}".splitlines()[0][:300]
-        log.warning(
-            f"drawing the plots failed ({message}); the model and metrics are kept; redraw them with "
-            f"`cnnclf plot {run.path}`"
-        )
-        return message
-    return None
-
-
-@contextlib.contextmanager
-def _outcome_recorded(run: RunDir, state: TrainingState):
-    """Ctrl-C or SIGTERM marks the run interrupted, any other failure marks it failed; both re-raise.
-    A full disk may refuse even the status: the run then stays resumable, and `cnnclf runs` sees
-    that no process holds it."""
-    try:
-        with interrupts_raised():
-            yield
-    except (Interrupted, KeyboardInterrupt) as e:
-        epochs = state.first_epoch()
-        with contextlib.suppress(DiskFull):
-            run.set_status("interrupted", epochs_done=epochs)
-        signal_number = e.exit_code - 128 if isinstance(e, Interrupted) else signal.SIGINT
-        raise Interrupted(
-            f"{e or 'stopped by SIGINT'} after {plural(epochs, 'finished epoch')}; continue with: "
-            f"cnnclf resume {run.path}",
-            signal_number,
-        ) from None
-    except Exception as e:
-        if is_disk_full(e) and not isinstance(e, DiskFull):
-            e = DiskFull(getattr(e, "filename", None) or run.path)
-        message = str(e) if isinstance(e, CnnclfError) else f"{e.__class__.__name__}: {e}"
-        with contextlib.suppress(DiskFull):
-            run.set_status("failed", epochs_done=state.first_epoch(), error=message)
-        if isinstance(e, DiskFull):
-            raise DiskFull(e.path, run.path) from None
-        if isinstance(e, CnnclfError):
-            e.args = (f"{message} (run {run.path} is marked failed)",)
-        raise
 
 
 def _round(value):
