@@ -273,6 +273,10 @@ CASES = [
      "more; fix the paths or remove the rows"),
     ("manifest-duplicates", lambda t: ["train", config(t, data=manifest(t, ["a.png,cat", "b.png,dog", "a.png,cat"]))],
      "{tmp}/list.csv:4: a.png is listed again (first on line 2, 2 rows in all); list each file once"),
+    ("manifest-duplicates-spelt-otherwise", lambda t: ["train", config(t, data=manifest(
+        t, ["a.png,cat,train", "b.png,dog,train", "sub/../a.png,cat,test", f"{t}/a.png,cat,test"],
+        header="path,label,split"))],
+     "{tmp}/list.csv:4: a.png is listed again (first on line 2, 3 rows in all); list each file once"),
     ("manifest-split-and-test-split", lambda t: ["train", config(t, data={**manifest(
         t, ["a.png,cat,train", "b.png,dog,test"], header="path,label,split"), "test_split": 0.2})],
      "{tmp}/list.csv: the manifest has a 'split' column, which says the test set; remove data.test_split"),

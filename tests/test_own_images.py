@@ -70,6 +70,18 @@ def test_the_split_is_stable_and_stratified_in_expectation(tmp_path):
     assert len(files2) == len(files) + 1
 
 
+def test_validation_never_takes_a_class_s_only_training_image(tmp_path):
+    """40 classes of 2 images each: one goes to test (train/ and test/ folders), the other must stay in
+    training, though validation_split 0.5 would take about half of them."""
+    for i in range(40):
+        for part in ("train", "test"):
+            (tmp_path / "photos" / part / f"c{i:02d}").mkdir(parents=True)
+            photo((i * 6, 0, 0), (8, 8), seed=i).save(tmp_path / "photos" / part / f"c{i:02d}" / "x.png")
+    files, parts, _ = list_and_split(DataConfig(**data(tmp_path / "photos", validation_split=0.5)), seed=0)
+    assert all(np.sum((parts == "train") & (files.labels == label)) == 1 for label in range(40))
+    assert not np.any(parts == "validation")  # each class's one image is its training image
+
+
 @pytest.mark.parametrize("policy, expected", [
     ("stretch", (8, 16)),  # every column of the wide image kept, squeezed
     ("crop", (8, 8)),      # the centre 8x8 of the 16x8 image: the red middle
@@ -248,3 +260,12 @@ def test_a_skipped_file_is_in_no_split_and_may_be_removed(tmp_path):
     (root / "dog" / "bad.jpg").unlink()  # as the error advised
     evaluated = cnnclf("evaluate", run)
     assert evaluated.exit_code == 0, evaluated.stderr
+
+
+def test_a_class_folder_that_is_a_symlink_is_followed_and_a_loop_is_not(tmp_path):
+    root = photos(tmp_path / "photos", counts={"cat": 4, "dog": 4})
+    (root / "dog").rename(tmp_path / "dogs-elsewhere")
+    (root / "dog").symlink_to(tmp_path / "dogs-elsewhere", target_is_directory=True)
+    (root / "cat" / "loop").symlink_to(root, target_is_directory=True)  # a link back up: not walked again
+    files, _, _ = list_and_split(DataConfig(**data(root)), seed=0)
+    assert files.class_names == ["cat", "dog"] and np.bincount(files.labels).tolist() == [4, 4]

@@ -124,8 +124,7 @@ def _all_files(reader, path: Path) -> list[str]:
         names = [n for n in reader.infos if not _hidden(n)]
     else:
         names = []
-        for folder, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for folder, _, files in _walk(path):
             base = Path(folder).relative_to(path)
             names += [str(PurePosixPath(base / f)) for f in sorted(files) if not f.startswith(".")]
     return [checked_name(n, str(path)) for n in names]
@@ -137,10 +136,24 @@ def _all_dirs(reader, path: Path, names: list[str]) -> set[str]:
     if isinstance(reader, ZipReader):
         dirs |= {n.rstrip("/") for n in reader.infos_dirs if not _hidden(n)}
     else:
-        for folder, subdirs, _ in os.walk(path):
-            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        for folder, subdirs, _ in _walk(path):
             dirs |= {str(PurePosixPath(Path(folder).relative_to(path) / d)) for d in subdirs}
     return dirs
+
+
+def _walk(path: Path):
+    """os.walk over the tree, hidden folders left out, following symbolic links to folders (a class
+    folder may be one) but never into a folder already walked (a link back up would loop)."""
+    seen = {os.path.realpath(path)}
+    for folder, dirs, files in os.walk(path, followlinks=True):
+        kept = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(folder, d))
+            if not d.startswith(".") and real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirs[:] = kept
+        yield folder, dirs, files
 
 
 def _wrapper(names: list[str], dirs: set[str]) -> str:

@@ -12,6 +12,7 @@ resident for the whole run.
 """
 
 import csv
+import os
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -54,7 +55,7 @@ def list_files(cfg) -> ImageFiles:
     names: list[str] = []
     labels: list[str] = []
     parts: list[str] = []
-    lines: dict[str, int] = {}
+    lines: dict[str, list[tuple[int, str]]] = {}  # each file (its real path) -> (line, name as written)
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -62,30 +63,27 @@ def list_files(cfg) -> ImageFiles:
             raise DataError(
                 f"{path}:{line}: row has {len(row)} values, the header has {len(header)}; fix or remove that row"
             )
-        name = checked_name(PurePosixPath(row[columns["path_column"]].strip()).as_posix(), f"{path}:{line}")
+        name = checked_name(_normalized(row[columns["path_column"]].strip(), root), f"{path}:{line}")
         label = row[columns["label_column"]].strip()
         if not name or name == "." or not label:
             raise DataError(
                 f"{path}:{line}: the row has no {'path' if not name or name == '.' else 'label'}; "
                 f"fill it in or remove the row"
             )
-        if name in lines:
-            duplicates = sum(
-                1
-                for r in rows[1:]
-                if len(r) == len(header) and PurePosixPath(r[columns["path_column"]].strip()).as_posix() == name
-            )
-            raise DataError(
-                f"{path}:{line}: {name} is listed again (first on line {lines[name]}, {duplicates} rows "
-                f"in all); list each file once"
-            )
-        lines[name] = line
+        lines.setdefault(os.path.realpath(root / name), []).append((line, name))
         part = row[split_at].strip().lower() if split_at is not None else ""
         if split_at is not None and part not in SPLITS:
             raise DataError(f"{path}:{line}: split {row[split_at]!r} is not train or test")
         names.append(name)
         labels.append(label)
         parts.append(part)
+    repeated = min((found for found in lines.values() if len(found) > 1), key=lambda f: f[1][0], default=None)
+    if repeated:
+        (first, _), (again, name) = repeated[:2]
+        raise DataError(
+            f"{path}:{again}: {name} is listed again (first on line {first}, {len(repeated)} rows in all); "
+            f"list each file once"
+        )
     if not names:
         raise DataError(f"{path}: the manifest lists no files")
     missing = [n for n in names if not (root / n).is_file()]
@@ -96,6 +94,16 @@ def list_files(cfg) -> ImageFiles:
         )
     class_names, indices = _classes(labels)
     return ImageFiles(str(path), FolderReader(root), names, indices, np.asarray(parts), class_names)
+
+
+def _normalized(name: str, root: Path) -> str:
+    """A listed path written one way: relative to the manifest's folder where it lies inside it, with
+    '..' and '.' resolved (img/../img/x.jpg and /data/img/x.jpg are img/x.jpg beside /data/m.csv)."""
+    if not name:
+        return name
+    full = os.path.normpath(root / name)
+    inside = os.path.relpath(full, root)
+    return PurePosixPath(full if inside.startswith("..") else inside).as_posix()
 
 
 def _classes(labels: list[str]) -> tuple[list[str], np.ndarray]:

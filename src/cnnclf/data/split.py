@@ -130,7 +130,12 @@ def assign_files(files: ImageFiles, cfg, seed: int, limits: tuple[int | None, in
                 f"set is set aside; add images of it"
             )
     if cfg.validation == "split":
-        parts[(parts == "train") & (_unit_hash(files.names, seed, "validation") < cfg.validation_split)] = "validation"
+        held = _unit_hash(files.names, seed, "validation")
+        parts[(parts == "train") & (held < cfg.validation_split)] = "validation"
+        for label in range(len(files.class_names)):  # a class keeps at least one training image
+            members = np.flatnonzero(np.isin(parts, ("train", "validation")) & (files.labels == label))
+            if not np.any(parts[members] == "train"):
+                parts[members[np.argmax(held[members])]] = "train"
     order = _unit_hash(files.names, seed, "limit")
     for limit, pool, key in zip(limits, (("train", "validation"), ("test",)), ("data.limit_train", "data.limit_test")):
         if limit is not None:
