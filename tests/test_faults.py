@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import cnnclf, photos, write_config
@@ -215,3 +216,38 @@ def test_exports_lose_nothing_and_leave_nothing_half_written(trained_run, tmp_pa
     failed = cnnclf("export", trained_run, "--format", "savedmodel")
     assert failed.exit_code == 2 and sorted(p.relative_to(place) for p in place.rglob("*")) == before
     assert (place.parent / "model.savedmodel.json").exists()
+
+
+def cache_config(tmp_path, root, cache, side=16) -> Path:
+    return write_config(tmp_path / "cached.yaml", {
+        "data": {"dataset": "custom", "source": "folder", "path": str(root), "image_shape": [side, side, 3],
+                 "storage": "stream", "cache": str(cache), "validation": "test"},
+        "model": {"layers": [{"Flatten": {}}]}, "train": {"epochs": 1, "batch_size": 4, "mixed_precision": "float32"},
+        "output": {"runs_dir": str(tmp_path / "runs")}})
+
+
+def test_a_cache_filling_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, small_disk):
+    """Decoded pixels of 40 images at 128x128 take 1.9 MB: more than the 1.5 MB disk holds."""
+    root = photos(tmp_path / "photos", counts={"cat": 20, "dog": 20})
+    result = subprocess.run([sys.executable, "-m", "cnnclf", "train",
+                             str(cache_config(tmp_path, root, small_disk / "cache", side=128))],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
+        f"Error: disk full writing {small_disk}/cache/"), result.stderr
+    assert not list((small_disk / "cache").glob(".*")) and not any((tmp_path / "runs").iterdir()), result.stderr
+
+
+def test_a_damaged_or_abandoned_cache_is_built_again(tmp_path):
+    from cnnclf.config import load_config
+    from cnnclf.data.dataset import load
+
+    root = photos(tmp_path / "photos", counts={"cat": 6, "dog": 6})
+    config = load_config(cache_config(tmp_path, root, tmp_path / "cache"))
+    first = load(config.data, config.seed).splits.test
+    meta = next((tmp_path / "cache").glob("*.json"))
+    meta.write_text("{garbage")  # damaged
+    abandoned = meta.with_name(f".{meta.stem}.99999999.pixels")  # a killed process's half-filled entry
+    abandoned.write_bytes(b"half")
+    again = load(config.data, config.seed).splits.test
+    np.testing.assert_array_equal(again.gather(np.arange(len(again))), first.gather(np.arange(len(first))))
+    assert not abandoned.exists() and json.loads(meta.read_text())["positions"]

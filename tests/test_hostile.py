@@ -147,6 +147,11 @@ def manifest(tmp, rows: list[str], header="path,label", files=("a.png", "b.png",
     return {"dataset": "custom", "source": "manifest", "path": str(tmp / "list.csv")}
 
 
+def backbone_weights(tmp, weights: Path) -> Path:
+    data = {**folder(tmp, two_classes()), "image_shape": [32, 32, 3]}
+    return config(tmp, data=data, model={"backbone": {"name": "MobileNetV3Small", "weights": str(weights)}})
+
+
 def non_utf8_name(tmp) -> dict:
     data = folder(tmp, two_classes())
     os.makedirs(os.fsencode(tmp / "imgs/train/cat"), exist_ok=True)
@@ -271,6 +276,19 @@ CASES = [
                                                                           + ["a.png,dog"]))],
      "{tmp}/list.csv: 7 of 8 listed files are missing (relative to {tmp}): gone0.png, gone1.png, gone2.png and 4 "
      "more; fix the paths or remove the rows"),
+    ("backbone-weights-missing", lambda t: ["train", backbone_weights(t, t / "nope.weights.h5")],
+     "{tmp}/nope.weights.h5: no such file (model.backbone.weights); give the weights file of MobileNetV3Small "
+     "(.weights.h5 or .h5), or imagenet, or null"),
+    ("backbone-weights-missing-validate", lambda t: ["config", "validate", backbone_weights(t, t / "nope.weights.h5")],
+     "{tmp}/nope.weights.h5: no such file (model.backbone.weights)"),
+    ("backbone-weights-a-folder", lambda t: ["train", backbone_weights(t, t / "imgs")],
+     "{tmp}/imgs: not a weights file (model.backbone.weights: Keras saves them as HDF5, .weights.h5 or .h5); "
+     "give the weights file of MobileNetV3Small"),
+    ("backbone-weights-a-text-file", lambda t: ["train", backbone_weights(t, t / "exp.yaml")],
+     "{tmp}/exp.yaml: not a weights file (model.backbone.weights"),
+    ("cache-a-file", lambda t: ["train", config(t, data={**folder(t, two_classes()), "storage": "stream",
+                                                          "cache": str(t / "exp.yaml")})],
+     "{tmp}/exp.yaml: not a folder (data.cache); name a folder for the decoded pixels"),
     ("manifest-duplicates", lambda t: ["train", config(t, data=manifest(t, ["a.png,cat", "b.png,dog", "a.png,cat"]))],
      "{tmp}/list.csv:4: a.png is listed again (first on line 2, 2 rows in all); list each file once"),
     ("manifest-duplicates-spelt-otherwise", lambda t: ["train", config(t, data=manifest(
@@ -523,3 +541,36 @@ def test_a_tampered_split_is_refused_in_one_line(photo_run, tmp_path, how, comma
         f"Error: {run}/split.csv: not the split this run trained on (it changed since: its sha256 differs from "
         f"env.json's); restore the file, or train a new run\n")
     assert (run / "metrics.json").read_bytes() == metrics  # not rewritten
+
+
+def test_plots_of_a_thousand_classes_stay_page_sized(tiny_run, tmp_path):
+    """A run of 1,000 classes asked for a 55,400 x 110,800 pixel confusion matrix; every figure is bounded."""
+    import io
+    import shutil
+
+    from PIL import Image
+
+    run = shutil.copytree(tiny_run[0], tmp_path / tiny_run[0].name)
+    n, rng = 1000, np.random.default_rng(0)
+    names = [f"class {i:04d}" for i in range(n)]
+    y_true = np.arange(2000) % n
+    probabilities = rng.dirichlet(np.ones(n), 2000).astype(np.float32)
+    counts = np.zeros((n, n), int)
+    np.add.at(counts, (y_true, probabilities.argmax(1)), 1)
+    per_class = {name: {"precision": 0.5, "recall": float(i % 7) / 7, "f1": 0.5, "support": 2}
+                 for i, name in enumerate(names)}
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.update(class_names=names, confusion_matrix=counts.tolist(), per_class=per_class)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    out = io.BytesIO()
+    np.savez(out, y_true=y_true, probabilities=probabilities, sample_index=np.arange(36),
+             sample_images=np.zeros((36, 28, 28, 1), np.uint8), gradcam=np.zeros((0, 28, 28), np.float16))
+    (run / "predictions.npz").write_bytes(out.getvalue())
+    out = io.BytesIO()
+    np.savez(out, images=np.zeros((n, 28, 28, 1), np.uint8), labels=np.arange(n), class_names=np.array(names))
+    (run / "data_samples.npz").write_bytes(out.getvalue())
+    result = cnnclf("plot", run)
+    assert result.exit_code == 0, result.stderr
+    for png in (run / "plots").glob("*.png"):
+        with Image.open(png) as image:
+            assert max(image.size) <= 2600, (png.name, image.size)

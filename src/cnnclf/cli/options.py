@@ -167,8 +167,10 @@ def load_data(ctx, config, smoke: bool = False, split_from=None):
     and the config with what --smoke changed. `split_from`: a run's split.csv to split as it says."""
     from cnnclf import progress
     from cnnclf.config import override
+    from cnnclf.config.rules import check_weights_file
     from cnnclf.data.dataset import load
 
+    check_weights_file(config.model)
     if config.data.source == "keras":
         start_tensorflow(ctx)
     with progress.step(f"reading the data ({config.data.source}: {config.data.path or config.data.dataset})"):

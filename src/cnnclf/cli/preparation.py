@@ -46,10 +46,12 @@ def config_validate(ctx, config_path, overrides, deep):
       cnnclf config validate configs/fashion.yaml --deep
     """
     from cnnclf.config import load_config
+    from cnnclf.config.rules import check_weights_file
     from cnnclf.data.dataset import check_paths
 
     config = load_config(config_path, overrides)
     check_paths(config.data)
+    check_weights_file(config.model)
     if deep:
         config, data = load_data(ctx, config)
         start_tensorflow(ctx, config.train)

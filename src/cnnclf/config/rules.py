@@ -1,6 +1,7 @@
 """Rules that span several config keys; the schema has checked each key on its own."""
 
 import logging
+from pathlib import Path
 
 from cnnclf.config.schema import Config, DataConfig
 from cnnclf.data.datasets import KNOWN
@@ -21,6 +22,27 @@ def check(cfg: Config, where) -> None:
     _check_data(cfg.data, where, fail)
     _check_model(cfg, where, fail)
     _check_train(cfg, fail)
+
+
+def check_weights_file(model) -> None:
+    """model.backbone.weights, where it names a file: one that exists and is a weights file (HDF5),
+    checked before TensorFlow starts (a run's config is read without it: its model is in model.keras)."""
+    backbone = model.backbone
+    if backbone is None or backbone.weights in (None, "imagenet"):
+        return
+    path = Path(backbone.weights)
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: no such file (model.backbone.weights); give the weights file of {backbone.name} "
+            f"(.weights.h5 or .h5), or imagenet, or null"
+        )
+    import h5py
+
+    if not path.is_file() or not h5py.is_hdf5(path):
+        raise ConfigError(
+            f"{path}: not a weights file (model.backbone.weights: Keras saves them as HDF5, .weights.h5 or .h5); "
+            f"give the weights file of {backbone.name}"
+        )
 
 
 def _check_data(data: DataConfig, where, fail) -> None:

@@ -3,15 +3,17 @@
 import hashlib
 import importlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cnnclf.data.cache import cached
 from cnnclf.data.datasets import KNOWN
 from cnnclf.data.files import DECODE_ERRORS, GRAY_MODES, ImageFiles, image_header
 from cnnclf.data.images import check_classes, load_images
-from cnnclf.data.parts import InMemory, Part, Streamed, cached, check_all, decode_all
+from cnnclf.data.parts import InMemory, Part, Streamed, check_all, decode_all
 from cnnclf.data.sources import SOURCES
 from cnnclf.data.split import PARTS, Splits, assign_files, read_split, split_arrays, split_table
 from cnnclf.errors import DataError, plural
@@ -36,6 +38,7 @@ def load(
     split.csv, says, where given). `smoke`: a few images per class, picked before any is decoded.
     `need`: the parts to decode (image files) or to split off (arrays); the others stay empty."""
     source = SOURCES[cfg.source]
+    check_paths(cfg)
     if not source.image_files:
         images = load_images(cfg)
         limits = _limits(cfg, images.num_classes, smoke)
@@ -96,11 +99,19 @@ def load(
 
 
 def check_paths(cfg) -> None:
-    """The files the config names exist (a quick check, before anything is read)."""
+    """The files the config names exist, and data.cache is a folder cnnclf may write into (a quick
+    check, before anything is read)."""
     for key in ("path", "test_path"):
         value = getattr(cfg, key)
         if key in SOURCES[cfg.source].reads and value is not None and not Path(value).exists():
             raise DataError(f"{value}: no such file or folder (data.{key}); check the path")
+    if cfg.cache is not None:
+        cache = Path(cfg.cache)
+        if cache.exists() and not cache.is_dir():
+            raise DataError(f"{cache}: not a folder (data.cache); name a folder for the decoded pixels")
+        existing = next(p for p in (cache, *cache.parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise DataError(f"{existing}: cannot be written (data.cache: {cache}); name a folder you may write into")
 
 
 def list_and_split(cfg, seed: int, smoke: bool = False, saved_split: Path | None = None):

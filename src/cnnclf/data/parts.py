@@ -8,23 +8,18 @@
   threads is safe here (PyTorch's DataLoader workers rely on the same).
 - stream: nothing held; each batch's files are read and decoded when tf.data asks for it, on
   several threads (Pillow releases the GIL while it decodes), or, with data.cache, read from a
-  file of decoded pixels that the first run fills and later epochs and runs reuse. Batches are
-  read with pread rather than a memory map, so the resident memory stays flat.
+  file of decoded pixels that the first run fills and later epochs and runs reuse (cache.py).
 """
 
-import hashlib
-import json
 import logging
 import mmap
 import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
-from cnnclf.atomic import write_json
 from cnnclf.data.files import DECODE_ERRORS, ImageFiles, decode_image, reason
 from cnnclf.errors import DataError
 
@@ -32,7 +27,6 @@ log = logging.getLogger("cnnclf")
 
 PARALLEL_FROM = 4000  # files; below this, starting worker processes costs more than it saves
 CHUNK = 256  # files per task handed to a worker
-CACHE_VERSION = 1  # bump when the cache's layout or decoding changes
 
 
 class Part:
@@ -71,27 +65,6 @@ class Streamed(Part):
         for row, i in enumerate(indices):
             out[row] = _decode(self.files, int(self.positions[i]), self.shape, self.policy, self.resize)
         return out
-
-
-class Cached(Part):
-    """Decoded pixels in a cache file, read by pread."""
-
-    def __init__(self, path: Path, labels: np.ndarray, shape):
-        self.path, self.labels, self.shape = path, labels, tuple(shape)
-        self.row = int(np.prod(shape))
-        self.parallel = max(2, os.cpu_count() or 2)
-        self._fd, self._pid = -1, -1
-
-    def gather(self, indices) -> np.ndarray:
-        if self._pid != os.getpid():
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
-        out = np.empty((len(indices), self.row), np.uint8)
-        for row, i in enumerate(indices):
-            view = memoryview(out[row])
-            got = os.preadv(self._fd, [view], int(i) * self.row)
-            if got != self.row:
-                raise DataError(f"{self.path}: the cache file is truncated; delete it and it is rebuilt")
-        return out.reshape(len(indices), *self.shape)
 
 
 def _decode(files: ImageFiles, position: int, shape, policy: str, resize: bool) -> np.ndarray:
@@ -234,48 +207,6 @@ class _Progress:
         seconds = time.time() - self.started
         if seconds >= 3:
             log.info(f"decoded {self.total:,} images in {seconds:.1f} s ({self.total / seconds:,.0f} files/s)")
-
-
-# --- the decoded-pixels cache ---------------------------------------------------------------
-
-
-def cached(
-    files: ImageFiles, positions: np.ndarray, shape, policy: str, resize: bool, skip_bad: bool, folder: Path
-) -> tuple[Cached, np.ndarray, list[str]]:
-    """A Cached part of files[positions], from `folder`, built first when missing or stale; the
-    positions it holds, and the descriptions of the files skipped. The entry's
-    name is a hash of the files (names, classes, sizes and times), the shape and the resize policy."""
-    key = hashlib.sha256(
-        json.dumps([CACHE_VERSION, files.fingerprint(positions), list(shape), policy, resize, skip_bad]).encode()
-    ).hexdigest()[:32]
-    pixels, meta = folder / f"{key}.pixels", folder / f"{key}.json"
-    if meta.exists() and pixels.exists():
-        kept = np.asarray(json.loads(meta.read_text())["positions"], np.int64)
-        skipped = json.loads(meta.read_text())["skipped"]
-        if pixels.stat().st_size == len(kept) * int(np.prod(shape)):
-            log.info(f"decoded pixels from the cache: {pixels}")
-            return Cached(pixels, files.labels[kept], shape), kept, skipped
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{key}.{os.getpid()}.pixels"
-    size = len(positions) * int(np.prod(shape))
-    log.info(f"filling the cache {pixels} ({size / 2**20:,.0f} MB)")
-    try:
-        out = (
-            np.memmap(tmp, np.uint8, "w+", shape=(len(positions), *shape)) if size else np.zeros((0, *shape), np.uint8)
-        )
-        _, kept, skipped = decode_all(files, positions, shape, policy, resize, skip_bad, out)
-        if isinstance(out, np.memmap):
-            out.flush()
-            del out
-            os.truncate(tmp, len(kept) * int(np.prod(shape)))
-            os.replace(tmp, pixels)
-        else:
-            pixels.write_bytes(b"")
-        write_json(meta, {"positions": kept.tolist(), "skipped": skipped, "shape": list(shape)})
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return Cached(pixels, files.labels[kept], shape), kept, skipped
 
 
 def _size(shape) -> str:

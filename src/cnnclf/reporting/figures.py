@@ -9,6 +9,7 @@ matplotlib.rcParams["text.usetex"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 
 WRONG, RIGHT = "#c0392b", "#1e8449"
+MAX_INCHES = 24  # a figure's longest side (at 100 dpi: 2,400 pixels), however many classes or images
 
 
 def show(ax, image):

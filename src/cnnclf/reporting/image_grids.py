@@ -5,8 +5,10 @@ import math
 
 import numpy as np
 
-from cnnclf.reporting.figures import RIGHT, WRONG, plt, save, show
+from cnnclf.reporting.figures import MAX_INCHES, RIGHT, WRONG, plt, save, show
 from cnnclf.rundir.directory import RunDir
+
+GRID_CLASSES = 20  # rows of the data grid: a picture a page tall, however many classes
 
 
 def test_samples(run: RunDir):
@@ -59,12 +61,16 @@ def explanations(images: np.ndarray, maps: np.ndarray, titles: list[str], path, 
 
 
 def data_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], path):
-    """Training images, one row per class: the "look at your data" plot."""
-    rows = [images[labels == c] for c in range(len(class_names))]
+    """Training images, one row per class (the first GRID_CLASSES classes): the "look at your data" plot."""
+    shown = class_names[:GRID_CLASSES]
+    rows = [images[labels == c] for c in range(len(shown))]
     per_class = max(len(r) for r in rows)
     cells = [list(r) + [None] * (per_class - len(r)) for r in rows]
-    captions = [[str(name)] + [""] * (per_class - 1) for name in class_names]
-    return _mosaic(cells, captions, None, "Training images per class", path, caption_left=True)
+    captions = [[str(name)] + [""] * (per_class - 1) for name in shown]
+    title = "Training images per class" + (
+        f" (the first {len(shown)} of {len(class_names):,} classes)" if len(shown) < len(class_names) else ""
+    )
+    return _mosaic(cells, captions, None, title, path, caption_left=True)
 
 
 def _grid(images, titles, colors, title, path):
@@ -90,7 +96,8 @@ def _mosaic(cells: list[list], captions: list[list[str]], colors, title: str, pa
             if image is not None:
                 top, left = r * (height + band + gap) + band, c * (width + gap)
                 canvas[top : top + height, left : left + width] = image
-    scale = 1.9 / max(width + gap, 1)  # inches per pixel: each image about 1.9 inches wide
+    # inches per pixel: each image about 1.9 inches wide, the picture at most MAX_INCHES on a side
+    scale = min(1.9 / max(width + gap, 1), MAX_INCHES / max(canvas.shape[:2]))
     fig = plt.figure(figsize=(max(canvas.shape[1] * scale, 4), canvas.shape[0] * scale + 0.6))
     ax = fig.add_axes((0, 0, 1, canvas.shape[0] * scale / (canvas.shape[0] * scale + 0.6)))
     ax.axis("off")

@@ -6,9 +6,11 @@ import os
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from cnnclf.reporting.figures import plt, save
+from cnnclf.reporting.figures import MAX_INCHES, plt, save
 from cnnclf.reporting.image_grids import data_grid, gradcam_samples, test_samples
 from cnnclf.rundir.directory import RunDir, kept_epoch
+
+NAMED_CLASSES = 40  # classes named along an axis; beyond, the charts show indices, or the best and worst
 
 
 def draw_all(run: RunDir) -> list:
@@ -117,24 +119,21 @@ def confusion(run: RunDir):
     counts = np.array(metrics["confusion_matrix"])
     names = metrics["class_names"]
     normalized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = max(7.0, 0.55 * len(names) + 4)
+    size = min(max(7.0, 0.55 * len(names) + 4), MAX_INCHES / 2)  # two matrices, one above the other
     fig, axes = plt.subplots(2, 1, figsize=(size + 1.5, 2 * size))
     font = max(6, min(12, 140 // max(len(names), 1)))
+    named = len(names) <= NAMED_CLASSES  # beyond, a class's name would not fit its row: indices, every few
     for ax, values, title, fmt in (
         (axes[0], counts, "Counts", "d"),
         (axes[1], normalized, "Normalized by true class", ".2f"),
     ):
         shown = ax.imshow(values, cmap="Blues")
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-        ax.set(
-            title=title,
-            xlabel="predicted class",
-            ylabel="true class",
-            xticks=range(len(names)),
-            yticks=range(len(names)),
-        )
-        ax.set_xticklabels(names, rotation=45, ha="right")
-        ax.set_yticklabels(names)
+        ax.set(title=title, xlabel="predicted class", ylabel="true class")
+        if named:
+            ax.set(xticks=range(len(names)), yticks=range(len(names)))
+            ax.set_xticklabels(names, rotation=45, ha="right")
+            ax.set_yticklabels(names)
         if len(names) <= 20:
             threshold = values.max() / 2
             for (i, j), v in np.ndenumerate(values):
@@ -154,11 +153,14 @@ def per_class_accuracy(run: RunDir):
     """Accuracy (recall) of each class, worst first, on a 0-1 axis, against the overall test accuracy."""
     metrics = run.read_metrics() or {}
     rows = sorted(metrics["per_class"].items(), key=lambda item: -item[1]["recall"])  # barh: last on top
+    shown = f"; the best and worst {NAMED_CLASSES // 2} of {len(rows):,}" if len(rows) > NAMED_CLASSES else ""
+    if shown:
+        rows = rows[: NAMED_CLASSES // 2] + rows[-NAMED_CLASSES // 2 :]
     fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(rows) + 1.2)))
     ax.barh([name for name, _ in rows], [r["recall"] for _, r in rows], color="#2e86c1")
     ax.axvline(metrics["test_accuracy"], color="black", linestyle="--")
     ax.set(
-        title=f"Per-class accuracy (test); dashed line: overall {metrics['test_accuracy']:.2%}",
+        title=f"Per-class accuracy (test){shown}; dashed line: overall {metrics['test_accuracy']:.2%}",
         xlabel="accuracy (recall)",
         xlim=(0, 1),
     )
