@@ -38,7 +38,7 @@ def load(
     split.csv, says, where given). `smoke`: a few images per class, picked before any is decoded.
     `need`: the parts to decode (image files) or to split off (arrays); the others stay empty."""
     source = SOURCES[cfg.source]
-    check_paths(cfg)
+    check_cache(cfg)
     if not source.image_files:
         images = load_images(cfg)
         limits = _limits(cfg, images.num_classes, smoke)
@@ -99,12 +99,17 @@ def load(
 
 
 def check_paths(cfg) -> None:
-    """The files the config names exist, and data.cache is a folder cnnclf may write into (a quick
-    check, before anything is read)."""
+    """The files the config names exist, and data.cache can hold the cache (a quick check, before
+    anything is read)."""
     for key in ("path", "test_path"):
         value = getattr(cfg, key)
         if key in SOURCES[cfg.source].reads and value is not None and not Path(value).exists():
             raise DataError(f"{value}: no such file or folder (data.{key}); check the path")
+    check_cache(cfg)
+
+
+def check_cache(cfg) -> None:
+    """data.cache, where set, is a folder cnnclf may write into (or can become one)."""
     if cfg.cache is not None:
         cache = Path(cfg.cache)
         if cache.exists() and not cache.is_dir():
