@@ -251,3 +251,21 @@ def test_a_damaged_or_abandoned_cache_is_built_again(tmp_path):
     again = load(config.data, config.seed).splits.test
     np.testing.assert_array_equal(again.gather(np.arange(len(again))), first.gather(np.arange(len(first))))
     assert not abandoned.exists() and json.loads(meta.read_text())["positions"]
+
+
+def test_a_failure_before_the_first_epoch_leaves_a_run_marked_failed(tmp_path, monkeypatch):
+    from cnnclf.errors import DataError
+    from cnnclf.training import train
+
+    def unreadable(run, data):
+        raise DataError("a sampled training image cannot be read")
+
+    monkeypatch.setattr(train, "write_data_samples", unreadable)
+    result = cnnclf("train", resumable_config(tmp_path))
+    run = next((tmp_path / "runs").iterdir())
+    assert result.exit_code == 2 and result.stderr.splitlines()[-1] == (
+        f"Error: a sampled training image cannot be read (run {run} is marked failed)")
+    listed = json.loads(cnnclf("runs", tmp_path / "runs", "--json").stdout)
+    assert [row["status"] for row in listed] == ["failed"]
+    monkeypatch.undo()
+    assert cnnclf("resume", run).exit_code == 0
