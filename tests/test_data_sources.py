@@ -86,8 +86,11 @@ def keras_downloads(monkeypatch, tmp_path, digits):
 
     fashion_dir = tmp_path / "fashion"
     fashion_dir.mkdir()
+
+    def header(magic, shape):
+        return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in shape)
+
     for part, x, y in (("train", x_train, y_train), ("t10k", x_test, y_test)):
-        header = lambda magic, shape: magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in shape)
         (fashion_dir / f"{part}-labels-idx1-ubyte.gz").write_bytes(
             gzip.compress(header(2049, y.shape) + y.astype(np.uint8).tobytes()))
         (fashion_dir / f"{part}-images-idx3-ubyte.gz").write_bytes(

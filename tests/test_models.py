@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from cnnclf.training.compute import Compute
 from cnnclf.config import Config
-from cnnclf.training.conv_gradients import use_forward_convolutions
 from cnnclf.errors import ConfigError
 from cnnclf.model.build import build_model
+from cnnclf.training.compute import Compute
+from cnnclf.training.conv_gradients import use_forward_convolutions
 from cnnclf.training.optimization import compile_model, make_optimizer
 
 # Parameter counts printed by the tutorials' model.summary() (10 classes).

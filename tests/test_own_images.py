@@ -17,6 +17,7 @@ from cnnclf.data.dataset import list_and_split, load
 from cnnclf.data.files import decode_image
 from conftest import COLOURS, MODES, cnnclf, photo, photos, write_config
 
+
 def data(path, **kwargs) -> dict:
     return {"dataset": "custom", "source": "folder", "path": str(path), "image_shape": [24, 24, 3], **kwargs}
 

@@ -17,9 +17,9 @@ from conftest import cnnclf, tiny_config, write_config
 def test_auto_precision_follows_the_cpu(monkeypatch, flags, expected):
     import tensorflow as tf
 
+    from cnnclf.config import TrainConfig
     from cnnclf.rundir import provenance
     from cnnclf.training import compute
-    from cnnclf.config import TrainConfig
 
     monkeypatch.setattr(provenance, "cpu_flags", lambda: flags)
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
@@ -54,5 +54,5 @@ def test_a_bfloat16_run_is_evaluated_and_predicted_in_float32(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_accuracy"] == pytest.approx(float(np.mean(probabilities.argmax(1) == y_true)))
     report = (run / "report.html").read_text()
-    assert f"<td>precision</td><td class='n'>mixed_bfloat16</td>" in report
+    assert "<td>precision</td><td class='n'>mixed_bfloat16</td>" in report
     assert f"({env['device']['cpu_class']}, {env['device']['cpu_cores']} cores)" in report

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnclf.errors import Interrupted
 from cnnclf.atomic import write_json
-from cnnclf.signals import deferred_interrupts, interrupts_raised
+from cnnclf.errors import Interrupted
 from cnnclf.rundir.directory import RunDir
+from cnnclf.signals import deferred_interrupts, interrupts_raised
 from conftest import cnnclf, tiny_config, write_config
 
 # Everything resume must restore: dropout's random state, early stopping's wait and best, the

@@ -164,7 +164,7 @@ def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
 def test_every_command_has_help_with_an_example():
     from cnnclf.cli import cli
 
-    for name, command in cli.commands.items():
+    for name in cli.commands:
         result = cnnclf(name, "--help")
         assert result.exit_code == 0 and "Example" in result.stdout, name
     assert cnnclf("--version").stdout.startswith("cnnclf, version")

@@ -262,8 +262,8 @@ def test_grad_cam_finds_the_part_of_the_image_that_decides(tmp_path):
 
 
 def test_a_randomly_initialized_backbone_keeps_quick_batch_norm_statistics():
-    from cnnclf.model import backbones
     from cnnclf.config.schema import BackboneConfig
+    from cnnclf.model import backbones
 
     def momenta(weights):
         settings = BackboneConfig(name="MobileNetV3Small", weights=weights, trainable=True)

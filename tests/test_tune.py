@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,14 +72,27 @@ def test_an_interrupted_trial_is_resumed_when_tune_runs_again(tmp_path, monkeypa
 
     again = cnnclf("tune", config, "--trials", 3)
     assert again.exit_code == 0, again.stderr
-    assert "trial 1: resuming" in again.stderr and "epoch 2/2" in again.stderr
     rows = trials_csv(tmp_path)
-    assert [r["state"] for r in rows] == ["COMPLETE"] * 3
-    resumed = Path(rows[1]["run"])
-    assert len(list((tmp_path / "runs").glob("*-study-trial1"))) == 1
+    assert [r["state"] for r in rows] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]  # 1 asked again as 2
+    assert f"trial 2: resuming {rows[1]['run']}" in again.stderr and "epoch 2/2" in again.stderr
+    resumed = Path(rows[2]["run"])
+    assert resumed == Path(rows[1]["run"]) and len(list((tmp_path / "runs").glob("*-study-trial1"))) == 1
     assert [int(r["epoch"]) for r in csv.DictReader((resumed / "history.csv").open())] == [1, 2]
+    assert rows[2]["epochs"] == "2"  # both epochs reported to the trial, the first try's too
+    assert rows[2]["train.batch_size"] == rows[1]["train.batch_size"]
 
 
 def test_a_config_without_a_tune_section(tmp_path):
     result = cnnclf("tune", write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs")))
     assert result.exit_code == 2 and "the config has no tune: section" in result.stderr
+
+
+def test_two_workers_on_one_machine_share_the_local_study(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cnnclf", "tune", str(tune_config(tmp_path)), "--trials", "3",
+                             "--workers", "2"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = trials_csv(tmp_path)
+    assert 3 <= len([r for r in rows if r["state"] == "COMPLETE"]) <= 4  # the last two may start together
+    assert "train.threads" not in (tmp_path / "study.yaml").read_text()
+    threads = {yaml.safe_load((Path(r["run"]) / "config.yaml").read_text())["train"]["threads"] for r in rows}
+    assert threads == {max(1, (os.cpu_count() or 1) // 2)}  # each worker its share of the cores

@@ -50,6 +50,14 @@ class NonFiniteWeights(RunError):
         self.epoch = epoch
 
 
+class Pruned(RunError):
+    """`cnnclf tune`'s pruner stopped a trial's run after an epoch: its value was not promising."""
+
+    def __init__(self, epoch: int, metric: str, value: float):
+        super().__init__(f"pruned after epoch {epoch}: {metric} {value:.4g} is not promising beside the other trials")
+        self.epoch = epoch
+
+
 class DiskFull(RunError):
     """A write failed for want of space; what was written before is kept."""
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cnnclf.cli.options import command, load_data, set_option, start_tensorflow, writable_folder
+from cnnclf.errors import ConfigError
 
 
 @command()
@@ -72,28 +73,64 @@ def resume(ctx, run_path):
 @command()
 @click.argument("config_path", metavar="CONFIG")
 @click.option("--trials", type=click.IntRange(1), help="Finished trials the study should reach [tune.trials].")
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="The study's storage [tune.storage: SQLite in the runs folder]: postgresql://user@host/db, mysql://..., "
+    "or journal:PATH; the password from PGPASSWORD, ~/.pgpass or CNNCLF_TUNE_PASSWORD.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Trial processes on this machine, each with its share of the cores; more machines run the same command.",
+)
+@click.option("--dashboard", is_flag=True, help="Serve optuna-dashboard for the study on 127.0.0.1 (no trials run).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="With --dashboard.")
 @set_option
 @click.pass_context
-def tune(ctx, config_path, trials, overrides):
-    """Search the config keys in CONFIG's tune: section with Optuna; each trial is a run.
-    Run it again to continue the study (an interrupted trial is resumed).
+def tune(ctx, config_path, trials, storage, workers, dashboard, port, overrides):
+    """Search the config keys in CONFIG's tune: section with Optuna; each trial is a run. Run it again,
+    or on more machines against one --storage, to continue the study (a trial whose worker stopped is
+    asked again, its run resumed).
 
     \b
     Example:
-      cnnclf tune configs/tune-quickstart.yaml --trials 8
+      cnnclf tune configs/tune-quickstart.yaml --trials 8 --workers 2
+      cnnclf tune configs/tune-quickstart.yaml --storage postgresql://cnnclf@db.example/studies
+      cnnclf tune configs/tune-quickstart.yaml --dashboard
     """
     from cnnclf.config import load_config
     from cnnclf.reporting.tables import aligned, short
 
     config = load_config(config_path, overrides)
+    if config.tune is None:
+        raise ConfigError(
+            "the config has no tune: section; add one with a space: {key.path: {choice: [...]}} "
+            "mapping (see README, Hyperparameter search)"
+        )
     writable_folder(Path(config.output.runs_dir), "output.runs_dir")
+    from cnnclf.tools import study
+
+    study.folder_of(config).mkdir(parents=True, exist_ok=True)
+    study.create(config, storage)  # the storage reached and the study made before anything slow starts
+    if workers > 1 and not dashboard:
+        given = [("--trials", trials), ("--storage", storage)] + [("--set", o) for o in overrides]
+        ctx.exit(study.run_workers([str(config_path), *(str(a) for pair in given if pair[1] for a in pair)], workers))
     start_tensorflow(ctx, config.train)
     from cnnclf.tools import tune as tuning
 
-    found = tuning.tune(config, trials)
+    if dashboard:
+        tuning.dashboard(config, storage, port)
+        return
+    found = tuning.tune(config, trials, storage)
     rows = found["rows"]
     click.echo(aligned(list(rows[0]), [[short(v) for v in r.values()] for r in rows]))
-    click.echo(f"\nbest: trial {found['best_trial']}, {found['best_value']:.4f}")
+    click.echo(
+        f"\nbest: trial {found['best_trial']}, {found['best_value']:.4f}; pruning saved {found['epochs_saved']} "
+        f"of {found['epochs_saved'] + found['epochs_trained']} epochs"
+    )
     click.echo(found["trials_csv"])
     click.echo(found["best_config"])
 

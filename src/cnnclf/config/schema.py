@@ -106,6 +106,11 @@ class TuneConfig(Section):
     metric: str = "val_accuracy"  # a trial scores its best epoch's value of this
     direction: Literal["maximize", "minimize"] = "maximize"
     trials: PositiveInt = 20  # finished trials the study should reach (cnnclf tune --trials overrides)
+    storage: str | None = None  # null: SQLite in the runs folder; or postgresql://user@host/db, mysql://...,
+    # journal:PATH (Optuna's journal file on a shared file system): one study for many workers and machines;
+    # no password here: PGPASSWORD, ~/.pgpass or CNNCLF_TUNE_PASSWORD (--storage overrides)
+    pruner: Literal["none", "median", "hyperband"] = "none"  # stop unpromising trials, fed each epoch's metric
+    heartbeat_seconds: PositiveInt = 60  # a database study fails (and asks again) a trial silent for twice this
 
 
 class OutputConfig(Section):

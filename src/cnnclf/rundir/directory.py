@@ -33,7 +33,7 @@ from pathlib import Path
 from cnnclf.atomic import UMASK, write_json
 from cnnclf.errors import NotARunError
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "completed", "failed", "interrupted", "pruned")  # pruned: stopped by `cnnclf tune`
 
 
 class RunDir:

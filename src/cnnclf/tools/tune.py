@@ -1,87 +1,113 @@
-"""cnnclf tune: hyperparameter search with Optuna over any config keys.
+"""cnnclf tune: hyperparameter search with Optuna over any config keys, on one machine or many.
 
-Optuna, not KerasTuner: its define-by-run sampling maps directly onto config key paths,
-its SQLite storage makes a study resumable across processes, and its ask/tell interface
-lets every trial be an ordinary cnnclf run (run directory, resume, NaN handling, plots)
-instead of a HyperModel that owns model building. Trial N's run is named <name>-trialN, so
-re-running `tune` after an interruption resumes that run and goes on with the study.
+Optuna, not KerasTuner: its define-by-run sampling maps directly onto config key paths, its
+storages make one study shared by processes and machines (study.py), and each trial stays an
+ordinary cnnclf run (run directory, resume, NaN handling, plots) named <name>-trialN, trial
+numbers being the study's own: two machines never make the same name. Each trial records its run
+directory, host and resolved config with the study, so trials.csv and best.yaml are the same
+from any worker. With tune.pruner, each epoch's value of tune.metric is reported and a trial the
+pruner stops ends as PRUNED, its run marked pruned. A trial that cannot finish (Ctrl-C, SIGTERM,
+a worker killed) is asked again with the same parameters; the worker that takes it resumes its
+run where it can reach it (the same machine, or a shared runs folder), else trains it afresh.
 """
 
 import csv
 import io
 import logging
-import shutil
+import os
+import socket
 from pathlib import Path
+
+import keras
 
 from cnnclf.atomic import write_text
 from cnnclf.config import Config, override
-from cnnclf.errors import CnnclfError, ConfigError
+from cnnclf.errors import CnnclfError, ConfigError, DataError, NonFiniteLoss, NonFiniteWeights, Pruned
 from cnnclf.rundir.directory import RunDir
+from cnnclf.tools import study as studies
 from cnnclf.training.train import resume, train
 
 log = logging.getLogger("cnnclf")
 
+# what fails a trial, and lets the study go on; anything else (Ctrl-C, a full disk) stops it
+TRIAL_FAILURES = (ConfigError, DataError, NonFiniteLoss, NonFiniteWeights)
 
-def tune(config: Config, trials: int | None = None) -> dict:
-    """Run the study to `trials` finished trials; write trials.csv and best.yaml; return a summary."""
-    if config.tune is None:
-        raise ConfigError(
-            "the config has no tune: section; add one with a space: {key.path: {choice: [...]}} "
-            "mapping (see README, Hyperparameter search)"
-        )
+
+def tune(config: Config, trials: int | None = None, storage: str | None = None) -> dict:
+    """Work on the study until it has `trials` finished trials (with other workers, if any); write
+    trials.csv and best.yaml; return a summary."""
+    settings = _settings(config)
     optuna = _optuna()
-    settings = config.tune
-    folder = Path(config.output.runs_dir) / f"tune-{config.name}"
+    folder = studies.folder_of(config)
     folder.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{folder / 'study.db'}"
-    study = optuna.create_study(
-        study_name=config.name, storage=storage, direction=settings.direction, load_if_exists=True
-    )
-    # Seeded, yet a continued study must not replay the draws of its first session.
-    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.get_trials(deepcopy=False)))
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        _finish_interrupted(study, trial, config)
+    url = studies.storage_url(config, storage)
+    study = studies.create(config, storage)
+    # Seeded, yet a continued study, or another worker, must not replay the same draws.
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.get_trials(deepcopy=False)) + os.getpid())
+    studies.fail_abandoned(study)
     target = trials or settings.trials
-    while len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]) < target:
-        trial = study.ask()
-        params = {key: _suggest(trial, key, dimension) for key, dimension in settings.space.items()}
-        log.info(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in params.items())}")
-        try:
-            run = train(override(config, {**params, "name": _trial_name(config, trial.number), "tune": None}))
-        except CnnclfError as e:
-            if e.exit_code > 128:  # interrupted: the trial stays running, to be resumed next time
-                raise
-            log.warning(f"trial {trial.number} failed: {e}")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            continue
-        if run is not None:
-            _record(study, trial, run, settings)
-    return _summarize(study, config, folder)
+    log.info(f"study {config.name} in {studies.shown(url)}: {studies.counted(study)} of {target} trials finished")
+
+    def enough(study, _trial) -> None:
+        if studies.counted(study) >= target:
+            study.stop()
+
+    if studies.counted(study) < target:
+        study.optimize(lambda trial: _objective(study, trial, config), callbacks=[enough], catch=TRIAL_FAILURES)
+    return summarize(study, config, folder)
 
 
-def _finish_interrupted(study, trial, config: Config) -> None:
-    """A trial left running by an interrupted `tune`: resume its run, or count it as failed."""
+def _objective(study, trial, config: Config) -> float:
     import optuna
 
-    run = _trial_run(config, trial.number)
+    settings = config.tune
+    assert settings is not None
+    params = {key: _suggest(trial, key, dimension) for key, dimension in settings.space.items()}
+    earlier = trial.user_attrs.get("run")  # a trial asked again keeps the run of its first try
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    watch = (_Report(trial, settings.metric),)
     try:
-        if run is None:
-            raise ConfigError("its run never started")
-        log.info(f"trial {trial.number}: resuming {run}")
-        resumed = resume(run)
-        if resumed is not None and config.tune is not None:
-            _record(study, trial, resumed, config.tune)
+        if earlier and (Path(earlier) / "run.json").is_file():
+            log.info(f"trial {trial.number}: resuming {earlier}")
+            for row in RunDir(earlier).read_history():  # the epochs of its first try, for the pruner too
+                trial.report(row[settings.metric], row["epoch"] - 1)
+            run = resume(earlier, watch=watch)
+        else:
+            log.info(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in params.items())}")
+            trial_config = override(config, {**params, "name": f"{config.name}-trial{trial.number}", "tune": None})
+            trial.set_user_attr("config", trial_config.to_yaml())
+            run = train(trial_config, watch=watch, created=lambda made: trial.set_user_attr("run", str(made.path)))
+    except Pruned as e:
+        log.info(f"trial {trial.number}: {e}")
+        raise optuna.TrialPruned(str(e)) from None
     except CnnclfError as e:
-        if e.exit_code > 128:
-            raise
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-
-
-def _record(study, trial, run: RunDir, settings) -> None:
+        if e.exit_code > 128:  # interrupted: asked again, to be resumed by the next `cnnclf tune`
+            studies.ask_again(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
+        else:
+            log.warning(f"trial {trial.number} failed: {e}")
+        raise
+    if run is None:  # a multi-worker run's other worker
+        raise ConfigError("tune trains each trial on one machine: set train.distribute to none or mirrored")
     values = [row[settings.metric] for row in run.read_history()]
     value = max(values) if settings.direction == "maximize" else min(values)
-    study.tell(trial.number, value)
     log.info(f"trial {trial.number}: {settings.metric} {value:.4f} ({run.path})")
+    return value
+
+
+class _Report(keras.callbacks.Callback):
+    """Each epoch's value of the tuned metric to the trial (after the epoch is saved); the run stops
+    as pruned where the pruner says so."""
+
+    def __init__(self, trial, metric: str):
+        super().__init__()
+        self.trial, self.metric = trial, metric
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float((logs or {})[self.metric])
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            raise Pruned(epoch + 1, self.metric, value)
 
 
 def _suggest(trial, key: str, dimension: dict):
@@ -93,46 +119,69 @@ def _suggest(trial, key: str, dimension: dict):
     return trial.suggest_float(key, *spec, log=kind == "log_uniform")
 
 
-def _summarize(study, config: Config, folder: Path) -> dict:
-    assert config.tune is not None  # tune() refuses a config without it
-    keys = list(config.tune.space)
-    rows = [
-        {
-            "trial": t.number,
-            "state": t.state.name,
-            config.tune.metric: t.value,
-            **{k: t.params.get(k) for k in keys},
-            "run": str(_trial_run(config, t.number) or ""),
-        }
-        for t in study.get_trials(deepcopy=False)
-    ]
+def summarize(study, config: Config, folder: Path) -> dict:
+    """trials.csv and best.yaml, from the study alone (the same from any worker), and a summary."""
+    settings = config.tune
+    assert settings is not None
+    epochs = config.train.epochs
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        done = len(t.intermediate_values)
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                settings.metric: t.value,
+                **{k: t.params.get(k) for k in settings.space},
+                "epochs": done,
+                "epochs_saved": max(epochs - done, 0) if t.state.name == "PRUNED" else 0,  # by pruning
+                "host": t.user_attrs.get("host", ""),
+                "run": t.user_attrs.get("run", ""),
+            }
+        )
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["trial"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_text(folder / "trials.csv", out.getvalue())
+    completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if not completed:
+        raise CnnclfError(f"no trial of study {config.name} completed; see {folder / 'trials.csv'}")
     best = study.best_trial
-    best_run = _trial_run(config, best.number)
-    if best_run is not None:
-        shutil.copyfile(best_run / "config.yaml", folder / "best.yaml")
+    write_text(folder / "best.yaml", best.user_attrs.get("config", ""))
+    saved = sum(r["epochs_saved"] for r in rows)
     return {
         "rows": rows,
         "best_trial": best.number,
         "best_value": best.value,
         "best_params": best.params,
+        "epochs_saved": saved,
+        "epochs_trained": sum(r["epochs"] for r in rows),
         "trials_csv": str(folder / "trials.csv"),
         "best_config": str(folder / "best.yaml"),
     }
 
 
-def _trial_name(config: Config, number: int) -> str:
-    return f"{config.name}-trial{number}"
+def dashboard(config: Config, storage: str | None, port: int) -> None:
+    """optuna-dashboard for the study, on 127.0.0.1, until Ctrl-C."""
+    settings = _settings(config)
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise ConfigError("the dashboard needs optuna-dashboard: pip install 'cnnclf[tune]'") from None
+    url = studies.storage_url(config, storage)
+    opened = studies.open_storage(url, settings.heartbeat_seconds)
+    log.info(f"dashboard of {studies.shown(url)} on http://127.0.0.1:{port}/dashboard")
+    optuna_dashboard.run_server(opened, host="127.0.0.1", port=port)
 
 
-def _trial_run(config: Config, number: int) -> Path | None:
-    """The run directory of trial `number` (the latest, should a name repeat)."""
-    found = sorted(Path(config.output.runs_dir).glob(f"*-{_trial_name(config, number)}"))
-    return found[-1] if found else None
+def _settings(config: Config):
+    if config.tune is None:
+        raise ConfigError(
+            "the config has no tune: section; add one with a space: {key.path: {choice: [...]}} "
+            "mapping (see README, Hyperparameter search)"
+        )
+    return config.tune
 
 
 def _optuna():

@@ -11,7 +11,7 @@ import numpy as np
 from cnnclf import progress
 from cnnclf.atomic import is_disk_full, write_bytes
 from cnnclf.data.dataset import Dataset
-from cnnclf.errors import CnnclfError, DiskFull, Interrupted, plural
+from cnnclf.errors import CnnclfError, DiskFull, Interrupted, Pruned, plural
 from cnnclf.rundir.directory import RunDir, kept_epoch
 from cnnclf.signals import interrupts_raised
 
@@ -85,6 +85,10 @@ def outcome_recorded(run: RunDir, epochs_done):
             f"cnnclf resume {run.path}",
             signal_number,
         ) from None
+    except Pruned:
+        with contextlib.suppress(DiskFull):
+            run.set_status("pruned", epochs_done=epochs_done())
+        raise
     except Exception as e:
         if is_disk_full(e) and not isinstance(e, DiskFull):
             e = DiskFull(getattr(e, "filename", None) or run.path)

@@ -58,15 +58,20 @@ class Session:
         return distribute.is_chief(self.strategy)
 
 
-def train(config: Config, data: Dataset | None = None, started: float | None = None) -> RunDir | None:
+def train(
+    config: Config, data: Dataset | None = None, started: float | None = None, watch: tuple = (), created=None
+) -> RunDir | None:
     """Train as `config` says, on `data` (loaded as the config says, if not given), into a new run
     directory and return it (None on a multi-worker run's other workers, which keep their state in
-    a scratch directory)."""
+    a scratch directory). `watch`: Keras callbacks that see each epoch once it is saved (tune's
+    pruning); `created(run)` is told of the run directory as soon as it exists."""
     started = started or time.time()
     data = data or load(config.data, config.seed)
     session = prepare(config, data)
     runs_dir = session.config.output.runs_dir if session.chief else tempfile.mkdtemp(prefix="cnnclf-worker-")
     run = RunDir.create(runs_dir, session.config.name)
+    if created is not None:
+        created(run)
     with run.locked():
         with outcome_recorded(run, lambda: 0):  # a failure before the first epoch marks the run too
             log.info(f"run directory: {run.path}")
@@ -82,11 +87,11 @@ def train(config: Config, data: Dataset | None = None, started: float | None = N
             session.model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
             write_text(run.summary, "\n".join(lines) + "\n")
             write_data_samples(run, data)
-        return _fit_and_finish(run, session, started)
+        return _fit_and_finish(run, session, started, watch)
 
 
-def resume(path, started: float | None = None) -> RunDir | None:
-    """Continue an interrupted or failed run from its last finished epoch."""
+def resume(path, started: float | None = None, watch: tuple = ()) -> RunDir | None:
+    """Continue an interrupted, failed or pruned run from its last finished epoch (`watch`: as train's)."""
     started = started or time.time()
     run = RunDir.open(path)
     with run.locked():
@@ -101,7 +106,7 @@ def resume(path, started: float | None = None) -> RunDir | None:
             shutil.copytree(run.path, scratch.path, dirs_exist_ok=True)
             run = scratch
         log.info(f"resuming {run.path} (status {state['status']})")
-        return _fit_and_finish(run, session, started)
+        return _fit_and_finish(run, session, started, watch)
 
 
 def prepare(config: Config, data: Dataset) -> Session:
@@ -128,7 +133,7 @@ def prepare(config: Config, data: Dataset) -> Session:
     return Session(config, data, distribute.fit_model(model, strategy), strategy, compute, weights)
 
 
-def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | None:
+def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple = ()) -> RunDir | None:
     config, splits, model = session.config, session.data.splits, session.model
     train_cfg = config.train
     early_stopping = checkpoint = None
@@ -158,6 +163,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float) -> RunDir | N
                 *filter(None, [early_stopping, checkpoint, mlflow]),
                 *trackers,
                 state,
+                *watch,
             ]
             fit_phases(session, state, callbacks, epoch_lines)
             fit_seconds = time.time() - fit_started
