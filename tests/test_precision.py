@@ -25,6 +25,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch, flags, expected):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
     resolved = compute.resolve(TrainConfig(), tf.distribute.get_strategy())
     assert resolved.mixed_precision == expected
+    assert resolved.conv_gradients == ("tensorflow" if "avx512f" in flags else "forward")
     assert TrainConfig(mixed_precision="float32").mixed_precision == "float32"  # a choice is kept
     assert compute.resolve(TrainConfig(mixed_precision="float32"), tf.distribute.get_strategy()).mixed_precision \
         == "float32"
