@@ -9,20 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, cnnclf, png_bytes, write_config
-
-LAYERS = [{"Flatten": {}}]
-
-
-def config(tmp, data=None, model=None, train=None, text=None):
-    """A config file in tmp; runs would go to tmp/runs."""
-    path = tmp / "exp.yaml"
-    if text is not None:
-        path.write_text(text)
-        return path
-    return write_config(path, {"data": data or {"dataset": "mnist", "source": "idx", "path": str(SAMPLE)},
-                               "model": model or {"layers": LAYERS}, "train": train or {"epochs": 1},
-                               "output": {"runs_dir": str(tmp / "runs")}})
+from conftest import cnnclf
+from helpers import GRAY, GRAY_10, LAYERS, config, folder, npz, two_classes
 
 
 def idx_folder(tmp, images=None, magic=2051, truncate=0):
@@ -44,32 +32,6 @@ def csv_files(tmp, body):
     (tmp / "train.csv").write_text(f"{header}\n{good}\n{body}\n")
     (tmp / "test.csv").write_text(f"{header}\n{good}\n")
     return {"dataset": "mnist", "source": "csv", "path": str(tmp / "train.csv"), "test_path": str(tmp / "test.csv")}
-
-
-def npz(tmp, x_train, y_train, x_test=None, y_test=None, dataset="custom"):
-    x_test = x_train if x_test is None else x_test
-    y_test = y_train if y_test is None else y_test
-    np.savez(tmp / "d.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return {"dataset": dataset, "source": "npz", "path": str(tmp / "d.npz")}
-
-
-def folder(tmp, files):
-    """files: {relative path: bytes}."""
-    for name, data in files.items():
-        path = tmp / "imgs" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return {"dataset": "custom", "source": "folder", "path": str(tmp / "imgs")}
-
-
-GRAY = png_bytes(np.zeros((8, 8), np.uint8))
-GRAY_10 = png_bytes(np.zeros((10, 10), np.uint8))
-
-
-def two_classes(**extra):
-    files = {f"{part}/{c}/{i}.png": GRAY for part in ("train", "test") for c in ("cat", "dog") for i in range(3)}
-    files.update(extra)
-    return files
 
 
 def folder_with_empty_class(tmp):

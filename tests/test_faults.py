@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import cnnclf, photos, write_config
-from test_resume import history, resumable_config, signal_after_epochs, start_training
+from helpers import history, resumable_config, signal_after_epochs, start_training
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def test_kill_9_while_saving_then_resume_matches_an_uninterrupted_run(tmp_path, 
     assert listed[0]["status"] == "stopped (no process; resume it)"  # not shown as running
     resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
-    assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3"]  # early stopping
     assert history(run) == history(uninterrupted)
     assert json.loads((run / "metrics.json").read_text()) == json.loads((uninterrupted / "metrics.json").read_text())
 
@@ -92,7 +92,7 @@ def test_two_resumes_at_once_one_trains_the_other_is_refused(tmp_path):
     refused = outcomes[1][1].strip().splitlines()[-1]
     assert refused.startswith(f"Error: {run}: this run is being trained by process ") and "Traceback" not in refused
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
-    assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3"]  # early stopping
 
 
 def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
@@ -116,7 +116,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(epoch_backup.TrainingState, "_commit", real)
     resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
-    assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3"]  # early stopping
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_a_really_full_disk_is_one_line_and_the_run_resumes(tmp_path, small_disk
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
     resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
-    assert [row["epoch"] for row in history(run)] == ["1", "2", "3", "4"]
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3"]  # early stopping
 
 
 def test_a_streamed_file_gone_during_training_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):

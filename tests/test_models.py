@@ -95,15 +95,20 @@ def test_batch_normalized_preset_predicts_well_after_a_short_training():
 
 def test_pooling_before_normalization_predicts_as_pooling_after():
     """conv_bn pools before batch normalization and ReLU, to run them on a quarter of the values.
-    At inference both are increasing per channel (for a positive scale), so the order changes nothing."""
-    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype("float32")
-    bn = keras.layers.BatchNormalization()
-    bn.build((None, 8, 8, 3))
-    bn.set_weights([np.array([0.5, 1.0, 2.0]), np.array([-0.2, 0.0, 0.3]),  # scale, offset
-                    np.array([0.1, -0.4, 0.0]), np.array([1.0, 0.3, 2.5])])  # moving mean, variance
-    pool, relu = keras.layers.MaxPooling2D(2), keras.layers.ReLU()
-    first, after = relu(bn(pool(x))), pool(relu(bn(x)))
-    np.testing.assert_allclose(np.asarray(first), np.asarray(after), rtol=1e-6)
+    At inference both are increasing per channel (for a positive scale), so the order changes nothing:
+    the block as the presets have it predicts as the usual order does, with the same weights."""
+    from cnnclf.model.presets import conv_bn
+
+    conv, pool, bn, relu = conv_bn(3, pool=True)
+    ours = build_model(config({"layers": [conv, pool, bn, relu, {"Flatten": {}}]}), (8, 8, 2), 4)
+    usual = build_model(config({"layers": [conv, bn, relu, pool, {"Flatten": {}}]}), (8, 8, 2), 4)
+    rng = np.random.default_rng(0)
+    weights = ours.get_weights()  # conv kernel; BN scale, offset, moving mean, variance; dense
+    weights[1:5] = [rng.uniform(0.5, 2, 3), rng.normal(size=3), rng.normal(size=3), rng.uniform(0.3, 3, 3)]
+    ours.set_weights(weights)
+    usual.set_weights(weights)
+    x = rng.integers(0, 255, (4, 8, 8, 2)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), usual.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_test_shifts_beyond_trainings_translations_are_refused_before_training():

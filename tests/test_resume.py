@@ -1,7 +1,6 @@
 """Interruptions: Ctrl-C and SIGTERM mark the run and keep its state; resume reproduces the
 uninterrupted run; a NaN loss fails the run and keeps the last good model; same seed, same metrics."""
 
-import csv
 import json
 import os
 import re
@@ -19,43 +18,7 @@ from cnnclf.errors import Interrupted
 from cnnclf.rundir.directory import RunDir
 from cnnclf.signals import deferred_interrupts, interrupts_raised
 from conftest import cnnclf, tiny_config, write_config
-
-# Everything resume must restore: dropout's random state, early stopping's wait and best, the
-# checkpoint's best, the schedule's position and Adam's moments.
-RESUMABLE = dict(epochs=4, deterministic=True, lr_schedule="cosine", warmup_epochs=0.5,
-                 early_stopping={"monitor": "val_loss", "patience": 3})
-
-
-def resumable_config(tmp, name="resumable"):
-    tmp.mkdir(exist_ok=True)
-    config = tiny_config(tmp / "runs", **RESUMABLE)
-    config["model"]["layers"].insert(2, {"Dropout": {"rate": 0.3}})
-    return write_config(tmp / f"{name}.yaml", {**config, "name": name})
-
-
-def history(run: Path) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in ("seconds", "time")}
-            for row in csv.DictReader((run / "history.csv").open())]
-
-
-def start_training(config: Path, temp: Path | None = None) -> subprocess.Popen:
-    """`cnnclf train CONFIG` in a process of its own (with TMPDIR `temp`, where given)."""
-    env = {**os.environ, "TMPDIR": str(temp)} if temp else None
-    return subprocess.Popen([sys.executable, "-m", "cnnclf", "train", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def signal_after_epochs(process, runs: Path, epochs: int, signum) -> Path:
-    """Wait until the run has saved its state after `epochs` epochs, then send the signal."""
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        found = sorted(runs.glob("*/backup/epoch-*"))
-        if found and int(found[-1].name.split("-")[1]) >= epochs:
-            process.send_signal(signum)
-            return found[-1].parents[1]
-        time.sleep(0.02)
-    process.kill()
-    raise AssertionError(f"no epoch saved after 120 s: {process.communicate()}")
+from helpers import history, resumable_config, signal_after_epochs, start_training
 
 
 @pytest.mark.slow
@@ -77,6 +40,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
     assert "epoch 3/4" in resumed.stderr and "epoch 1/4" not in resumed.stderr
+    assert "early stopping: no improvement in val_accuracy for 2 epochs after epoch 1" in resumed.stderr
     assert history(run) == history(straight_run)
     assert json.loads((run / "metrics.json").read_text()) == json.loads((straight_run / "metrics.json").read_text())
     assert json.loads((run / "run.json").read_text())["status"] == "completed" and not (run / "backup").exists()

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import cnnclf, png_bytes
-from test_hostile import png_header_only
+from helpers import png_header_only
 
 pytestmark = pytest.mark.slow
 
