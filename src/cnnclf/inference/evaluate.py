@@ -126,7 +126,7 @@ def evaluate_run(run: RunDir) -> dict:
 
     config = run.read_config()
     data = load(config.data, config.seed, saved_split=run.saved_split(), need=("test",))
-    return evaluate(run, load_model(run), data.splits, config)
+    return evaluate(run, load_model(run, as_trained=True), data.splits, config)
 
 
 def metrics_table(metrics: dict) -> str:

@@ -33,7 +33,7 @@ def resolve(train, strategy) -> Compute:
     measured but cifar10_bn in bfloat16, and on GPUs cuDNN's own."""
     import tensorflow as tf
 
-    from cnnclf.rundir.provenance import cpu_class
+    from cnnclf.rundir.provenance import cpu_class, native_bfloat16
     from cnnclf.training import distribute
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -43,7 +43,7 @@ def resolve(train, strategy) -> Compute:
             tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (7, 0) for g in gpus
         )
         precision = "mixed_float16" if capable else "float32"
-        if not gpus and cpu_class() == "AMX":
+        if not gpus and native_bfloat16():
             precision = "mixed_bfloat16"
     spe = train.steps_per_execution
     if spe == "auto":

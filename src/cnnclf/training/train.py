@@ -182,7 +182,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple 
             ).start()  # matplotlib
             # (a second of imports) loads while TensorFlow evaluates
             with progress.step(f"evaluating the best model on the {len(splits.test):,} test images"):
-                best = load_model(run)
+                best = load_model(run, as_trained=True)
                 metrics = evaluate(run, best, splits, config)
             collapsed = collapse_warning(metrics, train_cfg.class_weight)
             warnings = [collapsed] if collapsed else []
