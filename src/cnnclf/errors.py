@@ -78,6 +78,7 @@ class Interrupted(CnnclfError):
 
     def __init__(self, message, signal_number=2):
         super().__init__(message)
+        self.signal_number = signal_number
         self.exit_code = 128 + signal_number
 
 
@@ -113,3 +114,9 @@ def printable(text: str) -> str:
     """Text from outside (a file name, a path, a header) as it may be shown or logged: control
     characters such as CR and LF written as escapes, so that it cannot start a line of its own."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message cut to its first line (at most `limit` characters), or its class's name:
+    what a one-line error may quote of an error from a library."""
+    return (str(error).strip().splitlines() or [error.__class__.__name__])[0][:limit]

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cnnclf.errors import ConfigError, closest
+from cnnclf.errors import ConfigError, did_you_mean
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -79,8 +79,7 @@ def nearest_key(schema: type[BaseModel], path: tuple, siblings) -> str:
     name, parent = str(path[-1]), dotted(path[:-1])
     candidates = [(s, f"{parent}.{s}" if parent else s) for s in siblings]
     candidates += [(p.rsplit(".", 1)[-1], p) for p in schema_paths(schema)]
-    best = closest(name, candidates)
-    return f"; did you mean {best!r}?" if best else ""
+    return did_you_mean(name, candidates)
 
 
 def schema_paths(model: type[BaseModel], prefix: str = "") -> list[str]:

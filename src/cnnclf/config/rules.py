@@ -103,13 +103,9 @@ def _check_model(cfg: Config, where, fail) -> None:
     if model.backbone is not None:
         known = KNOWN.get(cfg.data.dataset)
         shape = cfg.data.image_shape or (known.shape if known else None)
-        side = keras_names.BACKBONES[model.backbone.name].min_side
-        if shape is not None and min(shape[:2]) < side:
-            fail(
-                ("model", "backbone", "name"),
-                f"{model.backbone.name} takes images of at least {side}x{side} pixels, "
-                f"the data has {shape[0]}x{shape[1]}; set data.image_shape to [{side}, {side}, 3] or more",
-            )
+        problem = keras_names.too_small(model.backbone.name, shape) if shape is not None else None
+        if problem:
+            fail(("model", "backbone", "name"), problem)
         if model.backbone.weights is None and not model.backbone.trainable:
             log.warning(
                 f"{where(('model', 'backbone', 'trainable'))}: warning: a backbone with random weights (weights: "

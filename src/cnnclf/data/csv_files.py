@@ -86,9 +86,7 @@ def _diagnose(path: Path, header: list[str], label_column: str) -> DataError | N
         next(rows)
         for line, row in enumerate(rows, start=2):
             if len(row) != len(header):
-                return DataError(
-                    f"{path}:{line}: row has {len(row)} values, the header has {len(header)}; fix or remove that row"
-                )
+                return DataError(row_length(path, line, row, header))
             for column, value in zip(header, row):
                 try:
                     number = int(value)
@@ -105,3 +103,8 @@ def write_csv(path: Path, images: np.ndarray, labels: np.ndarray, label_column: 
     header = ",".join([label_column] + [f"pixel{i + 1}" for i in range(flat.shape[1])])
     table = np.column_stack([labels, flat]).astype(np.int64)
     np.savetxt(path, table, fmt="%d", delimiter=",", header=header, comments="")
+
+
+def row_length(path, line: int, row: list, header: list) -> str:
+    """The message for a CSV row whose values do not match its header (pixel CSVs and manifests)."""
+    return f"{path}:{line}: row has {len(row)} values, the header has {len(header)}; fix or remove that row"

@@ -39,6 +39,15 @@ class Images:
         return {"data_sha256": digest.hexdigest(), "files": self.files}
 
 
+IMBALANCED = 3.0  # the largest class over the smallest beyond which classes count as imbalanced
+SAMPLES_PER_CLASS = 8  # training images of each class the data grid shows
+
+
+def first_of_each_class(labels: np.ndarray, num_classes: int, per_class: int = SAMPLES_PER_CLASS) -> np.ndarray:
+    """Indices of the first `per_class` images of each class, class by class (the data grid's)."""
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)])
+
+
 def load_images(data_config) -> Images:
     """Read the dataset the config names and check that it is usable for classification."""
     module = importlib.import_module(f"cnnclf.data.{SOURCES[data_config.source].module}")

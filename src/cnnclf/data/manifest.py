@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from cnnclf.data.csv_files import row_length
 from cnnclf.data.files import FolderReader, ImageFiles, checked_name
 from cnnclf.errors import DataError, listing
 
@@ -60,9 +61,7 @@ def list_files(cfg) -> ImageFiles:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            raise DataError(
-                f"{path}:{line}: row has {len(row)} values, the header has {len(header)}; fix or remove that row"
-            )
+            raise DataError(row_length(path, line, row, header))
         name = checked_name(_normalized(row[columns["path_column"]].strip(), root), f"{path}:{line}")
         label = row[columns["label_column"]].strip()
         if not name or name == "." or not label:

@@ -24,6 +24,12 @@ from cnnclf.errors import CnnclfError
 _RAISED: list[CnnclfError] = []  # what gather raised: tf.data hands Keras only its text, cut short
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Training steps in an epoch: the last batch may be short. The learning-rate schedule and the data
+    order both count epochs by it."""
+    return math.ceil(images / batch_size)
+
+
 def training_batches(
     part: Part,
     batch_size: int,
@@ -47,7 +53,7 @@ def training_batches(
     often (airbench); such an index travels as -(i + 1) to the gather, which mirrors it.
     """
     n = len(part)
-    steps = math.ceil(n / batch_size)
+    steps = steps_per_epoch(n, batch_size)
 
     def epoch_order(_):
         epoch = tf.cast(tf.convert_to_tensor(step_counter.value), tf.int64) // steps + first_epoch

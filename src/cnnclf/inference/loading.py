@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from cnnclf.data.files import decode_image
-from cnnclf.errors import NotARunError
+from cnnclf.errors import NotARunError, first_line
 from cnnclf.model.build import check_test_shift
 from cnnclf.rundir.directory import RunDir
 from cnnclf.rundir.provenance import native_bfloat16
@@ -133,7 +133,7 @@ def _check_archive(path) -> tuple[dict, set[str]]:
 
 
 def _damaged(path, error: Exception) -> NotARunError:
-    reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0][:120]
+    reason = first_line(error, 120)
     return NotARunError(
         f"{path}: the model file is damaged ({error.__class__.__name__}: {reason}); resume or retrain "
         f"the run to write it again"

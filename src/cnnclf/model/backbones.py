@@ -16,8 +16,8 @@ import keras
 import numpy as np
 
 from cnnclf import compat
-from cnnclf.errors import ConfigError
-from cnnclf.model.keras_names import BACKBONES
+from cnnclf.errors import ConfigError, first_line
+from cnnclf.model.keras_names import BACKBONES, too_small
 from cnnclf.model.presets import BN
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])  # of 0-1 RGB pixels
@@ -26,12 +26,9 @@ CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])  # of 0-255 pixels
 
 
 def check_input(name: str, input_shape: tuple[int, int, int]) -> None:
-    side = BACKBONES[name].min_side
-    if min(input_shape[:2]) < side:
-        raise ConfigError(
-            f"model.backbone: {name} takes images of at least {side}x{side} pixels, the data has "
-            f"{input_shape[0]}x{input_shape[1]}; set data.image_shape to [{side}, {side}, 3] or more"
-        )
+    problem = too_small(name, input_shape)
+    if problem:
+        raise ConfigError(f"model.backbone: {problem}")
 
 
 def input_layers(name: str, channels: int) -> list[tuple[keras.layers.Layer, list | None]]:
@@ -82,7 +79,7 @@ def build(config, input_shape: tuple[int, int, int]) -> keras.Model:
         try:
             backbone = factory(**kwargs)
         except ValueError as e:
-            first = (str(e).strip().splitlines() or ["ValueError"])[0][:200]
+            first = first_line(e)
             if settings.weights not in (None, "imagenet"):
                 raise ConfigError(
                     f"model.backbone.weights: {settings.weights} does not fit {settings.name} "

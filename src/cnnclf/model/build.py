@@ -6,7 +6,7 @@ import math
 
 import keras
 
-from cnnclf.errors import ConfigError, did_you_mean
+from cnnclf.errors import ConfigError, did_you_mean, first_line
 from cnnclf.model import backbones
 from cnnclf.model.presets import PRESETS
 from cnnclf.model.whitening import whitening_layer
@@ -69,7 +69,7 @@ def _build(config, input_shape: tuple[int, int, int], num_classes: int, precisio
         try:
             model.add(layer)
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"{label}: cannot take input of shape {before}: {_first_line(e)}") from None
+            raise ConfigError(f"{label}: cannot take input of shape {before}: {first_line(e, 300)}") from None
     last = model.layers[-1]
     if not _is_classifier(last):
         model.add(keras.layers.Dense(num_classes, activation="softmax", name="classifier"))
@@ -130,7 +130,7 @@ def construct(cls, kwargs: dict, label: str):
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{label}: {_first_line(e)}") from None
+        raise ConfigError(f"{label}: {first_line(e, 300)}") from None
 
 
 def _arguments(cls) -> set[str]:
@@ -148,7 +148,3 @@ def _arguments(cls) -> set[str]:
 def _is_classifier(layer) -> bool:
     activation = getattr(layer, "activation", None)
     return isinstance(layer, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [error.__class__.__name__])[0]

@@ -221,3 +221,14 @@ BACKBONES = {
     "VGG19": Backbone("caffe", 32, 20_024_384),
     "Xception": Backbone("tf", 71, 20_861_480),
 }
+
+
+def too_small(name: str, shape) -> str | None:
+    """Why images of `shape` are too small for backbone `name`, or None when they fit."""
+    side = BACKBONES[name].min_side
+    if min(shape[:2]) >= side:
+        return None
+    return (
+        f"{name} takes images of at least {side}x{side} pixels, the data has {shape[0]}x{shape[1]}; set "
+        f"data.image_shape to [{side}, {side}, 3] or more"
+    )

@@ -8,10 +8,9 @@ import numpy as np
 
 from cnnclf.data.dataset import list_and_split, load
 from cnnclf.data.files import DECODE_ERRORS, GRAY_MODES, decode_image, image_header
+from cnnclf.data.images import IMBALANCED, first_of_each_class
 from cnnclf.data.sources import SOURCES
 from cnnclf.errors import DataError
-
-IMBALANCE_WARNING = 3.0  # largest class / smallest class in training
 
 
 def inspect(config) -> dict:
@@ -23,7 +22,7 @@ def inspect(config) -> dict:
         found = _inspect_arrays(config)
     counts = [c["train"] for c in found["class_balance"].values()]
     found["warnings"] = []
-    if min(counts) and max(counts) / min(counts) > IMBALANCE_WARNING:
+    if min(counts) and max(counts) / min(counts) > IMBALANCED:
         names = list(found["class_balance"])
         big, small = names[int(np.argmax(counts))], names[int(np.argmin(counts))]
         found["warnings"].append(
@@ -90,9 +89,7 @@ def _inspect_files(config) -> dict:
         if config.data.image_shape
         else [int(common[1]), int(common[0]), 1 if all(m in GRAY_MODES for m in modes) else 3]
     )
-    chosen = np.concatenate(
-        [parts["train"][files.labels[parts["train"]] == c][:8] for c in range(len(files.class_names))]
-    )
+    chosen = parts["train"][first_of_each_class(files.labels[parts["train"]], len(files.class_names))]
     size = (int(shape[0]), int(shape[1]), int(shape[2]))
     images = np.stack([decode_image(files.reader.read(files.names[i]), size, config.data.resize) for i in chosen])
     from cnnclf.data.parts import InMemory
@@ -138,7 +135,7 @@ def _grid(config, train, class_names) -> Path:
 
     path = Path(config.output.runs_dir) / "data" / f"{config.name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    chosen = np.concatenate([np.flatnonzero(train.labels == c)[:8] for c in range(len(class_names))])
+    chosen = first_of_each_class(train.labels, len(class_names))
     return data_grid(train.gather(chosen), train.labels[chosen], class_names, path)
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnclf.data.images import IMBALANCED
+
 # Where a copy of each dataset is often found: (source, path), the first that exists is used.
 LOCAL_COPIES = {
     "mnist": [("idx", "data/mnist-sample"), ("idx", "../shared/data/mnist"), ("keras", "~/.keras/datasets/mnist.npz")],
@@ -38,7 +40,6 @@ PRESET = {"mnist": "mnist_bn", "fashion_mnist": "fashion_bn", "cifar10": "cifar1
 SIDE_CAPS = ((2_000, 64), (10_000, 96))  # (images below, largest side); above them all, 128
 LARGEST_SIDE = 128
 SMALL = 10_000  # images: below, the last epoch's model is kept (no validation-picked epoch)
-IMBALANCE = 3.0  # largest class / smallest: beyond it, class weights
 
 
 def starter_config(dataset: str, path: Path | None = None) -> tuple[str, list[str]]:
@@ -102,7 +103,7 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
         if train < 5000
         else f"{{flip: horizontal, translate: 0.05{flips}}}"
     )
-    imbalanced = counts.max() / max(counts.min(), 1) > IMBALANCE
+    imbalanced = counts.max() / max(counts.min(), 1) > IMBALANCED
     shown = str(path) if path.is_absolute() else path.as_posix()
     data = (
         f"  dataset: custom\n  source: {source}\n  path: {shown}\n"
@@ -124,7 +125,7 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
     extra = ""
     if imbalanced:
         extra = (
-            f"  class_weight: balanced       # the largest class has over {IMBALANCE:g} times the images of "
+            f"  class_weight: balanced       # the largest class has over {IMBALANCED:g} times the images of "
             f"the smallest\n"
         )
         notes.append(

@@ -18,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from cnnclf.errors import ConfigError
+from cnnclf.errors import ConfigError, first_line
 
 PASSWORD_VARIABLE = "CNNCLF_TUNE_PASSWORD"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -85,7 +85,7 @@ def open_storage(url: str, heartbeat_seconds: int):
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
         )
     except (SQLAlchemyError, ImportError, ValueError) as e:
-        reason = (str(getattr(e, "orig", None) or e).strip().splitlines() or [e.__class__.__name__])[0][:200]
+        reason = first_line(getattr(e, "orig", None) or e)
         raise ConfigError(
             f"tune.storage {shown(url)}: cannot open the study there ({reason}); check the address, the "
             f"database and its password (PGPASSWORD, ~/.pgpass or {PASSWORD_VARIABLE})"

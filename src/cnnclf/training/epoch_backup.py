@@ -29,7 +29,7 @@ import numpy as np
 
 from cnnclf import compat
 from cnnclf.atomic import is_disk_full, write_bytes, write_json, write_text
-from cnnclf.errors import DiskFull, RunError
+from cnnclf.errors import DiskFull, RunError, first_line
 from cnnclf.rundir.directory import RunDir
 from cnnclf.signals import deferred_interrupts
 
@@ -72,7 +72,7 @@ class TrainingState(keras.callbacks.Callback):
             model.load_weights(self.latest / "weights.weights.h5")
         except (OSError, ValueError) as e:
             raise RunError(
-                f"{self.latest}: the saved training state does not load ({_first_line(e)}); the run "
+                f"{self.latest}: the saved training state does not load ({first_line(e)}); the run "
                 f"cannot be resumed, `cnnclf train --from {self.run.path}` starts it again"
             ) from None
         with np.load(self.latest / "random_state.npz") as f:
@@ -245,7 +245,3 @@ def _no_space(folder: Path) -> bool:
         return shutil.disk_usage(folder).free < 1 << 20
     except OSError:
         return False
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [error.__class__.__name__])[0][:200]

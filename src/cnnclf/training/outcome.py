@@ -11,6 +11,7 @@ import numpy as np
 from cnnclf import progress
 from cnnclf.atomic import is_disk_full, write_bytes
 from cnnclf.data.dataset import Dataset
+from cnnclf.data.images import first_of_each_class
 from cnnclf.errors import CnnclfError, DiskFull, Interrupted, Pruned, plural
 from cnnclf.rundir.directory import RunDir, kept_epoch
 from cnnclf.signals import interrupts_raised
@@ -18,10 +19,10 @@ from cnnclf.signals import interrupts_raised
 log = logging.getLogger("cnnclf")
 
 
-def write_data_samples(run: RunDir, data: Dataset, per_class: int = 8) -> None:
+def write_data_samples(run: RunDir, data: Dataset) -> None:
     """A few training images of each class, for the "look at your data" plot."""
     train = data.splits.train
-    chosen = np.concatenate([np.flatnonzero(train.labels == c)[:per_class] for c in range(data.splits.num_classes)])
+    chosen = first_of_each_class(train.labels, data.splits.num_classes)
     out = io.BytesIO()
     np.savez_compressed(
         out, images=train.gather(chosen), labels=train.labels[chosen], class_names=np.array(data.splits.class_names)
@@ -79,7 +80,7 @@ def outcome_recorded(run: RunDir, epochs_done):
         epochs = epochs_done()
         with contextlib.suppress(DiskFull):
             run.set_status("interrupted", epochs_done=epochs)
-        signal_number = e.exit_code - 128 if isinstance(e, Interrupted) else signal.SIGINT
+        signal_number = e.signal_number if isinstance(e, Interrupted) else signal.SIGINT
         raise Interrupted(
             f"{e or 'stopped by SIGINT'} after {plural(epochs, 'finished epoch')}; continue with: "
             f"cnnclf resume {run.path}",

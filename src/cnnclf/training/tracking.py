@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 
 from cnnclf.config import flatten
-from cnnclf.errors import ConfigError
+from cnnclf.errors import ConfigError, first_line
 from cnnclf.rundir.directory import RunDir
 
 
@@ -41,7 +41,7 @@ def connect_mlflow(settings):
         mlflow.set_experiment(settings.experiment)
     except mlflow.exceptions.MlflowException as e:
         raise ConfigError(
-            f"train.mlflow.tracking_uri {settings.tracking_uri}: MLflow refused it: {str(e).splitlines()[0]}"
+            f"train.mlflow.tracking_uri {settings.tracking_uri}: MLflow refused it: {first_line(e)}"
         ) from None
     return mlflow
 

@@ -21,6 +21,7 @@ from cnnclf import progress
 from cnnclf.atomic import write_json, write_text
 from cnnclf.config import Config
 from cnnclf.data.dataset import Dataset, load
+from cnnclf.data.pipeline import steps_per_epoch
 from cnnclf.data.split import write_split
 from cnnclf.errors import Interrupted, NotARunError
 from cnnclf.inference.evaluate import collapse_warning, evaluate
@@ -126,7 +127,7 @@ def prepare(config: Config, data: Dataset) -> Session:
         whitening = whitening_weights(images, settings.patch, settings.epsilon, scale)
     with strategy.scope(), progress.step("building the model"):
         model = build_model(config, splits.shape, splits.num_classes, compute.mixed_precision, whitening)
-        steps = -(-len(splits.train) // compute.batch_size)
+        steps = steps_per_epoch(len(splits.train), compute.batch_size)
         compile_model(model, config.train, config.data.labels, steps, compute)
     compute = with_model(compute, model, config.train)
     weights = class_weights(config.train.class_weight, splits.train.labels, splits.class_names)
