@@ -139,10 +139,9 @@ def tune(ctx, config_path, trials, storage, workers, dashboard, port, overrides)
 @click.argument("configs", nargs=-1, required=True)
 @click.option(
     "--data-dir",
-    default="../shared/data",
-    show_default=True,
+    required=True,
     type=click.Path(path_type=Path),
-    help="Folder with mnist/, fashion-mnist/ (IDX) and cifar10/cifar10-jpg.zip.",
+    help="Folder with mnist/, fashion-mnist/ (IDX) and cifar10/cifar10-jpg.zip (this project's: ../shared/data).",
 )
 @click.option("--limit", type=click.IntRange(1), help="Quick pass: this many training and test images.")
 @click.option("--epochs", type=click.IntRange(1), help="Quick pass: this many epochs.")
@@ -164,11 +163,10 @@ def tune(ctx, config_path, trials, storage, workers, dashboard, port, overrides)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Results as JSON [bench/SECTION.json].")
 @click.option(
     "--work-dir",
-    default="bench",
-    show_default=True,
+    required=True,
     type=click.Path(path_type=Path),
     help="Where runs, logs and the CSV cache go; its figures.yaml names each config's target "
-    "figure, and its tutorials.py holds the tutorials' own code.",
+    "figure, and its tutorials.py holds the tutorials' own code (this project's: bench/).",
 )
 @click.option("--tutorial-code", is_flag=True, help="Also run each seed tutorial's own code (WORK_DIR/tutorials.py).")
 @click.pass_context
@@ -178,8 +176,10 @@ def bench(ctx, configs, data_dir, limit, epochs, seeds, section, out, json_path,
 
     \b
     Example:
-      cnnclf bench configs/seeds/*.yaml configs/fast/*.yaml --tutorial-code --section cpu
-      cnnclf bench configs/seeds/s002_mnist.yaml --limit 2000 --epochs 1 --section quick
+      cnnclf bench configs/seeds/*.yaml configs/fast/*.yaml --tutorial-code --section cpu \\
+          --data-dir ../shared/data --work-dir bench
+      cnnclf bench configs/seeds/s002_mnist.yaml --limit 2000 --epochs 1 --section quick \\
+          --data-dir ../shared/data --work-dir bench
     """
     import json
     import shlex
