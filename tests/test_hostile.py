@@ -433,6 +433,8 @@ def test_names_and_runs_dirs_are_strings(tmp_path):
     assert dated.name == "2024-06-01" and dated.output.runs_dir == "001"
     assert load_config(config(tmp_path, text="model: {preset: s002_mnist}\n").rename(tmp_path / "_scratch.yaml")
                        ).name == "_scratch"
+    spaced = config(tmp_path, text="model: {preset: s002_mnist}\n").rename(tmp_path / "my exp (2).yaml")
+    assert load_config(spaced).name == "my-exp-2"  # a file name a run name cannot hold, made safe
 
 
 def test_output_folders_are_made(tmp_path, trained_run):

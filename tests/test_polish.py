@@ -83,6 +83,8 @@ def test_exports_carry_class_names_input_size_and_named_output(trained_run):
     meta = json.loads(path.with_name("model.onnx.json").read_text())
     assert meta["output"] == {"name": "probabilities", "classes": [str(i) for i in range(10)]}
     assert meta["input"]["shape"] == [None, 28, 28, 1] and meta["input"]["pixel_range"] == [0, 255]
+    assert meta["input"]["resampling"] == "bilinear" and meta["input"]["resize"] == "stretch"
+    assert meta["input"]["pad_color"] is None  # set where resize is pad: [0] for each channel
     session = onnxruntime.InferenceSession(str(path))
     assert [o.name for o in session.get_outputs()] == ["probabilities"]
 
