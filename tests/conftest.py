@@ -143,7 +143,7 @@ def tiny_config(runs_dir: Path, **train) -> dict:
         "model": {"layers": [{"Conv2D": {"filters": 16, "kernel_size": 3, "activation": "relu"}},
                              {"MaxPooling2D": {"pool_size": 2}}, {"Flatten": {}}]},
         "train": {"epochs": 2, "batch_size": 16, "mixed_precision": "float32", **train},
-        "output": {"runs_dir": str(runs_dir)},
+        "output": {"runs_dir": str(runs_dir), "plots": False},  # drawn only where a test looks at them
     }
 
 
@@ -151,7 +151,9 @@ def tiny_config(runs_dir: Path, **train) -> dict:
 def tiny_run(tmp_path_factory):
     """One completed training run of tiny_config, and what the CLI printed; do not modify it."""
     tmp = tmp_path_factory.mktemp("tiny")
-    result = cnnclf("train", write_config(tmp / "tiny.yaml", tiny_config(tmp / "runs")))
+    config = tiny_config(tmp / "runs")
+    config["output"]["plots"] = True  # its plots and report are what several tests look at
+    result = cnnclf("train", write_config(tmp / "tiny.yaml", config))
     assert result.exit_code == 0, result.stderr
     return Path(result.stdout.strip().splitlines()[-1]), result
 

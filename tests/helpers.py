@@ -25,7 +25,7 @@ def config(tmp, data=None, model=None, train=None, text=None):
         return path
     return write_config(path, {"data": data or {"dataset": "mnist", "source": "idx", "path": str(SAMPLE)},
                                "model": model or {"layers": LAYERS}, "train": train or {"epochs": 1},
-                               "output": {"runs_dir": str(tmp / "runs")}})
+                               "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
 
 
 def npz(tmp, x_train, y_train, x_test=None, y_test=None, dataset="custom"):

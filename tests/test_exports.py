@@ -22,7 +22,7 @@ def trained(tmp: Path, root: Path, model: dict, **train) -> Path:
                  "resize": "pad", "augment": {**AUGMENT, **train.pop("augment", {})}},
         "model": model,
         "train": {"epochs": 1, "batch_size": 16, "optimizer": {"name": "adam", "learning_rate": 0.01}, **train},
-        "output": {"runs_dir": str(tmp / "runs")}})
+        "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
     result = cnnclf("train", config)
     assert result.exit_code == 0, result.stderr
     return Path(result.stdout.split()[-1])

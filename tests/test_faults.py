@@ -160,7 +160,7 @@ def test_a_streamed_file_gone_during_training_is_one_line_and_the_run_resumes(tm
         "data": {"dataset": "custom", "source": "folder", "path": str(root), "image_shape": [16, 16, 3],
                  "storage": "stream", "validation": "test"},
         "model": {"layers": [{"Flatten": {}}]}, "train": {"epochs": 1, "batch_size": 4},
-        "output": {"runs_dir": str(tmp_path / "runs")}})
+        "output": {"runs_dir": str(tmp_path / "runs"), "plots": False}})
     result = cnnclf("train", config)
     assert result.exit_code == 2, result.stderr
     run = next((tmp_path / "runs").iterdir())
@@ -223,7 +223,7 @@ def cache_config(tmp_path, root, cache, side=16) -> Path:
         "data": {"dataset": "custom", "source": "folder", "path": str(root), "image_shape": [side, side, 3],
                  "storage": "stream", "cache": str(cache), "validation": "test"},
         "model": {"layers": [{"Flatten": {}}]}, "train": {"epochs": 1, "batch_size": 4, "mixed_precision": "float32"},
-        "output": {"runs_dir": str(tmp_path / "runs")}})
+        "output": {"runs_dir": str(tmp_path / "runs"), "plots": False}})
 
 
 def test_a_cache_filling_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, small_disk):

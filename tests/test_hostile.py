@@ -39,7 +39,7 @@ def run_dir(tmp, config_text: str, status: str = "failed", **files) -> Path:
 
 def good_run_config(tmp) -> str:
     return yaml.safe_dump({"name": "x", "data": TINY, "model": layers(),
-                           "output": {"runs_dir": str(tmp / "runs")}})
+                           "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
 
 
 def alias_bomb(flow: bool = False) -> str:
@@ -497,7 +497,7 @@ def photo_run(tmp_path_factory):
                                       "image_shape": [16, 16, 3]},
                              "model": {"layers": [{"Flatten": {}}]},
                              "train": {"epochs": 1, "batch_size": 8, "mixed_precision": "float32"},
-                             "output": {"runs_dir": str(tmp / "runs")}})
+                             "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
     (tmp / "p.yaml").write_text(config)
     result = cnnclf("train", tmp / "p.yaml")
     assert result.exit_code == 0, result.stderr

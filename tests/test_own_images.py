@@ -28,7 +28,7 @@ def train(tmp, data_config: dict, *args, **train_config):
         "data": data_config, "model": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
                                                   {"GlobalAveragePooling2D": {}}]},
         "train": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "learning_rate": 0.01},
-                  **train_config}, "output": {"runs_dir": str(tmp / "runs")}})
+                  **train_config}, "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
     result = cnnclf("train", config, *args)
     assert result.exit_code == 0, result.stderr
     return Path(result.stdout.strip().splitlines()[-1]), result
@@ -186,7 +186,7 @@ def test_mixed_sizes_need_an_image_shape(tmp_path):
     for storage in ("memory", "stream"):
         config = write_config(tmp_path / "c.yaml", {"data": {**data(root, storage=storage), "image_shape": None},
                                                     "model": {"layers": [{"Flatten": {}}]},
-                                                    "output": {"runs_dir": str(tmp_path / "runs")}})
+                                                    "output": {"runs_dir": str(tmp_path / "runs"), "plots": False}})
         result = cnnclf("train", config)
         assert result.exit_code == 2 and "but the first image is" in result.stderr, result.stderr
         assert "set data.image_shape: [height, width, channels]" in result.stderr
@@ -196,7 +196,7 @@ def test_data_inspect_reports_sizes_modes_balance_and_duplicates(tmp_path):
     root = photos(tmp_path / "photos", counts={"cat": 40, "dog": 10}, suffix=".png")
     (root / "dog" / "broken.png").write_bytes(b"not a png")
     config = write_config(tmp_path / "c.yaml", {"data": data(root, test_split=0.3), "model": {"layers": [{"Flatten": {}}]},
-                                                "output": {"runs_dir": str(tmp_path / "runs")}})
+                                                "output": {"runs_dir": str(tmp_path / "runs"), "plots": False}})
     result = cnnclf("data", "inspect", config, "--json")
     assert result.exit_code == 0, result.stderr
     found = json.loads(result.stdout)

@@ -65,7 +65,9 @@ def test_a_warning_reaches_the_log_the_run_record_and_the_report(tmp_path, monke
     from cnnclf.training import train as training
 
     monkeypatch.setattr(training, "collapse_warning", lambda metrics, class_weight: "the model predicts 7 for 95%")
-    result = cnnclf("train", write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs", epochs=1)))
+    config = tiny_config(tmp_path / "runs", epochs=1)
+    config["output"]["plots"] = True
+    result = cnnclf("train", write_config(tmp_path / "c.yaml", config))
     assert result.exit_code == 0, result.stderr
     run = Path(result.stdout.strip().splitlines()[-1])
     assert "warning: the model predicts 7 for 95%" in result.stderr

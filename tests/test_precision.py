@@ -39,6 +39,7 @@ def test_a_bfloat16_run_is_evaluated_and_predicted_in_float32(tmp_path):
     from cnnclf.rundir.directory import RunDir
 
     config = tiny_config(tmp_path / "runs", epochs=1, mixed_precision="mixed_bfloat16")
+    config["output"]["plots"] = True
     result = cnnclf("train", write_config(tmp_path / "bf16.yaml", config))
     assert result.exit_code == 0, result.stderr
     run = Path(result.stdout.split()[-1])

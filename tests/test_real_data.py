@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # trains for real, in subprocesses and clusters
 def train_one_epoch(tmp_path, data, preset, batch_size):
     config = write_config(tmp_path / f"{preset}.yaml", {
         "data": {**data, "validation": "test"}, "model": {"preset": preset},
-        "train": {"epochs": 1, "batch_size": batch_size}, "output": {"runs_dir": str(tmp_path / "runs")}})
+        "train": {"epochs": 1, "batch_size": batch_size}, "output": {"runs_dir": str(tmp_path / "runs"), "plots": False}})
     result = cnnclf("train", config)
     assert result.exit_code == 0, result.stderr
     return json.loads((Path(result.stdout.split()[-1]) / "metrics.json").read_text())

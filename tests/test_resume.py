@@ -26,6 +26,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     straight = cnnclf("train", resumable_config(tmp_path / "straight"))
     assert straight.exit_code == 0, straight.stderr
     straight_run = Path(straight.stdout.split()[-1])
+    assert not (straight_run / "plots").exists() and not (straight_run / "report.html").exists()  # plots: false
 
     process = start_training(resumable_config(tmp_path / "cut"))
     run = signal_after_epochs(process, tmp_path / "cut" / "runs", 2, signal.SIGTERM)

@@ -146,7 +146,7 @@ def test_smoke_runs_on_every_source(tmp_path, formats, source, path, test_path, 
     if test_path:
         data["test_path"] = str(formats / test_path)
     config = write_config(tmp_path / "smoke.yaml", {"data": data, "model": {"layers": [{"Flatten": {}}]},
-                                                    "output": {"runs_dir": str(tmp_path / "runs")}})
+                                                    "output": {"runs_dir": str(tmp_path / "runs"), "plots": False}})
     result = cnnclf("train", config, "--smoke")
     assert result.exit_code == 0, result.stderr
     run = Path(result.stdout.strip().splitlines()[-1])

@@ -22,7 +22,7 @@ def backbone_config(tmp, root, backbone=None, **train) -> Path:
         "model": {"backbone": backbone or SMALL},
         "train": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "learning_rate": 0.01},
                   "deterministic": True, **train},
-        "output": {"runs_dir": str(tmp / "runs")}})
+        "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
 
 
 @pytest.fixture(scope="module")

@@ -115,6 +115,7 @@ class TuneConfig(Section):
 
 class OutputConfig(Section):
     runs_dir: str = "runs"  # each run gets runs_dir/<UTC time>-<name>/
+    plots: bool = True  # the plots and report.html once trained (false: `cnnclf plot RUN` draws them later)
 
 
 class Config(Section):

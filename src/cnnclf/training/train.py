@@ -178,10 +178,8 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple 
                 model.save(run.backup / "final.keras")
                 publish_model(run.backup / "final.keras", run.model)
             release_memory()
-            threading.Thread(
-                target=importlib.import_module, args=("cnnclf.reporting.plots",), daemon=True
-            ).start()  # matplotlib
-            # (a second of imports) loads while TensorFlow evaluates
+            if config.output.plots:  # matplotlib (a second of imports) loads while TensorFlow evaluates
+                threading.Thread(target=importlib.import_module, args=("cnnclf.reporting.plots",), daemon=True).start()
             with progress.step(f"evaluating the best model on the {len(splits.test):,} test images"):
                 best = load_model(run, as_trained=True)
                 metrics = evaluate(run, best, splits, config)
@@ -190,7 +188,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple 
             for warning in warnings:
                 log.warning(f"warning: {warning}")
             run.set_status("running", warnings=warnings)  # for the report, drawn next
-            plots_error = draw_plots(run)
+            plots_error = draw_plots(run) if config.output.plots else None
             if mlflow:
                 mlflow.finish(metrics, best)
         outcome = "FINISHED"
