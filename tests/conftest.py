@@ -195,3 +195,49 @@ def photos(root: Path, counts=None, suffix=".jpg") -> Path:
             mode = MODES[i % 4] if suffix == ".png" else ("RGB", "L")[i % 2]
             photo(COLOURS[name], size, mode, seed=i).save(root / name / f"{i:03d}{suffix}")
     return root
+
+
+# --- backbones ------------------------------------------------------------------------------------
+
+SMALL = {"name": "MobileNetV3Small", "weights": None}
+
+
+def backbone_config(tmp, root, backbone=None, augment=None, **train) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    return write_config(tmp / "bb.yaml", {
+        "data": {"dataset": "custom", "source": "folder", "path": str(root), "image_shape": [32, 32, 3],
+                 "augment": augment or {}},
+        "model": {"backbone": backbone or SMALL},
+        "train": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "learning_rate": 0.01},
+                  "deterministic": True, **train},
+        "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
+
+
+def weights_file(path: Path, name="MobileNetV3Small", seed=3) -> Path:
+    """A backbone's weights as a file, made here: what a download would bring."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pictures(tmp_path_factory):
+    return photos(tmp_path_factory.mktemp("pictures") / "photos", counts={"cat": 24, "dog": 16, "fox": 8})
+
+
+FINE_TUNING = dict(epochs=1, fine_tune={"epochs": 1, "learning_rate": 1e-4, "unfreeze": 10},
+                   augment={"flip": "horizontal", "zoom": 0.1})
+
+
+@pytest.fixture(scope="session")
+def fine_tuned(tmp_path_factory, pictures):
+    """A MobileNetV3Small from a weights file, frozen for an epoch, then its last 10 layers fine-tuned
+    for one (batch norm in inference mode), with augmentation: its run, config and weights file."""
+    tmp = tmp_path_factory.mktemp("fine-tuned")
+    weights = weights_file(tmp / "given.weights.h5")
+    config = backbone_config(tmp / "a", pictures, {**SMALL, "weights": str(weights)}, **FINE_TUNING)
+    result = cnnclf("train", config)
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.split()[-1]), config, weights, result

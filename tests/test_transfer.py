@@ -10,31 +10,7 @@ import pytest
 import yaml
 
 from cnnclf.model import backbones
-from conftest import cnnclf, photos, write_config
-
-SMALL = {"name": "MobileNetV3Small", "weights": None}
-
-
-def backbone_config(tmp, root, backbone=None, **train) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    return write_config(tmp / "bb.yaml", {
-        "data": {"dataset": "custom", "source": "folder", "path": str(root), "image_shape": [32, 32, 3]},
-        "model": {"backbone": backbone or SMALL},
-        "train": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "learning_rate": 0.01},
-                  "deterministic": True, **train},
-        "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
-
-
-@pytest.fixture(scope="module")
-def pictures(tmp_path_factory):
-    return photos(tmp_path_factory.mktemp("pictures") / "photos", counts={"cat": 24, "dog": 16, "fox": 8})
-
-
-def weights_file(path: Path, name="MobileNetV3Small", seed=3) -> Path:
-    """A backbone's weights as a file, made here: what a download would bring."""
-    keras.utils.set_random_seed(seed)
-    getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
-    return path
+from conftest import FINE_TUNING, SMALL, backbone_config, cnnclf, weights_file, write_config
 
 
 def backbone_weights(model_path: Path) -> list[np.ndarray]:
@@ -59,13 +35,9 @@ def test_preprocessing_layers_do_what_keras_preprocess_input_does(name, family, 
 
 
 @pytest.mark.slow
-def test_frozen_then_fine_tuned_in_one_run_and_resumed_across_the_boundary(tmp_path, pictures, monkeypatch):
-    weights = weights_file(tmp_path / "given.weights.h5")
-    settings = dict(epochs=1, fine_tune={"epochs": 1, "learning_rate": 1e-4, "unfreeze": 10})
-    straight = cnnclf("train", backbone_config(tmp_path / "a", pictures, {**SMALL, "weights": str(weights)},
-                                               **settings))
-    assert straight.exit_code == 0, straight.stderr
-    run = Path(straight.stdout.split()[-1])
+def test_frozen_then_fine_tuned_in_one_run_and_resumed_across_the_boundary(tmp_path, pictures, fine_tuned,
+                                                                             monkeypatch):
+    run, _, weights, straight = fine_tuned
     rows = (run / "history.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,phase,") and [r.split(",")[1] for r in rows[1:]] == ["train", "fine_tune"]
     assert "epoch 1/2 (head)" in straight.stderr and "epoch 2/2 (fine-tuning)" in straight.stderr
@@ -81,7 +53,8 @@ def test_frozen_then_fine_tuned_in_one_run_and_resumed_across_the_boundary(tmp_p
         return real(*args, **kwargs)
 
     monkeypatch.setattr(fitting, "start_fine_tuning", stop_at_the_boundary)
-    cut = cnnclf("train", backbone_config(tmp_path / "b", pictures, {**SMALL, "weights": str(weights)}, **settings))
+    config = backbone_config(tmp_path / "b", pictures, {**SMALL, "weights": str(weights)}, **FINE_TUNING)
+    cut = cnnclf("train", config)
     assert cut.exit_code == 130 and "after 1 finished epoch;" in cut.stderr
     resumed_run = next((tmp_path / "b" / "runs").iterdir())
     resumed = cnnclf("resume", resumed_run)
