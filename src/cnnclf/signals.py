@@ -3,6 +3,7 @@ Interrupted, except within deferred_interrupts(), which holds them until the sta
 whole (an epoch's backup, any file atomic.py writes) and raises then."""
 
 import contextlib
+import os
 import signal
 import threading
 
@@ -46,3 +47,16 @@ def deferred_interrupts():
             signum = _pending.pop()
             _pending.clear()
             raise Interrupted(f"stopped by {signal.Signals(signum).name}", signum)
+
+
+def alive(pid) -> bool:
+    """Whether process `pid` exists (signal 0 probes it without disturbing it)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True

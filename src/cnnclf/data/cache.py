@@ -17,6 +17,7 @@ from cnnclf.atomic import is_disk_full, write_json
 from cnnclf.data.files import ImageFiles
 from cnnclf.data.parts import Part, decode_all
 from cnnclf.errors import DataError, DiskFull
+from cnnclf.signals import alive
 
 log = logging.getLogger("cnnclf")
 
@@ -97,15 +98,5 @@ def _remove_abandoned(folder: Path, key: str) -> None:
     """Remove what processes that died while filling this cache entry left (kill -9, a crash)."""
     for partial in folder.glob(f".{key}.*.pixels"):
         pid = partial.name.split(".")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             partial.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from cnnclf.errors import ConfigError, first_line
+from cnnclf.signals import alive
 
 PASSWORD_VARIABLE = "CNNCLF_TUNE_PASSWORD"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -118,7 +119,7 @@ def fail_abandoned(study) -> None:
 
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if trial.user_attrs.get("host") == host and not _alive(trial.user_attrs.get("pid")):
+        if trial.user_attrs.get("host") == host and not alive(trial.user_attrs.get("pid")):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             ask_again(study, trial)
 
@@ -138,18 +139,6 @@ def ask_again(study, trial) -> None:
             system_attrs={"failed_trial": history[0], "retry_history": history},
         )
     )
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_workers(arguments: list[str], workers: int) -> int:
