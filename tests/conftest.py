@@ -158,6 +158,16 @@ def tiny_run(tmp_path_factory):
     return Path(result.stdout.strip().splitlines()[-1]), result
 
 
+@pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory):
+    """A run of helpers.resumable_config trained without interruption: what every resumed one must equal."""
+    from helpers import resumable_config
+
+    result = cnnclf("train", resumable_config(tmp_path_factory.mktemp("straight")))
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.split()[-1])
+
+
 @pytest.fixture
 def trained_run(tiny_run, tmp_path):
     """A copy of the tiny run that a test may change."""

@@ -56,14 +56,6 @@ epoch_backup.TrainingState._publish = publish
 }
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("straight")
-    result = cnnclf("train", resumable_config(tmp))
-    assert result.exit_code == 0, result.stderr
-    return Path(result.stdout.split()[-1])
-
-
 @pytest.mark.parametrize("fault", FAULTS)
 def test_kill_9_while_saving_then_resume_matches_an_uninterrupted_run(tmp_path, uninterrupted, fault):
     config = resumable_config(tmp_path)
