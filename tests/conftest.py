@@ -55,7 +55,7 @@ def run_exported(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
 
 
 def write_config(path: Path, config: dict) -> Path:
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(yaml.safe_dump(config, sort_keys=False, width=10_000))  # line numbers never depend on a path's length
     return path
 
 
