@@ -75,7 +75,9 @@ def test_kill_9_while_saving_then_resume_matches_an_uninterrupted_run(tmp_path, 
 
 def test_two_resumes_at_once_one_trains_the_other_is_refused(tmp_path):
     process = start_training(resumable_config(tmp_path))
-    run = signal_after_epochs(process, tmp_path / "runs", 1, signal.SIGTERM)
+    # SIGKILL, which lands at once: a SIGTERM that is handled after the tiny run's last epoch leaves a
+    # completed run, with nothing to resume (seen on the faster CPU)
+    run = signal_after_epochs(process, tmp_path / "runs", 1, signal.SIGKILL)
     process.communicate(timeout=120)
     resumes = [subprocess.Popen([sys.executable, "-m", "cnnclf", "resume", str(run)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
