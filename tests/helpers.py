@@ -64,8 +64,9 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 # Everything resume must restore: dropout's random state, early stopping's wait and best, the
-# checkpoint's best, the schedule's position and Adam's moments.
+# checkpoint's best, the schedule's position, Adam's moments and lookahead's weights.
 RESUMABLE = dict(epochs=4, deterministic=True, lr_schedule="cosine", warmup_epochs=0.5,
+                 lookahead={"every_steps": 5, "decay": 0.9},
                  # an improvement of 1.0 in accuracy never comes: early stopping stops after epoch 3, unless
                  # a resume forgot its count of epochs without improvement
                  early_stopping={"monitor": "val_accuracy", "mode": "max", "patience": 2, "min_delta": 1.0})

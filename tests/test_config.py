@@ -87,6 +87,8 @@ def test_overrides_reach_nested_keys_and_layer_arguments(tmp_path):
      "exp.yaml:1: source idx cannot hold dataset cifar10; it holds mnist, fashion_mnist, custom"),
     ("data: {dataset: custom}\nmodel: {preset: s002_mnist}\n",
      "exp.yaml:1: dataset custom needs data.source; one of keras, sklearn, idx, csv, npz, cifar, folder"),
+    ("model: {preset: s002_mnist}\ntrain:\n  ema: true\n  lookahead: true\n",
+     "exp.yaml:4: train.ema and train.lookahead both average the weights: keep one of them"),
     ("model: {preset: s002_mnist}\ntrain: {label_smoothing: 0.1}\n",
      "exp.yaml:2: label smoothing needs one-hot labels: set data.labels: onehot"),
     ("data:\n  augment: {translate: 0.1, test_flip: true}\nmodel: {preset: s002_mnist}\n",

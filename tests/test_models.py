@@ -187,3 +187,96 @@ def test_whitening_makes_patches_uncorrelated_with_unit_variance():
     np.testing.assert_allclose(out[:, 12:], -out[:, :12], atol=1e-4)
     np.testing.assert_allclose(out[:, :12].mean(axis=0), 0, atol=1e-3)
     np.testing.assert_allclose(np.cov(out[:, :12], rowvar=False), np.eye(12), atol=2e-2)
+
+
+def test_norm_bias_lr_multiplier_steps_batch_norm_offsets_that_much_further_and_nothing_else():
+    """One SGD step without momentum: each offset (beta) moves `multiplier` times as far as with 1,
+    every other weight as far; the decoupled weight decay is the same fraction for both."""
+    layers = [{"Conv2D": {"filters": 4, "kernel_size": 3, "use_bias": False}},
+              {"BatchNormalization": {"scale": False}}, {"Flatten": {}}]
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (8, 6, 6, 1)).astype("uint8"), rng.integers(0, 3, 8)
+    compute = Compute(steps_per_execution=1, jit_compile=False, mixed_precision="float32",
+                      conv_gradients="tensorflow", replicas=1, batch_size=8, learning_rate_scale=1)
+    moved = {}
+    for multiplier in (1, 64):
+        cfg = config({"layers": layers}, optimizer={"name": "sgd", "learning_rate": 0.01, "weight_decay": 0.5},
+                     norm_bias_lr_multiplier=multiplier)
+        model = build_model(cfg, (6, 6, 1), 3)
+        compile_model(model, cfg.train, "sparse", 1, compute)
+        before = [w.numpy().copy() for w in model.trainable_weights]
+        model.train_on_batch(x, y)
+        moved[multiplier] = [(w.path.rsplit("/")[-1], w.numpy() - b, -b * 0.01 * 0.5)  # decay: the same for both
+                             for w, b in zip(model.trainable_weights, before, strict=True)]
+    assert [name for name, _, _ in moved[64]] == ["kernel", "beta", "kernel", "bias"]
+    for (name, delta, decay), (_, plain, _) in zip(moved[64], moved[1], strict=True):
+        if name == "beta":
+            np.testing.assert_allclose(delta - decay, 64 * (plain - decay), rtol=1e-3, atol=1e-9)
+            assert np.abs(plain - decay).max() > 1e-6  # it did move
+        else:
+            np.testing.assert_allclose(delta, plain, rtol=1e-5, atol=1e-9)
+
+
+def test_dirac_starts_each_odd_convolution_as_the_identity_on_its_first_input_channels():
+    layers = [{"Conv2D": {"filters": 6, "kernel_size": 3, "padding": "same"}},
+              {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same"}},
+              {"Conv2D": {"filters": 8, "kernel_size": 2}}, {"Flatten": {}}]
+    model = build_model(config({"layers": layers, "dirac": True, "whiten": True}), (8, 8, 3), 2)
+    plain = build_model(config({"layers": layers, "whiten": True}), (8, 8, 3), 2)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs[0].name == "whiten"  # frozen, kept as computed
+    first, second, even = (layer.kernel.numpy() for layer in convs[1:])
+    identity = np.zeros((3, 3, 24, 6))
+    identity[1, 1, range(6), range(6)] = 1  # 24 inputs, 6 filters: each filter passes its channel
+    np.testing.assert_array_equal(first, identity)
+    np.testing.assert_array_equal(second[..., :4][1, 1], np.eye(6)[:, :4])
+    assert np.count_nonzero(second[..., :4]) == 4
+    plain_convs = [layer for layer in plain.layers if isinstance(layer, keras.layers.Conv2D)]
+    np.testing.assert_array_equal(even, plain_convs[3].kernel.numpy())  # even-sized: as built
+    assert np.count_nonzero(first) == 6 and np.count_nonzero(second[..., 4:]) == second[..., 4:].size  # random
+    x = np.random.default_rng(1).uniform(size=(1, 8, 8, 24)).astype("float32")
+    np.testing.assert_allclose(convs[1](x).numpy()[..., :6], x[..., :6], rtol=1e-6)  # passes them through
+
+
+def test_lookahead_moves_the_weights_to_the_average_every_few_steps_and_at_the_epochs_end():
+    from cnnclf.training.callbacks import Lookahead
+
+    model = build_model(config({"layers": [{"Flatten": {}}, {"BatchNormalization": {}}]}), (2, 2, 1), 2)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)
+    floats = [w for w in model.weights if "float" in w.dtype]
+    assert any(not w.trainable for w in floats)  # batch normalization's statistics move too
+    callback = Lookahead(every_steps=2, decay=0.5, steps_per_epoch=3, total_steps=3)
+    callback.set_model(model)
+    callback.on_epoch_begin(0)
+    start = [w.numpy() for w in floats]
+
+    def train_to(step, offset):  # stands for the optimizer's steps
+        model.optimizer.iterations.assign(step)
+        for w in floats:
+            w.assign(w.numpy() + offset)
+        return [w.numpy() for w in floats]
+
+    callback.on_train_batch_end(0)
+    np.testing.assert_array_equal(floats[0].numpy(), start[0])  # step 1 of every 2: no move
+    trained = train_to(2, 1.0)
+    callback.on_train_batch_end(1)
+    share = 0.5 * (2 / 3) ** 3
+    for w, a, b in zip(floats, start, trained, strict=True):
+        np.testing.assert_allclose(w.numpy(), share * a + (1 - share) * b, rtol=1e-6)
+    moved = [w.numpy() for w in floats]
+    trained = train_to(3, 2.0)
+    callback.on_train_batch_end(2)  # the epoch's last step: a move, from the last one's weights
+    for w, a, b in zip(floats, moved, trained, strict=True):
+        np.testing.assert_allclose(w.numpy(), 0.5 * a + 0.5 * b, rtol=1e-6)
+
+
+def test_lookahead_sets_steps_per_execution_and_excludes_the_ema():
+    import tensorflow as tf
+
+    from cnnclf.training import compute
+
+    cfg = config({"layers": [{"Flatten": {}}]}, lookahead={"every_steps": 4})
+    assert compute.resolve(cfg.train, tf.distribute.get_strategy()).steps_per_execution == 4
+    assert compute.resolve(config({"layers": []}).train, tf.distribute.get_strategy()).steps_per_execution == 32
+    assert cfg.train.lookahead.decay == pytest.approx(0.95**5)

@@ -10,6 +10,7 @@ Keras 3.3. Nothing else in cnnclf imports keras.src or tensorflow.python, or pat
     hidden_imports         an import hook: Keras's optional imports at start-up made to fail
     downloads_failing_as   keras.src.utils.file_utils.get_file wrapped: a failed download is our error
     set_convolution_op     Conv2D.convolution_op replaced per layer (train.conv_gradients)
+    scale_learning_rate    an optimizer's update_step wrapped per instance (train.norm_bias_lr_multiplier)
     callback_state_fields  the EarlyStopping and ModelCheckpoint attributes resume restores
     multi_worker_fixes     two Keras internals replaced for MultiWorkerMirroredStrategy
     frozen_graph           a concrete function with its variables as constants (FLOP counting)
@@ -131,6 +132,25 @@ def set_convolution_op(layer, op) -> bool:
         return False
     layer.convolution_op = op
     return True
+
+
+def scale_learning_rate(optimizer, variables: list, multiplier: float) -> None:
+    """Make `optimizer` (this instance: its class, hence the saved model, stays Keras's own) step
+    `variables` at `multiplier` times its learning rate. Keras 3 optimizers update each variable in
+    update_step(gradient, variable, learning_rate), the method a Keras custom optimizer overrides,
+    and find a variable's place with _get_variable_index, which is not documented; the weight decay
+    (decoupled: learning rate x weight_decay x weight) is applied elsewhere, so it stays the others'."""
+    if not hasattr(optimizer, "_get_variable_index"):
+        raise RunError(_missing("Optimizer._get_variable_index", "train.norm_bias_lr_multiplier"))
+    paths = {variable.path for variable in variables}
+    update_step = optimizer.update_step
+
+    def scaled(gradient, variable, learning_rate):
+        if optimizer._trainable_variables[optimizer._get_variable_index(variable)].path in paths:
+            learning_rate = learning_rate * multiplier
+        return update_step(gradient, variable, learning_rate)
+
+    optimizer.update_step = scaled
 
 
 @functools.cache

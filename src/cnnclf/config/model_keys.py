@@ -82,6 +82,8 @@ class ModelConfig(Section):
     backbone: BackboneConfig | None = None  # a pretrained feature extractor, with layers as its head, or:
     layers: list[LayerSpec] | None = None  # [{KerasLayerName: {kwargs}}, ...]; the classifier may be left out
     whiten: WhitenConfig | None = None  # true or {patch, epsilon, images}: before the layers (model/whitening.py)
+    dirac: bool = False  # true: each 3x3 (odd-sized) convolution starts as the identity on its first input
+    # channels, its other filters random (airbench's initialization)
 
     @field_validator("whiten", mode="before")
     @classmethod

@@ -151,6 +151,8 @@ def _check_train(cfg: Config, fail) -> None:
             "the batch per step is fixed, so the learning rate keeps its scale; "
             "set train.batch_size_per_replica: true to scale both",
         )
+    if train.ema is not None and train.lookahead is not None:
+        fail(("train", "lookahead"), "train.ema and train.lookahead both average the weights: keep one of them")
     if train.label_smoothing and data.labels != "onehot":
         fail(("train", "label_smoothing"), "label smoothing needs one-hot labels: set data.labels: onehot")
     for i, name in enumerate(train.metrics):

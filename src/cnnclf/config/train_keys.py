@@ -79,6 +79,14 @@ class EmaConfig(Section):
     every_steps: PositiveInt | None = None  # the model takes the average every this many steps (null: each epoch)
 
 
+class LookaheadConfig(Section):
+    """Lookahead (airbench's): every few steps the weights move to an average of themselves and the
+    weights of the last such move, an average that counts for more as training ends."""
+
+    every_steps: PositiveInt = 5  # steps between moves (and at each epoch's last step)
+    decay: float = Field(0.95**5, ge=0, lt=1)  # the old weights' share at the end; it grows as (step/steps)^3
+
+
 class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()  # a name, or {name: rmsprop, learning_rate: 0.001}
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 by the last epoch
@@ -105,6 +113,9 @@ class TrainConfig(Section):
     scale_learning_rate: bool = False  # times the replicas, with batch_size_per_replica (linear scaling)
     cpu_replicas: PositiveInt = 1  # mirrored without GPUs: split the CPU into this many devices
     ema: EmaConfig | None = None  # averaged weights (Keras's optimizer EMA); or false
+    lookahead: LookaheadConfig | None = None  # true, or {every_steps, decay}; or false
+    norm_bias_lr_multiplier: PositiveFloat = 1.0  # batch normalization's offsets (beta) learn at this many
+    # times the learning rate (airbench: 64); their weight decay stays the others'
     fine_tune: FineTuneConfig | None = None  # with model.backbone: a second phase, the backbone unfrozen
     class_weight: Literal["none", "balanced"] | dict[str, PositiveFloat] = "none"  # balanced: each class
     # weighs images / (classes x its images) in the loss; or {class name: weight}, others 1
@@ -116,12 +127,12 @@ class TrainConfig(Section):
     def _optimizer_name(cls, value):
         return {"name": value} if isinstance(value, str) else value
 
-    @field_validator("early_stopping", "checkpoint", "fine_tune", "ema", mode="before")
+    @field_validator("early_stopping", "checkpoint", "fine_tune", "ema", "lookahead", mode="before")
     @classmethod
     def _switch(cls, value):
         return on_off(value)
 
-    @field_serializer("early_stopping", "checkpoint", "fine_tune", "ema")
+    @field_serializer("early_stopping", "checkpoint", "fine_tune", "ema", "lookahead")
     def _off_is_false(self, value):
         return False if value is None else value.model_dump()
 

@@ -36,9 +36,30 @@ def build_model(
     before = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
-        return _build(config, input_shape, num_classes, precision, whitening)
+        model = _build(config, input_shape, num_classes, precision, whitening)
     finally:
         keras.mixed_precision.set_global_policy(before)
+    if config.model.dirac:
+        start_as_identity(model)
+    return model
+
+
+def start_as_identity(model: keras.Model) -> None:
+    """model.dirac: each trainable convolution with an odd square kernel passes its first input
+    channels through unchanged at the start (filter i is 1 at the centre of input channel i, 0
+    elsewhere), its other filters keeping their random start: airbench's initialization, which
+    starts a deep stack of convolutions near the identity, so the features below reach the top."""
+    for layer in model.layers:
+        if not (isinstance(layer, keras.layers.Conv2D) and layer.trainable and layer.groups == 1):
+            continue
+        kernel = keras.ops.convert_to_numpy(layer.kernel.value).copy()
+        height, width, inputs, outputs = kernel.shape
+        if height != width or height % 2 == 0:
+            continue
+        channels = range(min(inputs, outputs))
+        kernel[..., channels] = 0
+        kernel[height // 2, width // 2, channels, channels] = 1
+        layer.kernel.assign(kernel)
 
 
 def _build(config, input_shape: tuple[int, int, int], num_classes: int, precision: str, whitening) -> keras.Model:

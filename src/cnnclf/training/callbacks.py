@@ -1,4 +1,5 @@
-"""Keras callbacks for training: a NaN loss or NaN weights stop it, and each epoch prints one line."""
+"""Keras callbacks for training: a NaN loss or NaN weights stop it, lookahead moves the weights, and
+each epoch prints one line."""
 
 import logging
 import math
@@ -37,6 +38,33 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
         for weight in self.model.weights:  # batch norm's moving statistics too
             if not np.isfinite(keras.ops.convert_to_numpy(weight.value)).all():
                 raise NonFiniteWeights(epoch + 1, weight.path)
+
+
+class Lookahead(keras.callbacks.Callback):
+    """train.lookahead, airbench's: every `every_steps` steps and at each epoch's last step, the
+    weights (batch normalization's statistics too) become share x their value at the previous move
+    + (1 - share) x their value now, and that is the next move's start; share = decay x (step /
+    total steps)^3, so the average matters only late in training. An epoch ends on a move, so its
+    saved weights are the whole state: a resumed run moves as an uninterrupted one. Keras calls
+    back once per steps_per_execution steps; its `auto` is every_steps with lookahead."""
+
+    def __init__(self, every_steps: int, decay: float, steps_per_epoch: int, total_steps: int):
+        super().__init__()
+        self.every, self.decay, self.steps, self.total = every_steps, decay, steps_per_epoch, total_steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.weights = [w for w in self.model.weights if keras.backend.is_float_dtype(w.dtype)]
+        self.start = [keras.ops.convert_to_numpy(w.value) for w in self.weights]
+        self.done = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (batch + 1) // self.every > self.done // self.every or batch + 1 >= self.steps:
+            share = self.decay * min(int(self.model.optimizer.iterations) / self.total, 1.0) ** 3
+            for weight, start in zip(self.weights, self.start):
+                start *= share
+                start += (1 - share) * keras.ops.convert_to_numpy(weight.value)
+                weight.assign(start)
+        self.done = batch + 1
 
 
 class EpochLines(keras.callbacks.Callback):

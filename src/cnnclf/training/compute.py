@@ -48,6 +48,8 @@ def resolve(train, strategy) -> Compute:
     spe = train.steps_per_execution
     if spe == "auto":
         spe = 1 if distribute.is_distributed(strategy) else 32  # Keras 3.15's multi-step loop fails distributed
+        if train.lookahead is not None:  # Keras calls back, and lookahead moves, once per execution
+            spe = min(spe, train.lookahead.every_steps)
     conv_gradients = train.conv_gradients
     if conv_gradients == "auto":
         cpu = cpu_class()

@@ -5,6 +5,7 @@ import inspect
 
 import keras
 
+from cnnclf import compat
 from cnnclf.inference.metrics import make_loss
 from cnnclf.model import backbones
 from cnnclf.model.build import construct
@@ -18,6 +19,9 @@ def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, 
     if compute.conv_gradients == "forward":
         use_forward_convolutions(model)
     optimizer = make_optimizer(train, steps_per_epoch, compute.learning_rate_scale)
+    if train.norm_bias_lr_multiplier != 1:
+        offsets = [layer.beta for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+        compat.scale_learning_rate(optimizer, [beta for beta in offsets if beta is not None], train.norm_bias_lr_multiplier)
     model.compile(
         optimizer=optimizer,
         loss=make_loss(train, labels),
@@ -25,6 +29,11 @@ def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, 
         steps_per_execution=compute.steps_per_execution,
         jit_compile=compute.jit_compile,
     )
+
+
+def _all_layers(model: keras.Model) -> list:
+    """The model's layers, those inside a nested model (a backbone) too."""
+    return [inner for layer in model.layers for inner in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer])]
 
 
 def make_optimizer(train, steps_per_epoch: int, scale: float = 1.0) -> keras.optimizers.Optimizer:

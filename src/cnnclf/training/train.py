@@ -31,7 +31,7 @@ from cnnclf.model.whitening import whitening_weights
 from cnnclf.rundir.directory import RunDir
 from cnnclf.rundir.provenance import environment
 from cnnclf.training import distribute
-from cnnclf.training.callbacks import EpochLines, StopOnNaN
+from cnnclf.training.callbacks import EpochLines, Lookahead, StopOnNaN
 from cnnclf.training.compute import Compute, resolve, with_model
 from cnnclf.training.epoch_backup import TrainingState, publish_model
 from cnnclf.training.fitting import class_weights, fit_phases
@@ -134,6 +134,14 @@ def prepare(config: Config, data: Dataset) -> Session:
     return Session(config, data, distribute.fit_model(model, strategy), strategy, compute, weights)
 
 
+def lookahead(train, images: int, batch_size: int) -> list:
+    """The Lookahead callback where train.lookahead asks for it (its share follows the train phase's steps)."""
+    if train.lookahead is None:
+        return []
+    steps = steps_per_epoch(images, batch_size)
+    return [Lookahead(train.lookahead.every_steps, train.lookahead.decay, steps, steps * train.epochs)]
+
+
 def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple = ()) -> RunDir | None:
     config, splits, model = session.config, session.data.splits, session.model
     train_cfg = config.train
@@ -159,6 +167,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple 
         with outcome_recorded(run, state.first_epoch):
             fit_started = time.time()
             callbacks = [
+                *lookahead(train_cfg, len(splits.train), session.compute.batch_size),
                 StopOnNaN(),
                 epoch_lines,
                 *filter(None, [early_stopping, checkpoint, mlflow]),
