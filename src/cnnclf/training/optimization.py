@@ -20,8 +20,9 @@ def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, 
         use_forward_convolutions(model)
     optimizer = make_optimizer(train, steps_per_epoch, compute.learning_rate_scale)
     if train.norm_bias_lr_multiplier != 1:
-        offsets = [layer.beta for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-        compat.scale_learning_rate(optimizer, [beta for beta in offsets if beta is not None], train.norm_bias_lr_multiplier)
+        norms = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+        offsets = [layer.beta for layer in norms if layer.beta is not None]
+        compat.scale_learning_rate(optimizer, offsets, train.norm_bias_lr_multiplier)
     model.compile(
         optimizer=optimizer,
         loss=make_loss(train, labels),
@@ -33,7 +34,9 @@ def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, 
 
 def _all_layers(model: keras.Model) -> list:
     """The model's layers, those inside a nested model (a backbone) too."""
-    return [inner for layer in model.layers for inner in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer])]
+    return [
+        inner for layer in model.layers for inner in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    ]
 
 
 def make_optimizer(train, steps_per_epoch: int, scale: float = 1.0) -> keras.optimizers.Optimizer:
