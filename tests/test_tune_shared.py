@@ -154,4 +154,4 @@ def test_the_dashboard_shows_the_study_in_headless_chromium(postgres, tmp_path):
         assert "watched" in dom  # the study, listed by the page's own JavaScript from the server's API
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        server.wait(timeout=120)  # seconds idle; 30 ran out once beside a CIFAR-10 training on 2 cores
