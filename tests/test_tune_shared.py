@@ -139,7 +139,10 @@ def test_the_dashboard_shows_the_study_in_headless_chromium(postgres, tmp_path):
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "cnnclf", "tune", str(config), "--storage", postgres,
                                "--dashboard", "--port", str(port)], stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PGPASSWORD": PASSWORD})
+                              env={**os.environ, "PGPASSWORD": PASSWORD},
+                              # Ctrl-C as a terminal sends it, even where the suite runs in the background
+                              # (`cmd &` in a script starts it with SIGINT ignored, and so its children)
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = server.stderr.readline()
         while "dashboard of" not in line and line:
@@ -154,4 +157,4 @@ def test_the_dashboard_shows_the_study_in_headless_chromium(postgres, tmp_path):
         assert "watched" in dom  # the study, listed by the page's own JavaScript from the server's API
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=120)  # seconds idle; 30 ran out once beside a CIFAR-10 training on 2 cores
+        server.wait(timeout=30)
