@@ -10,6 +10,7 @@ from cnnclf.atomic import write_bytes, write_json
 from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches
 from cnnclf.inference.loading import inference_model, load_model
 from cnnclf.inference.metrics import confusion_matrix, expected_calibration_error, make_loss, per_class, top_k_accuracy
+from cnnclf.model.build import all_layers
 from cnnclf.rundir.directory import RunDir
 
 EVAL_ACTIVATION_BUDGET = 64 * 2**20  # bytes of activations per evaluation batch
@@ -149,16 +150,8 @@ def eval_batch_size(model, train) -> int:
     full resolution, held 400 MB of activations)."""
     if train.eval_batch_size != "auto":
         return train.eval_batch_size
-    per_image = 4 * sum(math.prod(_shape(layer.output)[1:]) for layer in _flat_layers(model))
+    per_image = 4 * sum(math.prod(_shape(layer.output)[1:]) for layer in all_layers(model))
     return max(train.batch_size, min(1024, EVAL_ACTIVATION_BUDGET // max(per_image, 1)))
-
-
-def _flat_layers(model) -> list:
-    """Every layer, nested models' layers included."""
-    layers = []
-    for layer in model.layers:
-        layers += _flat_layers(layer) if hasattr(layer, "layers") else [layer]
-    return layers
 
 
 def _shape(output) -> tuple:

@@ -44,6 +44,13 @@ def build_model(
     return model
 
 
+def all_layers(model: keras.Model) -> list:
+    """The model's layers, and those of the models inside it (a backbone)."""
+    return [
+        inner for layer in model.layers for inner in (all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    ]
+
+
 def start_as_identity(model: keras.Model) -> None:
     """model.dirac: each trainable convolution with an odd square kernel passes its first input
     channels through unchanged at the start (filter i is 1 at the centre of input channel i, 0

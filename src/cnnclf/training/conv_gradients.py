@@ -17,12 +17,13 @@ import keras
 import tensorflow as tf
 
 from cnnclf import compat
+from cnnclf.model.build import all_layers
 
 
 def use_forward_convolutions(model: keras.Model) -> None:
     """Route the gradients of every stride-1, undilated, ungrouped channels-last Conv2D of `model` (and
     of a backbone inside it) through forward convolutions; the other layers keep TensorFlow's kernels."""
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if (
             isinstance(layer, keras.layers.Conv2D)
             and layer.strides == (1, 1)
@@ -31,13 +32,6 @@ def use_forward_convolutions(model: keras.Model) -> None:
             and layer.data_format == "channels_last"
         ):
             compat.set_convolution_op(layer, _convolution(layer.kernel_size, layer.padding))
-
-
-def _all_layers(model) -> list:
-    """The model's layers, and those of the models inside it (a backbone)."""
-    return [
-        inner for layer in model.layers for inner in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
-    ]
 
 
 def _convolution(kernel_size: tuple[int, int], padding: str):

@@ -8,7 +8,7 @@ import keras
 from cnnclf import compat
 from cnnclf.inference.metrics import make_loss
 from cnnclf.model import backbones
-from cnnclf.model.build import construct
+from cnnclf.model.build import all_layers, construct
 from cnnclf.training.compute import Compute
 from cnnclf.training.conv_gradients import use_forward_convolutions
 
@@ -20,7 +20,7 @@ def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, 
         use_forward_convolutions(model)
     optimizer = make_optimizer(train, steps_per_epoch, compute.learning_rate_scale)
     if train.norm_bias_lr_multiplier != 1:
-        norms = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+        norms = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
         offsets = [layer.beta for layer in norms if layer.beta is not None]
         compat.scale_learning_rate(optimizer, offsets, train.norm_bias_lr_multiplier)
     model.compile(
@@ -30,13 +30,6 @@ def compile_model(model: keras.Model, train, labels: str, steps_per_epoch: int, 
         steps_per_execution=compute.steps_per_execution,
         jit_compile=compute.jit_compile,
     )
-
-
-def _all_layers(model: keras.Model) -> list:
-    """The model's layers, those inside a nested model (a backbone) too."""
-    return [
-        inner for layer in model.layers for inner in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
-    ]
 
 
 def make_optimizer(train, steps_per_epoch: int, scale: float = 1.0) -> keras.optimizers.Optimizer:
