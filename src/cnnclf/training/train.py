@@ -197,6 +197,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple 
             for warning in warnings:
                 log.warning(f"warning: {warning}")
             run.set_status("running", warnings=warnings)  # for the report, drawn next
+            release_memory()  # collect the functions TensorFlow freed while it is idle: amid plotting, that segfaulted
             plots_error = draw_plots(run) if config.output.plots else None
             if mlflow:
                 mlflow.finish(metrics, best)
