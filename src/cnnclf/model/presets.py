@@ -76,10 +76,10 @@ PRESETS = {
     # Stronger, sized for 2 CPU cores (BENCHMARKS.md). The 28x28 ones end in Flatten, which keeps where
     # each feature is: over global average pooling, MNIST 99.58% against 99.37% (6 epochs),
     # Fashion-MNIST 93.75% against 93.10% (4 epochs), for no measurable time. They normalize once,
-    # after the first pooling: on the CPU a batch normalization costs about what a convolution does,
-    # so mnist_bn trains 1.5x (bfloat16) and 1.3x (float32) faster with one than with three,
-    # fashion_bn 1.9x and 1.7x with one than with five, and lost no accuracy (MNIST 99.49% both, 4
-    # epochs); the other convolutions are conv_relu blocks.
+    # after the first pooling: on the CPU a batch normalization costs about what a convolution does
+    # in bfloat16, so mnist_bn trains 1.4x faster with one than with three (float32: the same, within
+    # noise), fashion_bn 2.6x (float32: 1.7x) with one than with five, and lost no accuracy (MNIST
+    # 99.49% both, 4 epochs); the other convolutions are conv_relu blocks.
     "mnist_bn": [*conv_bn(32, pool=True), *conv_relu(64, pool=True), *conv_relu(128), FLATTEN],
     "fashion_bn": [
         *conv_relu(32),
