@@ -126,8 +126,8 @@ CASES = [
     ("folder-empty-class", lambda t: ["train", config(t, data=folder_with_empty_class(t))],
      "{tmp}/imgs (train/): class folder 'bird' has no images; add some or remove the folder"),
     ("folder-not-an-image", lambda t: ["train", config(t, data=folder(t, two_classes(**{"train/dog/x.png": b"no"})))],
-     "{tmp}/imgs/train/dog/x.png: not a readable image (UnidentifiedImageError: not an image file Pillow can "
-     "identify); remove it or set data.skip_bad_images: true to skip and count such files"),
+     "{tmp}/imgs/train/dog/x.png: not a readable image (ImageError: not an image in a format cnnclf reads: PNG, "
+     "JPEG, BMP, GIF, WEBP, TIFF or PPM); remove it or set data.skip_bad_images: true to skip and count such files"),
     ("folder-mixed-sizes", lambda t: ["train", config(t, data=folder(t, two_classes(**{"train/dog/9.png": GRAY_10})))],
      "{tmp}/imgs/train/dog/9.png: image is 10x10x1 but the first image is 8x8x1; set data.image_shape: "
      "[height, width, channels] to resize them all"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cnnclf.data.files import decode_image
+from cnnclf.data.decoding import decode_image
 from conftest import cnnclf, photos, run_exported, write_config
 
 FORMATS = ["savedmodel", "tflite", "onnx"]

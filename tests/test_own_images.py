@@ -14,7 +14,7 @@ from PIL import Image
 
 from cnnclf.config import DataConfig
 from cnnclf.data.dataset import list_and_split, load
-from cnnclf.data.files import decode_image
+from cnnclf.data.decoding import decode_image
 from conftest import COLOURS, MODES, cnnclf, photo, photos, write_config
 
 

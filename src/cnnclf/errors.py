@@ -110,7 +110,7 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
-def printable(text: str) -> str:
+def printable(text: object) -> str:
     """Text from outside (a file name, a path, a header) as it may be shown or logged: control
     characters such as CR and LF written as escapes, so that it cannot start a line of its own."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))

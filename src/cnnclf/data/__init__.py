@@ -5,7 +5,8 @@
                  npz.py, cifar_pickles.py, keras_download.py, sklearn_digits.py), or
                  list_files(cfg) -> ImageFiles (image files, decoded later: image_folder.py, manifest.py)
     images.py    Images (uint8 arrays) and the checks every source's data gets (check_classes)
-    files.py     ImageFiles, reading files from a folder or zip, decode_image (resize policy, limits)
+    files.py     ImageFiles, reading files from a folder or zip (bounded: regular files, zip entries)
+    decoding.py  decode_image: one image into pixels (formats allowed, EXIF, resize policy, limits)
     split.py     train / validation / test: by index for arrays, by a seeded hash of each file's name
                  for image files; split.csv
     parts.py     a split's images: in memory, or streamed from files or a decoded-pixels cache

@@ -12,7 +12,9 @@ import numpy as np
 
 from cnnclf.data.images import Images, hash_files
 from cnnclf.errors import DataError
+from cnnclf.reading import NotReadable, open_regular
 
+MAX_BATCH_BYTES = 4 * 2**30  # a batch file (CIFAR-10's are 31 MB)
 PLAIN_DATA = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
@@ -87,8 +89,10 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _unpickle(path: Path) -> dict:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, MAX_BATCH_BYTES) as f:
             result = _PlainDataUnpickler(f, encoding="bytes").load()
+    except NotReadable as e:
+        raise DataError(f"{path}: {e}; use the official cifar-10-batches-py files") from None
     except pickle.UnpicklingError as e:
         raise DataError(
             f"{path}: {e}: CIFAR pickles may hold only plain data, so this file was "

@@ -11,12 +11,14 @@ import numpy as np
 
 from cnnclf.data.cache import cached
 from cnnclf.data.datasets import KNOWN
-from cnnclf.data.files import DECODE_ERRORS, GRAY_MODES, ImageFiles, image_header
+from cnnclf.data.decoding import DECODE_ERRORS, GRAY_MODES, image_header
+from cnnclf.data.files import ImageFiles
 from cnnclf.data.images import check_classes, load_images
 from cnnclf.data.parts import InMemory, Part, Streamed, check_all, decode_all
 from cnnclf.data.sources import SOURCES
 from cnnclf.data.split import PARTS, Splits, assign_files, read_split, split_arrays, split_table
 from cnnclf.errors import DataError, plural
+from cnnclf.reading import kind_of
 
 log = logging.getLogger("cnnclf")
 
@@ -38,6 +40,7 @@ def load(
     split.csv, says, where given). `smoke`: a few images per class, picked before any is decoded.
     `need`: the parts to decode (image files) or to split off (arrays); the others stay empty."""
     source = SOURCES[cfg.source]
+    check_kinds(cfg)
     check_cache(cfg)
     if not source.image_files:
         images = load_images(cfg)
@@ -101,11 +104,28 @@ def load(
 def check_paths(cfg) -> None:
     """The files the config names exist, and data.cache can hold the cache (a quick check, before
     anything is read)."""
-    for key in ("path", "test_path"):
-        value = getattr(cfg, key)
-        if key in SOURCES[cfg.source].reads and value is not None and not Path(value).exists():
+    check_kinds(cfg)
+    for key, value in _paths(cfg):
+        if not Path(value).exists():
             raise DataError(f"{value}: no such file or folder (data.{key}); check the path")
     check_cache(cfg)
+
+
+def check_kinds(cfg) -> None:
+    """The paths the config names are files or folders, not a FIFO (reading it would wait forever) or a
+    device (a link to /dev/zero never ends)."""
+    for key, value in _paths(cfg):
+        kind = kind_of(Path(value))
+        if kind is not None:
+            raise DataError(f"{value}: {kind}, not a file or folder (data.{key}); name the data's file or folder")
+
+
+def _paths(cfg) -> list[tuple[str, str]]:
+    return [
+        (key, getattr(cfg, key))
+        for key in ("path", "test_path")
+        if key in SOURCES[cfg.source].reads and getattr(cfg, key) is not None
+    ]
 
 
 def check_cache(cfg) -> None:

@@ -1,11 +1,9 @@
-"""Image files: a listing of them (ImageFiles), reading their bytes from a folder or a zip, and
-decoding one into pixels. Every image that enters cnnclf (training, evaluation, predict, the
-server, the data grid) is decoded by decode_image, so the resize policy and the limits are the
-same everywhere.
+"""Image files: a listing of them (ImageFiles) and reading their bytes from a folder or a zip
+(decoding them is decoding.py's).
 
 Limits, each refused with one line naming the file:
-- MAX_PIXELS per image (64 megapixels: a 61-megapixel camera's photos pass; a 12000x12000 PNG,
-  which would take 432 MB decoded, does not). Checked from the header, before decoding.
+- a file on disk: a regular file (not a FIFO, which would block, nor a device such as /dev/zero,
+  which never ends) of at most MAX_FILE_BYTES, checked when it is opened (reading.py).
 - zip entries: declared size at most MAX_ENTRY_BYTES and compression at most MAX_RATIO to one
   (above 16 MiB), checked from the zip's directory before reading, so a zip bomb is never expanded.
 """
@@ -20,11 +18,11 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from cnnclf.errors import DataError
+from cnnclf.reading import open_regular, read_regular
 
-MAX_PIXELS = 64_000_000
+MAX_FILE_BYTES = 512 * 2**20  # an image file (64 megapixels of 16-bit RGB, uncompressed, is 384 MB)
 MAX_ENTRY_BYTES = 256 * 2**20
 MAX_RATIO = 200
 ZIP_METHODS = {
@@ -34,73 +32,6 @@ ZIP_METHODS = {
     zipfile.ZIP_LZMA: "lzma",
 }
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-
-# cnnclf checks the size itself (decode_image), from the header and with its own message; Pillow's
-# own check would first print a warning for images between its limit and twice that.
-Image.MAX_IMAGE_PIXELS = None
-
-
-class ImageError(ValueError):
-    """A file that is not a usable image; the message says why."""
-
-
-# What decoding a file can raise: Pillow's errors, a damaged zip entry, or ours.
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, zipfile.BadZipFile, EOFError)
-
-
-def decode_image(data: bytes, shape: tuple[int, int, int], policy: str = "stretch", resize: bool = True) -> np.ndarray:
-    """Encoded image bytes -> uint8 (height, width, channels): turned upright by its EXIF orientation,
-    16-bit and float images scaled to 0-255, converted to the shape's channels and, when `resize`,
-    brought to its size by `policy`: stretch, crop (the centre, at the shape's aspect) or pad
-    (letterbox, black bars). Raises one of DECODE_ERRORS."""
-    height, width, channels = shape
-    with Image.open(io.BytesIO(data)) as opened:
-        if opened.width * opened.height > MAX_PIXELS:
-            raise ImageError(
-                f"{opened.width}x{opened.height} is {opened.width * opened.height / 1e6:.1f} "
-                f"megapixels, more than cnnclf's limit of {MAX_PIXELS / 1e6:.0f}; downscale it"
-            )
-        image = ImageOps.exif_transpose(_eight_bit(opened))
-        image = image.convert("L" if channels == 1 else "RGB")
-        if resize and image.size != (width, height):
-            if policy == "crop":
-                image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
-            elif policy == "pad":
-                image = ImageOps.pad(image, (width, height), Image.Resampling.BILINEAR, color=0)
-            else:
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(image, dtype=np.uint8)
-    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
-
-
-def reason(error: Exception) -> str:
-    """What went wrong decoding a file, in one line (Pillow names its buffer, not the file: the
-    caller names the file)."""
-    text = (str(error).splitlines() or [""])[0][:200]
-    if "BytesIO object at" in text or "cannot identify image file" in text:
-        text = "not an image file Pillow can identify"
-    return f"{error.__class__.__name__}: {text}"
-
-
-def _eight_bit(image: Image.Image) -> Image.Image:
-    """16-bit and 32-bit integer images scaled to 0-255 (Pillow's convert would clip them), float
-    ones taken as 0-1 when they stay within it, else as 0-255."""
-    if image.mode.startswith("I;16") or image.mode == "I":
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
-        return Image.fromarray(np.clip(np.round(values * (255 / top)), 0, 255).astype(np.uint8), "L")
-    if image.mode == "F":
-        values = np.asarray(image, dtype=np.float64)
-        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
-        return Image.fromarray(np.clip(np.round(values * scale), 0, 255).astype(np.uint8), "L")
-    return image
-
-
-def image_header(stream) -> tuple[int, int, str]:
-    """(height, width, colour mode) from an image file's header, without decoding its pixels."""
-    with Image.open(stream) as image:
-        return image.height, image.width, image.mode
 
 
 # --- where files are read from --------------------------------------------------------------
@@ -127,10 +58,10 @@ class FolderReader:
         self.root = root
 
     def read(self, name: str) -> bytes:
-        return (self.root / name).read_bytes()
+        return read_regular(self.root / name, MAX_FILE_BYTES)
 
     def open(self, name: str):
-        return open(self.root / name, "rb")
+        return open_regular(self.root / name, MAX_FILE_BYTES)
 
     def describe(self, name: str) -> str:
         return str(self.root / name)

@@ -9,6 +9,7 @@ import numpy as np
 
 from cnnclf.data.images import Images, hash_files, with_channels
 from cnnclf.errors import DataError
+from cnnclf.reading import NotReadable, read_regular
 
 MAGIC = {"images": 2051, "labels": 2049}
 PARTS = {"train": ("train",), "test": ("t10k", "test")}
@@ -49,7 +50,10 @@ def _find(folder: Path, prefixes: tuple[str, ...], kind: str) -> Path:
 def read_idx(path: Path, kind: str) -> np.ndarray:
     """An IDX file's array. A gzipped file is inflated only as far as its header says the data goes,
     so a small file that inflates to gigabytes is refused, not expanded."""
-    raw = path.read_bytes()
+    try:
+        raw = read_regular(path, MAX_BYTES)
+    except NotReadable as e:
+        raise DataError(f"{path}: {e}; an IDX folder holds the four IDX files") from None
     gzipped = raw[:2] == b"\x1f\x8b"
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
     head = _inflate(path, inflate, raw, 4) if inflate else raw[:4]

@@ -20,7 +20,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from cnnclf.data.files import DECODE_ERRORS, ImageFiles, decode_image, reason
+from cnnclf.data.decoding import DECODE_ERRORS, decode_image, reason
+from cnnclf.data.files import ImageFiles
 from cnnclf.errors import DataError
 
 log = logging.getLogger("cnnclf")

@@ -6,11 +6,12 @@ import json
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import keras
 import numpy as np
 
-from cnnclf.data.files import decode_image
+from cnnclf.data.decoding import decode_image
 from cnnclf.errors import NotARunError, first_line
 from cnnclf.model.build import check_test_shift
 from cnnclf.rundir.directory import RunDir
@@ -151,8 +152,8 @@ class Predictor:
         self.class_names = run.class_names()
         self.shape = tuple(self.model.input_shape[1:])
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """uint8 (height, width, channels); raises one of data.files.DECODE_ERRORS."""
+    def decode(self, data: bytes | BinaryIO) -> np.ndarray:
+        """uint8 (height, width, channels); raises one of data.decoding.DECODE_ERRORS."""
         return decode_image(data, self.shape, self.config.data.resize)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnclf.data.files import DECODE_ERRORS, reason
+from cnnclf.data.decoding import DECODE_ERRORS, reason
+from cnnclf.data.files import MAX_FILE_BYTES
 from cnnclf.errors import DataError, printable
 from cnnclf.inference.loading import Predictor
+from cnnclf.reading import open_regular
 from cnnclf.rundir.directory import RunDir
 
 log = logging.getLogger("cnnclf")
@@ -24,11 +26,12 @@ def predict(
     predictor = Predictor(run)
     files, images = [], []
     for path in _expand(paths):
-        try:
-            images.append(predictor.decode(path.read_bytes()))
+        try:  # the file's header is read first: a file in no image format is refused before the rest is read
+            with open_regular(path, MAX_FILE_BYTES) as stream:
+                images.append(predictor.decode(stream))
             files.append(path)
         except DECODE_ERRORS as e:
-            log.warning(f"skipped {path}: not a readable image ({reason(e)})")
+            log.warning(f"skipped {printable(path)}: not a readable image ({reason(e)})")
     if not images:
         raise DataError(f"no readable images in {', '.join(paths)}; pass PNG or JPEG files or folders of them")
     pixels = np.stack(images)
@@ -68,26 +71,39 @@ def _explain(
 
 
 def _expand(paths: list[str]) -> list[Path]:
+    """The files named, and those in the folders named; what is not a regular file (a FIFO, a device)
+    is kept, to be reported and skipped when it is read."""
     found = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        elif path.is_file():
+            found += sorted(p for p in path.rglob("*") if not p.is_dir() and not p.name.startswith("."))
+        elif path.exists():
             found.append(path)
         else:
-            raise DataError(f"{path}: no such file or folder")
+            raise DataError(f"{printable(path)}: no such file or folder")
     return found
 
 
 def table(rows: list[dict], columns: bool = False) -> list[list[str]]:
     """Rows for printing: file, class, probability, then each of the top-k as 'class probability'; or
-    with `columns` (CSV), each top-k class and probability in cells of their own."""
+    with `columns` (CSV), each top-k class and probability in cells of their own. Names are shown with
+    control characters escaped (an ANSI or right-to-left mark in a class name reaches no terminal raw),
+    and in CSV a name that a spreadsheet would run as a formula (=, +, -, @) is quoted as text."""
+    name = _cell if columns else printable
 
     def ranked(t: dict) -> list[str]:
-        return [t["class"], f"{t['probability']:.4f}"] if columns else [f"{t['class']} {t['probability']:.4f}"]
+        return (
+            [name(t["class"]), f"{t['probability']:.4f}"] if columns else [f"{name(t['class'])} {t['probability']:.4f}"]
+        )
 
     return [
-        [printable(r["file"]), r["class"], f"{r['probability']:.4f}", *(c for t in r["top_k"] for c in ranked(t))]
+        [name(r["file"]), name(r["class"]), f"{r['probability']:.4f}", *(c for t in r["top_k"] for c in ranked(t))]
         for r in rows
     ]
+
+
+def _cell(text: str) -> str:
+    """A name as a CSV cell: printable, and led by ' where a spreadsheet would take it for a formula."""
+    text = printable(text)
+    return "'" + text if text.startswith(("=", "+", "-", "@")) else text

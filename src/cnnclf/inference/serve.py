@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from cnnclf.data.files import DECODE_ERRORS, ImageError, reason
+from cnnclf.data.decoding import DECODE_ERRORS, ImageTooLarge, reason
 from cnnclf.errors import printable
 from cnnclf.rundir.directory import RunDir
 
@@ -209,7 +209,7 @@ def _decode(predictor, name: str | None, data: bytes) -> np.ndarray:
         raise BadRequest(400, f"{what} is empty")
     try:
         return predictor.decode(data)
-    except ImageError as e:
+    except ImageTooLarge as e:
         raise BadRequest(413, f"{what}: {e}") from None
     except DECODE_ERRORS as e:
         raise BadRequest(400, f"{what} is not a readable image ({reason(e)})") from None

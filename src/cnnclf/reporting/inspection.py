@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnclf.data.dataset import list_and_split, load
-from cnnclf.data.files import DECODE_ERRORS, GRAY_MODES, decode_image, image_header
+from cnnclf.data.decoding import DECODE_ERRORS, GRAY_MODES, decode_image, image_header
 from cnnclf.data.images import IMBALANCED, first_of_each_class
 from cnnclf.data.sources import SOURCES
 from cnnclf.errors import DataError

@@ -137,7 +137,7 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
 def _typical_size(files) -> tuple[int, int]:
     """The median shorter side of up to 200 of the images, within 32-LARGEST_SIDE and a multiple of 16;
     and 1 channel if they are all grayscale."""
-    from cnnclf.data.files import DECODE_ERRORS, GRAY_MODES, image_header
+    from cnnclf.data.decoding import DECODE_ERRORS, GRAY_MODES, image_header
 
     sides, gray = [], True
     for i in np.linspace(0, len(files) - 1, min(len(files), 200)).astype(int):
