@@ -225,7 +225,7 @@ CASES = [
      "{tmp}/d.npz:x_train.npy: the entry expands to "),
     ("huge-image", lambda t: ["train", config(t, data=folder(t, two_classes(**{"train/dog/big.png":
                                                                              png_header_only(12000, 12000)})))],
-     "{tmp}/imgs/train/dog/big.png: not a readable image (ImageError: 12000x12000 is 144.0 megapixels, more than "
+     "{tmp}/imgs/train/dog/big.png: not a readable image (ImageTooLarge: 12000x12000 is 144.0 megapixels, more than "
      "cnnclf's limit of 64; downscale it)"),
     ("idx-dimensions-overflow", lambda t: ["train", config(t, data=idx_with(t, [2**32 - 1] * 3, b"\0" * 100))],
      "{tmp}/idx/train-images-idx3-ubyte.gz: the IDX header promises 4294967295 x 4294967295 x 4294967295 = "),
@@ -356,7 +356,70 @@ CASES = [
      "{tmp}/runs/20260101T000000Z-x/metrics.json: the run's metrics file is damaged (JSONDecodeError)"),
     ("run-config-garbage", lambda t: ["resume", run_dir(t, "data: [\n")],
      "{tmp}/runs/20260101T000000Z-x/config.yaml:2: not valid YAML"),
+    # --- the fourth battery (issue 37): what a file, an upload or a database URL can still do -------------------
+    ("image-postscript", lambda t: ["train", config(t, data=folder(t, two_classes(**{"train/dog/x.png": POSTSCRIPT})))],
+     "{tmp}/imgs/train/dog/x.png: not a readable image (ImageError: not an image in a format cnnclf reads: PNG, "
+     "JPEG, BMP, GIF, WEBP, TIFF or PPM); remove it or set data.skip_bad_images: true"),
+    ("image-a-fifo", lambda t: ["train", config(t, data=with_special(folder(t, two_classes()), "train/dog/f.png"))],
+     "{tmp}/imgs/train/dog/f.png: not a readable image (NotReadable: not a regular file (a FIFO)); remove it"),
+    ("image-links-to-dev-zero", lambda t: ["train", config(t, data=with_special(folder(t, two_classes()),
+                                                                                "train/dog/z.png", "/dev/zero"))],
+     "{tmp}/imgs/train/dog/z.png: not a readable image (NotReadable: not a regular file (a character device))"),
+    ("config-a-fifo", lambda t: ["train", special(t / "exp.yaml")],
+     "{tmp}/exp.yaml: not a regular file (a FIFO); pass a YAML config file"),
+    ("config-links-to-dev-zero", lambda t: ["config", "validate", special(t / "exp.yaml", "/dev/zero")],
+     "{tmp}/exp.yaml: not a regular file (a character device); pass a YAML config file"),
+    ("data-path-a-fifo", lambda t: ["train", config(t, data={"dataset": "custom", "source": "npz",
+                                                             "path": str(special(t / "d.npz"))})],
+     "{tmp}/d.npz: a FIFO, not a file or folder (data.path); name the data's file or folder"),
+    ("idx-file-a-fifo", lambda t: ["train", config(t, data=with_special(idx_with(t, [20, 28, 28], b"\0" * 15680),
+                                                                        "train-labels-idx1-ubyte.gz"))],
+     "{tmp}/idx/train-labels-idx1-ubyte.gz: not a regular file (a FIFO); an IDX folder holds the four IDX files"),
+    ("yaml-key-twice", lambda t: ["train", config(t, text="train:\n  epochs: 3\n  epochs: 50000\n")],
+     "{tmp}/exp.yaml:3: key 'epochs' is given twice (first on line 2), and YAML would keep only the later one; "
+     "remove one of them"),
+    ("set-key-twice", lambda t: ["train", config(t), "--set", "train={epochs: 1, epochs: 9}"],
+     "--set train: key 'epochs' is given twice (first on line 1)"),
+    ("yaml-nested-deep", lambda t: ["train", config(t, text="a: " + "[" * 5000 + "]" * 5000 + "\n")],
+     "{tmp}/exp.yaml: the YAML nests too deeply to be a config; write it out plainly"),
+    ("classifier-beyond-a-tensor", lambda t: ["train", config(t, model=layers({"Dense": {"units": 10_000_000}}))],
+     "model.layers: the classifier cnnclf adds, Dense: 10 units on 7,840,000,000 inputs make 78,400,000,010 weights"),
+    ("dense-beyond-a-tensor", lambda t: ["train", config(t, model={"layers": [{"Flatten": {}},
+                                                                               {"Dense": {"units": 10_000_000}}]})],
+     "model.layers[1].Dense: 10,000,000 units on 784 inputs make 7,850,000,000 weights (31.4 GB in float32; "
+     "training holds 4 times that), more than a tensor can hold (2,147,483,647 values); make the layer smaller"),
+    ("warmup-1e300", lambda t: ["train", config(t, train={"warmup_epochs": 1e300})],
+     "{tmp}/exp.yaml:9: train.warmup_epochs: got 1e+300; input should be less than or equal to 100000"),
+    ("mlflow-uri-password", lambda t: ["train", config(t, train={"mlflow": {
+        "tracking_uri": "postgresql://me:hunter2@db/mlflow"}})],
+     "{tmp}/exp.yaml:10: the URI holds a password or token, which every run would write into its config.yaml"),
+    ("tune-port-not-a-number", lambda t: ["tune", config(t, text=TUNE_TEXT), "--storage",
+                                          "postgresql://me:hunter2@db:abc/studies"],
+     "tune.storage postgresql://me:***@db:abc/studies: not a database URL"),
+    ("tune-password-in-query", lambda t: ["tune", config(t, text=TUNE_TEXT), "--storage",
+                                          "postgresql://me@127.0.0.1:1/studies?password=hunter2"],
+     "tune.storage postgresql://me@127.0.0.1:1/studies?password=***: cannot open the study there ("),
 ]
+
+POSTSCRIPT = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nnewpath 0 0 moveto 8 8 lineto stroke showpage\n"
+TUNE_TEXT = (f"data: {{dataset: mnist, source: idx, path: {SAMPLE}}}\nmodel: {{layers: [{{Flatten: {{}}}}]}}\n"
+             "tune: {space: {train.batch_size: {choice: [8, 16]}}}\n")
+
+
+def special(path: Path, target: str | None = None) -> Path:
+    """A FIFO at `path` (reading it would wait for a writer forever), or a link to `target` (a device)."""
+    if path.exists():
+        path.unlink()
+    if target is None:
+        os.mkfifo(path)
+    else:
+        os.symlink(target, path)
+    return path
+
+
+def with_special(data: dict, name: str, target: str | None = None) -> dict:
+    special(Path(data["path"]) / name, target)
+    return data
 
 
 
@@ -386,7 +449,7 @@ def test_hostile_input_is_one_clear_line_and_exit_2(tmp_path, monkeypatch, case,
 
 
 def test_the_battery_keeps_its_cases():
-    assert len(CASES) >= 66 and len({c[0] for c in CASES}) == len(CASES)  # none lost, none named twice
+    assert len(CASES) >= 82 and len({c[0] for c in CASES}) == len(CASES)  # none lost, none named twice
 
 
 def test_csv_with_a_byte_order_mark_simply_works(tmp_path):
@@ -406,7 +469,7 @@ def test_cifar_without_label_names_uses_indices(tmp_path):
 def test_sixteen_bit_images_are_scaled_not_clipped():
     from PIL import Image
 
-    from cnnclf.data.files import decode_image
+    from cnnclf.data.decoding import decode_image
 
     ramp = (np.arange(784, dtype=np.uint32).reshape(28, 28) * 65535 // 783).astype(np.uint16)
     out = __import__("io").BytesIO()
@@ -420,7 +483,7 @@ def test_huge_images_are_refused_when_predicting_too(trained_run, tmp_path):
     (tmp_path / "big.png").write_bytes(png_header_only(12000, 12000))
     result = cnnclf("predict", trained_run, tmp_path / "big.png")
     assert result.exit_code == 2
-    assert f"skipped {tmp_path}/big.png: not a readable image (ImageError: 12000x12000 is 144.0 megapixels" \
+    assert f"skipped {tmp_path}/big.png: not a readable image (ImageTooLarge: 12000x12000 is 144.0 megapixels" \
         in result.stderr
 
 
@@ -566,3 +629,47 @@ def test_plots_of_a_thousand_classes_stay_page_sized(tiny_run, tmp_path):
     for png in (run / "plots").glob("*.png"):
         with Image.open(png) as image:
             assert max(image.size) <= 2600, (png.name, image.size)
+
+
+# --- the fourth battery's files that predict, train and the server meet (issue 37) ----------------------------
+
+
+def hostile_folder(folder: Path) -> dict[str, str]:
+    """Beside a real digit: PostScript named .png, a JPEG with a malformed EXIF block, a FIFO, a link to
+    /dev/zero, and a 2 GiB file named .jpg; what predict must say of each."""
+    from test_reading import ORIENTATION_6, jpeg_with_exif
+
+    folder.mkdir()
+    (folder / "digit.png").write_bytes(png_bytes(np.zeros((28, 28), np.uint8)))
+    (folder / "ps.png").write_bytes(POSTSCRIPT)
+    (folder / "exif.jpg").write_bytes(jpeg_with_exif([ORIENTATION_6, (0x0131, 5, 1, struct.pack(">II", 1, 0))]))
+    special(folder / "fifo.png")
+    special(folder / "zero.png", "/dev/zero")
+    with open(folder / "video.jpg", "wb") as f:
+        f.truncate(2 * 2**30)
+    return {"ps.png": "ImageError: not an image in a format cnnclf reads",
+            "fifo.png": "NotReadable: not a regular file (a FIFO)",
+            "zero.png": "NotReadable: not a regular file (a character device)",
+            "video.jpg": "NotReadable: 2,147,483,648 bytes, more than cnnclf reads of such a file"}
+
+
+def test_predict_skips_and_names_each_hostile_file_and_classifies_the_rest(trained_run, tmp_path):
+    skipped = hostile_folder(tmp_path / "in")
+    result = cnnclf("predict", trained_run, tmp_path / "in", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(Path(r["file"]).name for r in json.loads(result.stdout)) == ["digit.png", "exif.jpg"]
+    for name, reason in skipped.items():
+        assert f"skipped {tmp_path}/in/{name}: not a readable image ({reason}" in result.stderr
+    named = cnnclf("predict", trained_run, tmp_path / "in" / "fifo.png", tmp_path / "in" / "digit.png")
+    assert named.exit_code == 0 and f"skipped {tmp_path}/in/fifo.png: not a readable image" in named.stderr
+
+
+def test_training_skips_and_names_hostile_files_when_asked(tmp_path):
+    data = folder(tmp_path, two_classes(**{"train/dog/ps.png": POSTSCRIPT}))
+    special(Path(data["path"]) / "train/cat/fifo.png")
+    result = cnnclf("train", config(tmp_path, data={**data, "skip_bad_images": True}))
+    assert result.exit_code == 0, result.stderr
+    assert "skipped 2 unreadable image files (data.skip_bad_images)" in result.stderr
+    run = Path(result.stdout.split()[-1])
+    assert {"fifo.png", "ps.png"} == {Path(p).name for p in json.loads((run / "env.json").read_text())["data"][
+        "skipped_files"]}

@@ -121,9 +121,75 @@ def test_only_loopback_names_are_answered(server):
     for path in ("/metadata", "/predict"):
         answer = httpx.request("GET" if path == "/metadata" else "POST", f"{url}{path}",
                                headers={"host": "attacker.example"}, content=b"x")
-        assert answer.status_code == 400 and answer.json()["error"].startswith(
-            "host 'attacker.example' is not served here (127.0.0.1, [::1], localhost)")
-    assert httpx.get(f"{url}/health", headers={"host": f"localhost:{port}"}).status_code == 200
+        assert answer.status_code == 400 and answer.text == "Invalid host header"
+    for name in (f"localhost:{port}", "LOCALHOST", f"LocalHost:{port}", f"[::1]:{port}"):  # names have no case
+        assert httpx.get(f"{url}/health", headers={"host": name}).status_code == 200, name
+
+
+def raw_exchange(url: str, parts, timeout=30) -> tuple[bytes, float]:
+    """Send `parts` (bytes, or seconds to wait) on one connection; everything the server answered until
+    it closed the connection, and how long that took."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as client:
+        client.settimeout(timeout)
+        started = time.time()
+        for part in parts:
+            if isinstance(part, bytes):
+                try:
+                    client.sendall(part)
+                except OSError:  # closed by the server meanwhile
+                    break
+            else:
+                time.sleep(part)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return answer, time.time() - started
+
+
+def test_an_ambiguous_body_length_is_refused_and_the_connection_closed(server):
+    url, _, _ = server
+    answer, _ = raw_exchange(url, [b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                                   b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"])
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"both Content-Length and Transfer-Encoding" in answer
+    assert answer.count(b"HTTP/1.1 ") == 1  # what followed on the connection is not answered
+
+
+def test_a_request_head_sent_slowly_is_cut_off(server):
+    from cnnclf.inference.server import HEAD_SECONDS
+
+    url, process, _ = server
+    drip = [b"GET /health HTTP/1.1\r\n"] + [part for i in range(HEAD_SECONDS + 4) for part in (1, b"X-%d: 1\r\n" % i)]
+    answer, seconds = raw_exchange(url, [*drip, b"Host: 127.0.0.1\r\n\r\n"])
+    assert answer == b"" and HEAD_SECONDS - 1 < seconds < HEAD_SECONDS + 4
+    idle, seconds = raw_exchange(url, [])  # a connection that never sends
+    assert idle == b"" and seconds < HEAD_SECONDS + 3 and process.poll() is None
+
+
+def test_idle_connections_past_the_descriptor_limit_lock_no_one_out(tiny_run):
+    import resource
+
+    process = subprocess.Popen([sys.executable, "-m", "cnnclf", "serve", str(tiny_run[0]), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if found := re.search(r"on (http://127\.0\.0\.1:(\d+)) ", line):
+            url, port = found.group(1), int(found.group(2))
+            break
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]  # more than it may open
+    try:
+        time.sleep(1)
+        answers = [httpx.get(f"{url}/health", timeout=10).status_code for _ in range(5)]
+    finally:
+        for connection in idle:
+            connection.close()
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=60)
+    assert answers == [200] * 5
+    assert "out of system resource" not in rest and len(rest) < 5000, rest[:2000]
 
 
 def test_control_characters_in_a_file_name_are_escaped(server, digits):

@@ -13,9 +13,16 @@ A run goes through the packages in this order, each knowing only those before it
     cli/        click commands: parse, call one library function, print
 
 Beside them, modules any stage may use: errors.py (CnnclfError and its exit codes), atomic.py
-(files written whole), signals.py (Ctrl-C and SIGTERM held while state is saved), progress.py
+(files written whole), reading.py (only regular files read, bounded), redaction.py (no password
+or token in what is written or printed), signals.py (Ctrl-C and SIGTERM held while state is saved), progress.py
 (saying what is slow), startup.py (TensorFlow's quiet start), compat.py (every Keras and
 TensorFlow internal cnnclf touches, each behind a feature check).
 """
 
+import logging
+
+from cnnclf.redaction import LogFilter
+
 __version__ = "0.1.0"
+
+logging.getLogger("cnnclf").addFilter(LogFilter())  # no log line holds a password (redaction.py)

@@ -25,6 +25,7 @@ def evaluate(ctx, run_path, as_json):
 
     run = RunDir.open(run_path, need_model=True)
     run.read_config()
+    _say_if_training(run, "evaluating")
     start_tensorflow(ctx)
     from cnnclf.inference.evaluate import evaluate_run, metrics_table
 
@@ -106,6 +107,7 @@ def export(ctx, run_path, fmt, out):
 
     run = RunDir.open(run_path, need_model=True)
     output_file(out, "--out")
+    _say_if_training(run, "exporting")
     start_tensorflow(ctx)
     from cnnclf.inference import export as exporting
 
@@ -163,3 +165,12 @@ def serve(ctx, run_path, host, port, max_batch, batch_wait_ms, allow_hosts, quie
     sock = server.listen(host, port)  # a port in use is found before TensorFlow starts
     start_tensorflow(ctx)
     server.serve(run, sock, max_batch, batch_wait_ms, allow_hosts, access_log=not quiet)
+
+
+def _say_if_training(run, doing: str) -> None:
+    """A warning where RUN is being trained now: what is used is its best epoch so far, not its final model."""
+    import logging
+
+    training = run.in_training()
+    if training:
+        logging.getLogger("cnnclf").warning(f"warning: {training}; {doing} that, not the final model")

@@ -10,6 +10,7 @@ import click
 
 from cnnclf import __version__
 from cnnclf.errors import CnnclfError, ConfigError, DiskFull
+from cnnclf.redaction import masked
 
 
 class _StderrHandler(logging.Handler):
@@ -73,7 +74,7 @@ def _silence_stderr() -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split("\n"))
+    return masked(" ".join(text.split("\n")))
 
 
 def _debug(ctx, param, value):

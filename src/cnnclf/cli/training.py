@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from cnnclf.cli.options import command, load_data, set_option, start_tensorflow, writable_folder
-from cnnclf.errors import ConfigError
 
 
 @command()
@@ -61,13 +60,15 @@ def resume(ctx, run_path):
     """
     from cnnclf.rundir.directory import RunDir
 
-    config = RunDir.open(run_path).read_config()
+    run = RunDir.open(run_path)
+    config = run.read_config()
+    run.check_free()  # a run another process trains is refused before TensorFlow starts
     start_tensorflow(ctx, config.train)
     from cnnclf.training import train as training
 
-    run = training.resume(run_path, started=ctx.obj["started"])
-    if run is not None:
-        click.echo(run.path)
+    resumed = training.resume(run_path, started=ctx.obj["started"])
+    if resumed is not None:
+        click.echo(resumed.path)
 
 
 @command()
@@ -87,7 +88,9 @@ def resume(ctx, run_path):
     help="Trial processes on this machine, each with its share of the cores; more machines run the same command.",
 )
 @click.option("--dashboard", is_flag=True, help="Serve optuna-dashboard for the study on 127.0.0.1 (no trials run).")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="With --dashboard.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="With --dashboard (0: a free one)."
+)
 @set_option
 @click.pass_context
 def tune(ctx, config_path, trials, storage, workers, dashboard, port, overrides):
@@ -105,25 +108,24 @@ def tune(ctx, config_path, trials, storage, workers, dashboard, port, overrides)
     from cnnclf.reporting.tables import aligned, short
 
     config = load_config(config_path, overrides)
-    if config.tune is None:
-        raise ConfigError(
-            "the config has no tune: section; add one with a space: {key.path: {choice: [...]}} "
-            "mapping (see README, Hyperparameter search)"
-        )
-    writable_folder(Path(config.output.runs_dir), "output.runs_dir")
     from cnnclf.tools import study
 
-    study.folder_of(config).mkdir(parents=True, exist_ok=True)
+    study.settings(config)  # a config without a tune: section is refused here
+    writable_folder(Path(config.output.runs_dir), "output.runs_dir")
+    if dashboard:  # the port taken first; no TensorFlow: the dashboard only reads the study
+        from cnnclf.inference.server import listen
+
+        sock = listen("127.0.0.1", port)
+        study.create(config, storage)
+        study.dashboard(config, storage, sock)
+        return
     study.create(config, storage)  # the storage reached and the study made before anything slow starts
-    if workers > 1 and not dashboard:
+    if workers > 1:
         given = [("--trials", trials), ("--storage", storage)] + [("--set", o) for o in overrides]
         ctx.exit(study.run_workers([str(config_path), *(str(a) for pair in given if pair[1] for a in pair)], workers))
     start_tensorflow(ctx, config.train)
     from cnnclf.tools import tune as tuning
 
-    if dashboard:
-        tuning.dashboard(config, storage, port)
-        return
     found = tuning.tune(config, trials, storage)
     rows = found["rows"]
     click.echo(aligned(list(rows[0]), [[short(v) for v in r.values()] for r in rows]))

@@ -8,6 +8,7 @@ from cnnclf.data.datasets import KNOWN
 from cnnclf.data.sources import SOURCES
 from cnnclf.errors import ConfigError, did_you_mean
 from cnnclf.model import keras_names
+from cnnclf.redaction import holds_password
 
 log = logging.getLogger("cnnclf")
 
@@ -153,6 +154,12 @@ def _check_train(cfg: Config, fail) -> None:
         )
     if train.ema is not None and train.lookahead is not None:
         fail(("train", "lookahead"), "train.ema and train.lookahead both average the weights: keep one of them")
+    if train.mlflow is not None and holds_password(train.mlflow.tracking_uri):
+        fail(
+            ("train", "mlflow", "tracking_uri"),
+            "the URI holds a password or token, which every run would write into its config.yaml; leave it out "
+            "and give it as MLFLOW_TRACKING_PASSWORD (an MLflow server) or PGPASSWORD (PostgreSQL)",
+        )
     if train.label_smoothing and data.labels != "onehot":
         fail(("train", "label_smoothing"), "label smoothing needs one-hot labels: set data.labels: onehot")
     for i, name in enumerate(train.metrics):

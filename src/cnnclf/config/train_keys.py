@@ -90,7 +90,7 @@ class LookaheadConfig(Section):
 class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()  # a name, or {name: rmsprop, learning_rate: 0.001}
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 by the last epoch
-    warmup_epochs: NonNegativeFloat = 0.0  # linear warm-up from 0, before the schedule
+    warmup_epochs: float = Field(0.0, ge=0, le=100_000)  # linear warm-up from 0, before the schedule
     loss: str = "auto"  # auto: (sparse_)categorical_crossentropy, following data.labels
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # needs data.labels: onehot
     metrics: list[str] = ["accuracy"]

@@ -6,28 +6,36 @@ value that contains itself. Each document is composed first and its node graph c
 node visited once, before any value is built from it.
 """
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cnnclf.errors import ConfigError
+from cnnclf.reading import NotReadable, open_regular
 
 MAX_BYTES = 1 << 20  # a config is a page of text; a megabyte is not a config
 MAX_VALUES = 100_000  # values in the document with every alias expanded
+MAX_DEPTH = 64  # mappings and lists within each other (a config needs a handful)
 
 
 def read_config_file(path: Path) -> tuple[object, dict[tuple, int]]:
     """The file's data and the 1-based line of each key and list item, by key path."""
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise ConfigError(
-                f"{path}: {size:,} bytes is too large for a config (at most {MAX_BYTES:,}); pass the YAML config file"
-            )
-        text = path.read_text(encoding="utf-8-sig")
+        with open_regular(path, sys.maxsize) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_BYTES:
+                raise ConfigError(
+                    f"{path}: {size:,} bytes is too large for a config (at most {MAX_BYTES:,}); pass the YAML "
+                    f"config file"
+                )
+            text = f.read(MAX_BYTES).decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file; check the path (examples are in configs/)") from None
+    except NotReadable as e:
+        raise ConfigError(f"{path}: {e}; pass a YAML config file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the config file ({e.__class__.__name__}); pass a YAML file") from None
     try:
@@ -36,7 +44,10 @@ def read_config_file(path: Path) -> tuple[object, dict[tuple, int]]:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML ({_problem(e)}); check the indentation and colons there") from None
+    except RecursionError:
+        raise _too_deep(str(path)) from None
     _check_size(node, str(path))
+    _check_repeats(node, str(path))
     return _construct(node, str(path)), _key_lines(node)
 
 
@@ -50,12 +61,15 @@ def parse_value(text: str, key: str):
         raise ConfigError(
             f"{where}: {_quoted(text)} is not valid YAML ({_problem(e)}); quote it, like --set '{key}=\"...\"'"
         ) from None
+    except RecursionError:
+        raise _too_deep(where) from None
     if tags:
         raise ConfigError(
             f"{where}: {_quoted(text)} carries the YAML tag {tags[0]}; write plain values (numbers, "
             f"strings, [lists], {{mappings}})"
         )
     _check_size(node, where)
+    _check_repeats(node, where)
     return _construct(node, where)
 
 
@@ -73,6 +87,8 @@ def _construct(node, where: str):
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_document(node)
+    except RecursionError:
+        raise _too_deep(where) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark and not where.startswith("--set") else ""
@@ -113,6 +129,37 @@ def _check_size(root, where: str) -> None:
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _check_repeats(root, where: str) -> None:
+    """Refuse a key given twice in one mapping (YAML would keep the later value silently), and nesting
+    deeper than MAX_DEPTH (what reads the config walks it by recursion)."""
+    seen: set[int] = set()
+    stack = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        if depth > MAX_DEPTH:
+            raise _too_deep(where)
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    line = key.start_mark.line + 1
+                    if key.value in first:
+                        place = where if where.startswith("--set") else f"{where}:{line}"
+                        raise ConfigError(
+                            f"{place}: key {key.value!r} is given twice (first on line {first[key.value]}), "
+                            f"and YAML would keep only the later one; remove one of them"
+                        )
+                    first[key.value] = line
+        stack.extend((child, depth + 1) for child in _children(node))
+
+
+def _too_deep(where: str) -> ConfigError:
+    return ConfigError(f"{where}: the YAML nests too deeply to be a config; write it out plainly")
 
 
 def _children(node) -> list:

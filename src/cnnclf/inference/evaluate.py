@@ -8,6 +8,7 @@ import numpy as np
 
 from cnnclf.atomic import write_bytes, write_json
 from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches
+from cnnclf.errors import printable
 from cnnclf.inference.loading import inference_model, load_model
 from cnnclf.inference.metrics import confusion_matrix, expected_calibration_error, make_loss, per_class, top_k_accuracy
 from cnnclf.model.build import all_layers
@@ -132,10 +133,12 @@ def evaluate_run(run: RunDir) -> dict:
 
 def metrics_table(metrics: dict) -> str:
     """The per-class table and the totals, as text."""
-    width = max(len(n) for n in [*metrics["class_names"], "class"]) + 2
+    width = max(len(printable(n)) for n in [*metrics["class_names"], "class"]) + 2
     lines = [f"{'class':<{width}}precision  recall      f1  support"]
     for name, row in metrics["per_class"].items():
-        lines.append(f"{name:<{width}}{row['precision']:9.4f}{row['recall']:8.4f}{row['f1']:8.4f}{row['support']:9d}")
+        lines.append(
+            f"{printable(name):<{width}}{row['precision']:9.4f}{row['recall']:8.4f}{row['f1']:8.4f}{row['support']:9d}"
+        )
     lines.append(
         f"test_loss {metrics['test_loss']:.4f}  test_accuracy {metrics['test_accuracy']:.4f}  "
         f"balanced_accuracy {metrics['balanced_accuracy']:.4f}  macro_f1 {metrics['macro_f1']:.4f}  "

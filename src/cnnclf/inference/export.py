@@ -23,7 +23,8 @@ from pathlib import Path
 from cnnclf.atomic import write_json
 from cnnclf.errors import ConfigError
 from cnnclf.inference.loading import Predictor
-from cnnclf.rundir.directory import RunDir
+from cnnclf.rundir.directory import RunDir, kept_epoch
+from cnnclf.signals import interrupts_raised
 
 FORMATS = {"savedmodel": "model.savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
 OUTPUT = "probabilities"
@@ -44,12 +45,19 @@ def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
         _remove(stale)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:
-        _write(predictor, fmt, partial)
-        _replace(partial, out)
+        with interrupts_raised():  # SIGTERM and Ctrl-C end the export here, the partial export removed
+            _write(predictor, fmt, partial)
+            _replace(partial, out)
     finally:
         _remove(partial)
-    write_json(described, description(predictor, fmt))
+    write_json(described, {**description(predictor, fmt), **_provenance(run)})
     return out
+
+
+def _provenance(run: RunDir) -> dict:
+    """Which run and epoch the export holds, and the run's status then (a run still training is
+    exported at its best epoch so far)."""
+    return {"run": run.path.name, "epoch": kept_epoch(run, run.read_history()), "run_status": run.status()["status"]}
 
 
 def _write(predictor: Predictor, fmt: str, path: Path) -> None:

@@ -100,7 +100,6 @@ def create_app(run: RunDir, max_batch: int = 32, wait_ms: float = 5.0):
         task.cancel()
 
     app = FastAPI(title="cnnclf", description=f"The model of {run.path.name}", lifespan=lifespan)
-    app.state.cut_off = 0  # requests cut off by a shutdown (server.py)
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)

@@ -3,6 +3,7 @@ with a head. Compiling is in optimization.py; the views evaluation averages over
 
 import inspect
 import math
+import os
 
 import keras
 
@@ -11,6 +12,7 @@ from cnnclf.model import backbones
 from cnnclf.model.presets import PRESETS
 from cnnclf.model.whitening import whitening_layer
 
+MAX_TENSOR = 2**31 - 1  # values in one weight tensor, at most (TensorFlow's kernels index them with int32)
 REDUCING = ("Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D")
 
 
@@ -89,18 +91,22 @@ def _build(config, input_shape: tuple[int, int, int], num_classes: int, precisio
         model.add(layer)
         if whitening is not None:
             layer.set_weights(whitening)
+    counted = 0  # weights of the layers so far
     for i, spec in enumerate(specs):
         ((name, kwargs),) = spec.items()
         label = f"{where}[{i}].{name}"
         layer = construct(getattr(keras.layers, name), kwargs, label)
         before = model.output_shape if model.layers else (None, *input_shape)
+        counted += check_weights(layer, before, label, counted)
         try:
             model.add(layer)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{label}: cannot take input of shape {before}: {first_line(e, 300)}") from None
     last = model.layers[-1]
     if not _is_classifier(last):
-        model.add(keras.layers.Dense(num_classes, activation="softmax", name="classifier"))
+        classifier = keras.layers.Dense(num_classes, activation="softmax", name="classifier")
+        check_weights(classifier, model.output_shape, f"{where}: the classifier cnnclf adds, Dense", counted)
+        model.add(classifier)
     elif model.output_shape[-1] != num_classes:
         raise ConfigError(
             f"{where}[{len(specs) - 1}]: the last layer gives {model.output_shape[-1]} outputs but "
@@ -144,6 +150,34 @@ def check_test_shift(augment, input_shape) -> None:
             f"translations reach ({augment.translate:g} of {side} pixels); "
             f"set it to at most {math.floor(reach)} or raise data.augment.translate"
         )
+
+
+def check_weights(layer, before: tuple, label: str, so_far: int) -> int:
+    """The weights a Dense layer or a convolution would make on input of shape `before`, counted before
+    Keras makes any: a layer larger than a tensor can be (MAX_TENSOR values), or one that would take
+    the model past what this machine's memory can train (4 copies of float32 weights: the weights,
+    their gradients and Adam's two moments), is refused with its size, not left to fail in TensorFlow."""
+    channels = int(before[-1] or 0)
+    if hasattr(layer, "units"):
+        made, what = channels * int(layer.units) + int(layer.units), f"{layer.units:,} units on {channels:,} inputs"
+    elif hasattr(layer, "filters") and hasattr(layer, "kernel_size"):
+        kernel = math.prod(layer.kernel_size)
+        made = kernel * channels * int(layer.filters) // int(getattr(layer, "groups", 1) or 1) + int(layer.filters)
+        what = f"{layer.filters:,} filters of {'x'.join(map(str, layer.kernel_size))} on {channels:,} channels"
+    else:
+        return 0
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if made > MAX_TENSOR or 16 * (so_far + made) > memory:
+        limit = (
+            f"a tensor can hold ({MAX_TENSOR:,} values)"
+            if made > MAX_TENSOR
+            else f"this machine's {memory / 1e9:,.0f} GB of memory can train"
+        )
+        raise ConfigError(
+            f"{label}: {what} make {made:,} weights ({4 * made / 1e9:,.1f} GB in float32; training holds 4 "
+            f"times that), more than {limit}; make the layer smaller"
+        )
+    return made
 
 
 def construct(cls, kwargs: dict, label: str):

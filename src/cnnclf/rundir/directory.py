@@ -32,6 +32,7 @@ from pathlib import Path
 
 from cnnclf.atomic import UMASK, write_json
 from cnnclf.errors import NotARunError
+from cnnclf.redaction import masked_argv
 
 STATUSES = ("running", "completed", "failed", "interrupted", "pruned")  # pruned: stopped by `cnnclf tune`
 
@@ -84,10 +85,12 @@ class RunDir:
             )
         state = run.status()  # a damaged run.json is found here, whatever the command
         if need_model and not run.model.is_file():
-            raise NotARunError(
-                f"{run.path}: this run has no model yet (status {state['status']}); "
-                f"`cnnclf resume {run.path}` continues its training"
+            then = (
+                "it is training now: try again once its first epoch is done"
+                if state["status"] == "running" and run.is_alive()
+                else f"`cnnclf resume {run.path}` continues its training"
             )
+            raise NotARunError(f"{run.path}: this run has no model yet (status {state['status']}); {then}")
         return run
 
     # --- what the run's files say ----------------------------------------------------------
@@ -160,18 +163,42 @@ class RunDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _read_holder(fd)
-                raise NotARunError(
-                    f"{self.path}: this run is being trained by process {holder.get('pid', '?')} "
-                    f"({' '.join(holder.get('command', []))[:100] or 'cnnclf'}, since "
-                    f"{holder.get('since', '?')}); wait for it or stop it first"
-                ) from None
+                raise self._taken(_read_holder(fd)) from None
             os.ftruncate(fd, 0)
             now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-            os.pwrite(fd, json.dumps({**process_identity(), "since": now, "command": sys.argv}).encode(), 0)
+            os.pwrite(
+                fd, json.dumps({**process_identity(), "since": now, "command": masked_argv(sys.argv)}).encode(), 0
+            )
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    def check_free(self) -> None:
+        """NotARunError naming the process that trains the run now, if one does (before TensorFlow starts
+        for a `resume` that the lock would refuse anyway)."""
+        if self.is_alive():
+            fd = os.open(self._lock, os.O_RDONLY)
+            try:
+                raise self._taken(_read_holder(fd))
+            finally:
+                os.close(fd)
+
+    def _taken(self, holder: dict) -> NotARunError:
+        return NotARunError(
+            f"{self.path}: this run is being trained by process {holder.get('pid', '?')} "
+            f"({' '.join(holder.get('command', []))[:100] or 'cnnclf'}, since "
+            f"{holder.get('since', '?')}); wait for it or stop it first"
+        )
+
+    def in_training(self) -> str | None:
+        """Where a process is training the run now: what the model file holds meanwhile (its best epoch so
+        far), in words; None for a run that is not being trained."""
+        state = self.status()
+        if state["status"] != "running" or not self.is_alive():
+            return None
+        kept = kept_epoch(self, self.read_history())
+        best = f"its best epoch so far, {kept}" if kept else "no finished epoch yet"
+        return f"{self.path.name} is still training ({state.get('epochs_done', 0)} epochs done): its model is {best}"
 
     def is_alive(self) -> bool:
         """Whether a process on this machine is training this run (it holds the run's lock)."""

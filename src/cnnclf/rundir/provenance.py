@@ -5,6 +5,8 @@ import platform
 import subprocess
 import sys
 
+from cnnclf.redaction import masked_argv
+
 CPU_CLASSES = {  # flag -> class, the first the CPU has; what its bfloat16 and float32 arithmetic run on
     "amx_bf16": "AMX",  # bfloat16 matrix tiles (Intel Sapphire Rapids and later): 4-5x float32
     "avx512_bf16": "AVX-512 BF16",  # bfloat16 dot products in vector registers
@@ -74,7 +76,25 @@ def environment(config, compute: dict, data_fingerprint: dict) -> dict:
         "device": describe_device(),
         "seed": config.seed,
         "compute": compute,
-        "command": sys.argv,
+        "command": masked_argv(sys.argv),
         "git_commit": commit or None,
         "data": data_fingerprint,
+    }
+
+
+def resumed(recorded: dict, config, compute: dict) -> dict:
+    """env.json once a run is resumed: the device and compute settings of this session (a run resumed
+    on another CPU may compute in another precision), the earlier ones kept under "sessions"."""
+    now = environment(config, compute, recorded.get("data", {}))
+    earlier = recorded.get("sessions") or [_session(recorded)]
+    return {**recorded, **{k: now[k] for k in ("device", "compute", "command")}, "sessions": [*earlier, _session(now)]}
+
+
+def _session(env: dict) -> dict:
+    """What one session of training (train, or a resume) ran on."""
+    return {
+        "cpu_class": (env.get("device") or {}).get("cpu_class"),
+        "gpus": (env.get("device") or {}).get("gpus"),
+        "mixed_precision": (env.get("compute") or {}).get("mixed_precision"),
+        "command": env.get("command"),
     }

@@ -11,6 +11,9 @@ with the same parameters. A journal has no heartbeat: a new `cnnclf tune` on the
 dead worker fails and asks again that worker's trials.
 """
 
+import contextlib
+import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -18,15 +21,42 @@ import sys
 import warnings
 from pathlib import Path
 
-from cnnclf.errors import ConfigError, first_line
+from cnnclf.errors import ConfigError, RunError, first_line, listing
+from cnnclf.redaction import masked
 from cnnclf.signals import alive
+
+log = logging.getLogger("cnnclf")
 
 PASSWORD_VARIABLE = "CNNCLF_TUNE_PASSWORD"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
-def folder_of(config) -> Path:
-    return Path(config.output.runs_dir) / f"tune-{config.name}"
+CONNECT_SECONDS = 15  # a database that accepts the connection but never answers is given up after this
+# keys a study's workers may set apart (their runs folder, their share of the cores) or that only steer
+# the search (how many trials, where the study is, how often a worker says it lives, what it prunes)
+WORKER_KEYS = ("output.", "train.threads", "tune.trials", "tune.storage", "tune.heartbeat_seconds", "tune.pruner")
+
+
+def settings(config):
+    """The config's tune: section; a config without one is refused."""
+    if config.tune is None:
+        raise ConfigError(
+            "the config has no tune: section; add one with a space: {key.path: {choice: [...]}} "
+            "mapping (see README, Hyperparameter search)"
+        )
+    return config.tune
+
+
+def folder_of(config, storage: str | None = None) -> Path:
+    """Where trials.csv and best.yaml go: runs/tune-<name>/, beside the default SQLite study; a study
+    stored elsewhere gets runs/tune-<name>-<8 hex digits of its storage>/, so that two studies of one
+    config (SQLite, then PostgreSQL) never write over each other's."""
+    assert config.tune is not None
+    folder = Path(config.output.runs_dir) / f"tune-{config.name}"
+    given = storage or config.tune.storage
+    if given is None:
+        return folder
+    return folder.with_name(f"{folder.name}-{hashlib.sha256(masked(given).encode()).hexdigest()[:8]}")
 
 
 def storage_url(config, storage: str | None = None) -> str:
@@ -35,16 +65,42 @@ def storage_url(config, storage: str | None = None) -> str:
     return storage or config.tune.storage or f"sqlite:///{folder_of(config) / 'study.db'}"
 
 
-def shown(url: str) -> str:
-    """A storage URL as it may be shown or logged: any password masked."""
-    if url.startswith("journal:") or "://" not in url:
-        return url
-    from sqlalchemy.engine import make_url
+def identity(config) -> dict:
+    """The config as a study records it: every key but those its workers may set apart (WORKER_KEYS)."""
+    from cnnclf.config import flatten
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse: show only its scheme
-        return url.split("://", 1)[0] + "://..."
+    return {k: v for k, v in flatten(config.model_dump(mode="json")).items() if not k.startswith(WORKER_KEYS)}
+
+
+def check_identity(study, config, url: str) -> None:
+    """Refuse to work on a study that another config made (two configs of one name would share it
+    silently, and best.yaml could hand back the other's trial); a study made before cnnclf recorded
+    its config is adopted."""
+    assert config.tune is not None
+    direction = study.direction.name.lower()
+    if direction != config.tune.direction:
+        raise ConfigError(
+            f"study {config.name} in {shown(url)} {direction}s its metric, this config {config.tune.direction}s "
+            f"{config.tune.metric}; give this config its own name: (or --set name=...)"
+        )
+    mine = identity(config)
+    recorded = study.user_attrs.get("config")
+    if recorded is None:
+        study.set_user_attr("config", mine)
+        return
+    differing = sorted(k for k in mine.keys() | recorded.keys() if mine.get(k) != recorded.get(k))
+    if differing:
+        raise ConfigError(
+            f"study {config.name} in {shown(url)} belongs to another config ({listing(differing, 4)} "
+            f"{'differs' if len(differing) == 1 else 'differ'}); give this config its own name: "
+            f"(or --set name=...), or use the config that made the study"
+        )
+
+
+def shown(url: str) -> str:
+    """A storage URL as it may be shown or logged: any password masked, in any of the places a URL
+    can carry one."""
+    return masked(url)
 
 
 def open_storage(url: str, heartbeat_seconds: int):
@@ -67,7 +123,7 @@ def open_storage(url: str, heartbeat_seconds: int):
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             f"tune.storage {shown(url)}: not a database URL; use postgresql://user@host/db, mysql://..., "
             f"sqlite:///PATH or journal:PATH"
@@ -76,7 +132,11 @@ def open_storage(url: str, heartbeat_seconds: int):
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, the driver cnnclf installs
     if parsed.username and parsed.password is None and os.environ.get(PASSWORD_VARIABLE):
         parsed = parsed.set(password=os.environ[PASSWORD_VARIABLE])
-    engine = {"connect_args": {"timeout": 60}} if parsed.drivername.startswith("sqlite") else {"pool_pre_ping": True}
+    if parsed.drivername.startswith("sqlite"):
+        engine: dict = {"connect_args": {"timeout": 60}}
+    else:  # a server that takes the connection and never answers is given up, not waited on forever
+        timeout = {"connect_timeout": CONNECT_SECONDS} if parsed.drivername.startswith(("postgresql", "mysql")) else {}
+        engine = {"pool_pre_ping": True, "connect_args": timeout}
     try:
         return optuna.storages.RDBStorage(
             parsed.render_as_string(hide_password=False),
@@ -90,6 +150,21 @@ def open_storage(url: str, heartbeat_seconds: int):
         raise ConfigError(
             f"tune.storage {shown(url)}: cannot open the study there ({reason}); check the address, the "
             f"database and its password (PGPASSWORD, ~/.pgpass or {PASSWORD_VARIABLE})"
+        ) from None
+
+
+@contextlib.contextmanager
+def database_errors(url: str):
+    """A study's database that stops answering while the study runs (stopped, restarted, unreachable)
+    is one line, exit 1: the study continues once it is back."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as e:
+        raise RunError(
+            f"the study's database {shown(url)} stopped answering ({first_line(getattr(e, 'orig', None) or e)}); "
+            f"once it is back, run the same command again to continue the study"
         ) from None
 
 
@@ -156,11 +231,35 @@ def create(config, storage: str | None = None):
     import optuna
 
     assert config.tune is not None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is cnnclf's own line, not a traceback
+    url = storage_url(config, storage)
+    if not (storage or config.tune.storage):  # the default SQLite file's folder
+        folder_of(config).mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
         study_name=config.name,
-        storage=open_storage(storage_url(config, storage), config.tune.heartbeat_seconds),
+        storage=open_storage(url, config.tune.heartbeat_seconds),
         direction=config.tune.direction,
         pruner=pruner(config.tune.pruner, config.train.epochs),
         load_if_exists=True,
     )
+    check_identity(study, config, url)
+    study.set_metric_names([config.tune.metric])  # the dashboard names the objective by its metric
+    return study
+
+
+def dashboard(config, storage: str | None, sock) -> None:
+    """optuna-dashboard for the study on `sock` (bound to 127.0.0.1), until Ctrl-C: served as `cnnclf serve`
+    serves a model (inference/server.py), so it answers only loopback names (no web page can reach it
+    by DNS rebinding) and holds its connections within bounds."""
+    heartbeat = settings(config).heartbeat_seconds
+    try:
+        import optuna_dashboard
+        from a2wsgi import WSGIMiddleware
+    except ImportError:
+        raise ConfigError("the dashboard needs optuna-dashboard: pip install 'cnnclf[tune]'") from None
+    from cnnclf.inference.server import serve_app, served_hosts
+
+    url = storage_url(config, storage)
+    opened = open_storage(url, heartbeat)
+    log.info(f"dashboard of {shown(url)} on http://127.0.0.1:{sock.getsockname()[1]}/dashboard")
+    serve_app(WSGIMiddleware(optuna_dashboard.wsgi(opened)), sock, served_hosts(sock), access_log=False)

@@ -15,6 +15,7 @@ import csv
 import io
 import logging
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -22,7 +23,15 @@ import keras
 
 from cnnclf.atomic import write_text
 from cnnclf.config import Config, override
-from cnnclf.errors import CnnclfError, ConfigError, DataError, NonFiniteLoss, NonFiniteWeights, Pruned
+from cnnclf.errors import (
+    CnnclfError,
+    ConfigError,
+    DataError,
+    Interrupted,
+    NonFiniteLoss,
+    NonFiniteWeights,
+    Pruned,
+)
 from cnnclf.rundir.directory import RunDir
 from cnnclf.tools import study as studies
 from cnnclf.training.train import resume, train
@@ -36,14 +45,13 @@ TRIAL_FAILURES = (ConfigError, DataError, NonFiniteLoss, NonFiniteWeights)
 def tune(config: Config, trials: int | None = None, storage: str | None = None) -> dict:
     """Work on the study until it has `trials` finished trials (with other workers, if any); write
     trials.csv and best.yaml; return a summary."""
-    settings = _settings(config)
+    settings = studies.settings(config)
     optuna = _optuna()
-    folder = studies.folder_of(config)
+    folder = studies.folder_of(config, storage)
     folder.mkdir(parents=True, exist_ok=True)
     url = studies.storage_url(config, storage)
     study = studies.create(config, storage)
-    # Seeded, yet a continued study, or another worker, must not replay the same draws.
-    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.get_trials(deepcopy=False)) + os.getpid())
+    study.sampler = optuna.samplers.TPESampler(seed=_sampler_seed(config.seed, len(study.get_trials(deepcopy=False))))
     studies.fail_abandoned(study)
     target = trials or settings.trials
     log.info(f"study {config.name} in {studies.shown(url)}: {studies.counted(study)} of {target} trials finished")
@@ -52,9 +60,22 @@ def tune(config: Config, trials: int | None = None, storage: str | None = None) 
         if studies.counted(study) >= target:
             study.stop()
 
-    if studies.counted(study) < target:
-        study.optimize(lambda trial: _objective(study, trial, config), callbacks=[enough], catch=TRIAL_FAILURES)
-    return summarize(study, config, folder)
+    with studies.database_errors(url):
+        if studies.counted(study) < target:
+            study.optimize(lambda trial: _objective(study, trial, config), callbacks=[enough], catch=TRIAL_FAILURES)
+        return summarize(study, config, folder)
+
+
+def _sampler_seed(seed: int, trials: int) -> int:
+    """The sampler's seed: the config's, mixed (not added: consecutive process ids would cancel a trial
+    count's difference) with the study's progress, this process and this machine, so that a continued
+    study and every worker draw apart."""
+    import zlib
+
+    import numpy as np
+
+    host = zlib.crc32(socket.gethostname().encode())
+    return int(np.random.SeedSequence([seed, trials, os.getpid(), host]).generate_state(1)[0])
 
 
 def _objective(study, trial, config: Config) -> float:
@@ -81,11 +102,15 @@ def _objective(study, trial, config: Config) -> float:
     except Pruned as e:
         log.info(f"trial {trial.number}: {e}")
         raise optuna.TrialPruned(str(e)) from None
+    except Interrupted as e:  # asked again, to be resumed by the next `cnnclf tune` (not by `cnnclf resume`)
+        studies.ask_again(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
+        raise Interrupted(
+            f"stopped by {signal.Signals(e.signal_number).name} in trial {trial.number}; run the same `cnnclf tune` "
+            f"command again to continue the study (it resumes the trial's run)",
+            e.signal_number,
+        ) from None
     except CnnclfError as e:
-        if e.exit_code > 128:  # interrupted: asked again, to be resumed by the next `cnnclf tune`
-            studies.ask_again(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
-        else:
-            log.warning(f"trial {trial.number} failed: {e}")
+        log.warning(f"trial {trial.number} failed: {e}")
         raise
     if run is None:  # a multi-worker run's other worker
         raise ConfigError("tune trains each trial on one machine: set train.distribute to none or mirrored")
@@ -160,28 +185,6 @@ def summarize(study, config: Config, folder: Path) -> dict:
         "trials_csv": str(folder / "trials.csv"),
         "best_config": str(folder / "best.yaml"),
     }
-
-
-def dashboard(config: Config, storage: str | None, port: int) -> None:
-    """optuna-dashboard for the study, on 127.0.0.1, until Ctrl-C."""
-    settings = _settings(config)
-    try:
-        import optuna_dashboard
-    except ImportError:
-        raise ConfigError("the dashboard needs optuna-dashboard: pip install 'cnnclf[tune]'") from None
-    url = studies.storage_url(config, storage)
-    opened = studies.open_storage(url, settings.heartbeat_seconds)
-    log.info(f"dashboard of {studies.shown(url)} on http://127.0.0.1:{port}/dashboard")
-    optuna_dashboard.run_server(opened, host="127.0.0.1", port=port)
-
-
-def _settings(config: Config):
-    if config.tune is None:
-        raise ConfigError(
-            "the config has no tune: section; add one with a space: {key.path: {choice: [...]}} "
-            "mapping (see README, Hyperparameter search)"
-        )
-    return config.tune
 
 
 def _optuna():

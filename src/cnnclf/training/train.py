@@ -7,6 +7,7 @@ process trains it; its state after each epoch is in state.py.
 
 import hashlib
 import importlib
+import json
 import logging
 import shutil
 import tempfile
@@ -29,7 +30,7 @@ from cnnclf.inference.loading import load_model
 from cnnclf.model.build import build_model
 from cnnclf.model.whitening import whitening_weights
 from cnnclf.rundir.directory import RunDir
-from cnnclf.rundir.provenance import environment
+from cnnclf.rundir.provenance import environment, resumed
 from cnnclf.training import distribute
 from cnnclf.training.callbacks import EpochLines, Lookahead, StopOnNaN
 from cnnclf.training.compute import Compute, resolve, with_model
@@ -107,6 +108,8 @@ def resume(path, started: float | None = None, watch: tuple = ()) -> RunDir | No
             shutil.copytree(run.path, scratch.path, dirs_exist_ok=True)
             run = scratch
         log.info(f"resuming {run.path} (status {state['status']})")
+        if session.chief and run.env.exists():
+            write_json(run.env, resumed(json.loads(run.env.read_text()), config, session.compute.as_dict()))
         return _fit_and_finish(run, session, started, watch)
 
 
