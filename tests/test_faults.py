@@ -263,3 +263,52 @@ def test_a_failure_before_the_first_epoch_leaves_a_run_marked_failed(tmp_path, m
     assert [row["status"] for row in listed] == ["failed"]
     monkeypatch.undo()
     assert cnnclf("resume", run).exit_code == 0
+
+
+def test_sigterm_during_an_export_leaves_no_partial_export(trained_run, monkeypatch):
+    import os
+
+    from cnnclf.inference import export as exporting
+
+    real = exporting._write
+
+    def terminated_midway(predictor, fmt, path):
+        real(predictor, fmt, path)  # the partial export is whole on disk, not yet renamed into place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(exporting, "_write", terminated_midway)
+    result = cnnclf("export", trained_run, "--format", "savedmodel")
+    assert result.exit_code == 128 + signal.SIGTERM and result.stderr == "Error: stopped by SIGTERM\n"
+    assert not list((trained_run / "export").iterdir())  # no hidden .partial folder left behind
+
+
+def hold_lock(run: Path) -> subprocess.Popen:
+    """Another process that holds the run's lock, as `cnnclf train` does while it trains."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from cnnclf.rundir.directory import RunDir\n"
+                               "with RunDir(sys.argv[1]).locked():\n print('locked', flush=True); time.sleep(120)",
+                               str(run)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_evaluate_and_export_of_a_run_still_training_say_so(trained_run, tmp_path):
+    status = json.loads((trained_run / "run.json").read_text())
+    (trained_run / "run.json").write_text(json.dumps({**status, "status": "running", "epochs_done": 2}))
+    holder = hold_lock(trained_run)
+    try:
+        said = (f"warning: {trained_run.name} is still training (2 epochs done): its model is its best epoch so far, "
+                f"2; {{}} that, not the final model")
+        evaluated = cnnclf("evaluate", trained_run)
+        assert evaluated.exit_code == 0 and said.format("evaluating") in evaluated.stderr
+        exported = cnnclf("export", trained_run, "--format", "tflite", "--out", tmp_path / "m.tflite")
+        assert exported.exit_code == 0 and said.format("exporting") in exported.stderr
+        described = json.loads((tmp_path / "m.tflite.json").read_text())
+        assert (described["run"], described["epoch"], described["run_status"]) == (trained_run.name, 2, "running")
+        (trained_run / "model.keras").unlink()
+        early = cnnclf("evaluate", trained_run)
+        assert early.exit_code == 2 and early.stderr == (
+            f"Error: {trained_run}: this run has no model yet (status running); it is training now: try again "
+            f"once its first epoch is done\n")  # not `cnnclf resume`, which the lock would refuse
+    finally:
+        holder.kill()
+        holder.wait()

@@ -673,3 +673,19 @@ def test_training_skips_and_names_hostile_files_when_asked(tmp_path):
     run = Path(result.stdout.split()[-1])
     assert {"fifo.png", "ps.png"} == {Path(p).name for p in json.loads((run / "env.json").read_text())["data"][
         "skipped_files"]}
+
+
+def test_a_password_on_the_command_line_is_recorded_masked(tmp_path, monkeypatch):
+    """env.json and run.lock record the command line: a database password in it is masked there."""
+    from conftest import tiny_config, write_config
+
+    monkeypatch.setattr("sys.argv", ["cnnclf", "train", "x.yaml", "--set",
+                                     "tune.storage=postgresql://me:hun@ter2@db/s?password=hunter3"])
+    config = tiny_config(tmp_path / "runs", epochs=1)
+    result = cnnclf("train", write_config(tmp_path / "c.yaml", config))
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.split()[-1])
+    recorded = json.loads((run / "env.json").read_text())["command"]
+    assert recorded[-1] == "tune.storage=postgresql://me:***@db/s?password=***"
+    for path in run.rglob("*"):
+        assert not path.is_file() or b"ter2" not in path.read_bytes() and b"hunter3" not in path.read_bytes(), path

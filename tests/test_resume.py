@@ -36,9 +36,16 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path, uninterrupte
     assert status["status"] == "interrupted" and status["epochs_done"] == 2
     assert (run / "backup" / "epoch-0002" / "weights.weights.h5").exists() and len(history(run)) == 2
 
-    resumed = cnnclf("resume", run)
+    before = json.loads((run / "env.json").read_text())
+    with pytest.MonkeyPatch.context() as another_cpu:
+        another_cpu.setattr("cnnclf.rundir.provenance.cpu_class", lambda flags=None: "other")
+        resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
     assert "epoch 3/4" in resumed.stderr and "epoch 1/4" not in resumed.stderr
+    env = json.loads((run / "env.json").read_text())  # what the resume ran on, the first session's kept
+    assert env["device"]["cpu_class"] == "other" and env["data"] == before["data"]
+    assert [s["cpu_class"] for s in env["sessions"]] == [before["device"]["cpu_class"], "other"]
+    assert env["sessions"][1]["mixed_precision"] == env["compute"]["mixed_precision"]
     assert "early stopping: no improvement in val_accuracy for 2 epochs after epoch 1" in resumed.stderr
     assert history(run) == history(straight_run)
     assert json.loads((run / "metrics.json").read_text()) == json.loads((straight_run / "metrics.json").read_text())
@@ -163,9 +170,10 @@ def test_signals_wait_for_state_being_saved(tmp_path):
     assert saved == ["complete"]
 
 
-def test_resume_refuses_a_run_that_is_still_training(tmp_path):
+def test_resume_refuses_a_run_that_is_still_training(tmp_path, monkeypatch):
     """A run is training while a process holds its lock, whatever run.json says; a PID in run.json that
-    now belongs to another process (here: 1) does not block a resume."""
+    now belongs to another process (here: 1) does not block a resume. The refusal comes before
+    TensorFlow starts."""
     run = RunDir.create(tmp_path, "live")
     run.config.write_text("model: {preset: s002_mnist}\n")
     run.set_status("running")
@@ -179,7 +187,9 @@ def test_resume_refuses_a_run_that_is_still_training(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert run.is_alive()
-        result = cnnclf("resume", run.path)
+        with monkeypatch.context() as patched:
+            patched.setattr("cnnclf.cli.training.start_tensorflow", lambda *a, **k: pytest.fail("TensorFlow started"))
+            result = cnnclf("resume", run.path)
         assert result.exit_code == 2
         assert result.stderr.startswith(f"Error: {run.path}: this run is being trained by process {holder.pid} (")
         assert result.stderr.strip().endswith("wait for it or stop it first")

@@ -33,9 +33,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def postgres():
+def postgres(postgres_server):
+    return postgres_server[0]
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
     """A PostgreSQL cluster of our own on a free port, a database `studies` with password login; as
-    root, run as the postgres user (initdb refuses root)."""
+    root, run as the postgres user (initdb refuses root). Its URL, and pg_ctl's command line (to stop
+    and start it)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
@@ -55,7 +61,9 @@ def postgres():
     subprocess.run([bin_dir / "psql" if (bin_dir / "psql").exists() else "psql", "-h", "127.0.0.1",
                     "-p", str(port), "-U", "cnnclf", "-d", "postgres", "-c", "CREATE DATABASE studies"],
                    check=True, capture_output=True, env=env)
-    yield f"postgresql://cnnclf@127.0.0.1:{port}/studies"
+    pg_ctl = [*as_user, bin_dir / "pg_ctl", "-D", tmp / "data", "-l", tmp / "log", "-w", "-o",
+              f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1"]
+    yield f"postgresql://cnnclf@127.0.0.1:{port}/studies", pg_ctl
     subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", tmp / "data", "-m", "immediate", "stop"], capture_output=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -158,3 +166,26 @@ def test_the_dashboard_shows_the_study_in_headless_chromium(postgres, tmp_path):
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
+
+
+def test_a_password_in_the_url_is_written_nowhere_and_a_database_gone_mid_trial_is_one_line(postgres_server, tmp_path):
+    url, pg_ctl = postgres_server
+    with_password = url.replace("cnnclf@", f"cnnclf:{PASSWORD}@")
+    config = study_config(tmp_path, "stopped", epochs=30)
+    process = start_tune(config, with_password, tmp_path / "runs", trials=2, password="")
+    deadline = time.time() + 120
+    while not list((tmp_path / "runs").glob("*/backup/epoch-0001")) and time.time() < deadline:
+        time.sleep(0.05)
+    subprocess.run([*pg_ctl, "-m", "immediate", "stop"], check=True, capture_output=True)
+    try:
+        out, err = process.communicate(timeout=300)
+    finally:
+        subprocess.run([*pg_ctl, "start"], check=True, capture_output=True)
+    assert process.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"Error: the study's database {url.replace('cnnclf@', 'cnnclf:***@')} stopped answering (")
+    assert last.endswith("once it is back, run the same command again to continue the study")
+    assert "Traceback" not in err and PASSWORD not in out + err
+    written = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    assert any(p.name == "env.json" for p in written) and any(p.name == "run.lock" for p in written)
+    assert all(PASSWORD.encode() not in p.read_bytes() for p in written)

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from cnnclf.atomic import UMASK, write_json
-from cnnclf.errors import NotARunError
+from cnnclf.errors import NotARunError, plural
 from cnnclf.redaction import masked_argv
 
 STATUSES = ("running", "completed", "failed", "interrupted", "pruned")  # pruned: stopped by `cnnclf tune`
@@ -198,7 +198,7 @@ class RunDir:
             return None
         kept = kept_epoch(self, self.read_history())
         best = f"its best epoch so far, {kept}" if kept else "no finished epoch yet"
-        return f"{self.path.name} is still training ({state.get('epochs_done', 0)} epochs done): its model is {best}"
+        return f"{self.path.name} is still training ({plural(state.get('epochs_done', 0), 'epoch')} done): its model is {best}"
 
     def is_alive(self) -> bool:
         """Whether a process on this machine is training this run (it holds the run's lock)."""

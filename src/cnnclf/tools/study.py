@@ -161,11 +161,23 @@ def database_errors(url: str):
 
     try:
         yield
-    except SQLAlchemyError as e:
+    except Exception as e:
+        cause = next((c for c in _chain(e) if isinstance(c, SQLAlchemyError)), None)
+        if cause is None:  # Optuna 5 can fail in its own cleanup while a lost connection's error is handled
+            raise
         raise RunError(
-            f"the study's database {shown(url)} stopped answering ({first_line(getattr(e, 'orig', None) or e)}); "
-            f"once it is back, run the same command again to continue the study"
+            f"the study's database {shown(url)} stopped answering ({first_line(getattr(cause, 'orig', None) or cause)}"
+            f"); once it is back, run the same command again to continue the study"
         ) from None
+
+
+def _chain(error: BaseException | None):
+    """An exception and those it was raised from or during, in turn."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 def pruner(name: str, epochs: int):
