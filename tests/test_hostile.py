@@ -667,7 +667,7 @@ def test_predict_skips_and_names_each_hostile_file_and_classifies_the_rest(train
 def test_training_skips_and_names_hostile_files_when_asked(tmp_path):
     data = folder(tmp_path, two_classes(**{"train/dog/ps.png": POSTSCRIPT}))
     special(Path(data["path"]) / "train/cat/fifo.png")
-    result = cnnclf("train", config(tmp_path, data={**data, "skip_bad_images": True}))
+    result = cnnclf("train", config(tmp_path, data={**data, "skip_bad_images": True, "validation": "test"}))
     assert result.exit_code == 0, result.stderr
     assert "skipped 2 unreadable image files (data.skip_bad_images)" in result.stderr
     run = Path(result.stdout.split()[-1])

@@ -128,7 +128,7 @@ def test_two_storages_of_one_config_keep_their_own_summaries(tmp_path):
     folders = sorted(p.name for p in (tmp_path / "runs").glob("tune-study*"))
     assert len(folders) == 2 and folders[0] == "tune-study" and folders[1].startswith("tune-study-")
     assert [len(list(csv.DictReader((tmp_path / "runs" / f / "trials.csv").open()))) for f in folders] == [1, 1]
-    assert str((tmp_path / "runs" / folders[1] / "trials.csv")) in result.stdout
+    assert str(tmp_path / "runs" / folders[1] / "trials.csv") in result.stdout
 
 
 def test_workers_started_together_draw_apart():

@@ -10,6 +10,8 @@ A run goes through the packages in this order, each knowing only those before it
     inference/  safe loading into one inference graph: evaluate, predict, export, serve
     reporting/  plots, report.html, runs, compare, data inspect
     tools/      tune (Optuna), init (starter configs), bench
+    pipeline.py the sequence of a run: prepare -> fit -> evaluate -> record -> draw, for all of the below
+    api.py      the Python API: cnnclf.train(...), cnnclf.Run(...): predict, evaluate, export
     cli/        click commands: parse, call one library function, print
 
 Beside them, modules any stage may use: errors.py (CnnclfError and its exit codes), atomic.py
@@ -21,8 +23,20 @@ TensorFlow internal cnnclf touches, each behind a feature check).
 
 import logging
 
+from cnnclf.errors import CnnclfError, ConfigError, DataError, Interrupted, NotARunError, RunError
 from cnnclf.redaction import LogFilter
 
 __version__ = "0.1.0"
+__all__ = ["train", "Run", "CnnclfError", "ConfigError", "DataError", "RunError", "NotARunError", "Interrupted"]
 
 logging.getLogger("cnnclf").addFilter(LogFilter())  # no log line holds a password (redaction.py)
+logging.getLogger("cnnclf").addHandler(logging.NullHandler())  # silent unless a handler is added (the CLI's)
+
+
+def __getattr__(name: str):
+    """cnnclf.train and cnnclf.Run (api.py), imported when first used: `import cnnclf` stays light."""
+    if name in ("train", "Run"):
+        from cnnclf import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'cnnclf' has no attribute {name!r}")

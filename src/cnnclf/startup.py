@@ -6,6 +6,7 @@ use TensorFlow.
 """
 
 import contextlib
+import logging
 import os
 
 from cnnclf import compat
@@ -31,13 +32,19 @@ def start(debug: bool = False, train=None, lean: bool = True):
     if not debug:
         tf.get_logger().setLevel("ERROR")  # deprecation notices from inside TensorFlow's own modules
     if train is not None:
-        cpus = tf.config.list_physical_devices("CPU")
-        if train.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
-            tf.config.set_logical_device_configuration(
-                cpus[0], [tf.config.LogicalDeviceConfiguration()] * train.cpu_replicas
+        try:
+            cpus = tf.config.list_physical_devices("CPU")
+            if train.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
+                tf.config.set_logical_device_configuration(
+                    cpus[0], [tf.config.LogicalDeviceConfiguration()] * train.cpu_replicas
+                )
+            if train.threads != "auto":
+                tf.config.threading.set_intra_op_parallelism_threads(train.threads)
+        except RuntimeError:  # a second run in one process (the Python API): TensorFlow has started already
+            logging.getLogger("cnnclf").warning(
+                "warning: train.threads and train.cpu_replicas take effect only in the first run of a process; "
+                "this one keeps the first run's"
             )
-        if train.threads != "auto":
-            tf.config.threading.set_intra_op_parallelism_threads(train.threads)
         if train.deterministic:
             tf.config.experimental.enable_op_determinism()
     return tf

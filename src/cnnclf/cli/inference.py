@@ -27,9 +27,10 @@ def evaluate(ctx, run_path, as_json):
     run.read_config()
     _say_if_training(run, "evaluating")
     start_tensorflow(ctx)
-    from cnnclf.inference.evaluate import evaluate_run, metrics_table
+    from cnnclf.inference.evaluate import metrics_table
+    from cnnclf.pipeline import evaluate_run
 
-    metrics = evaluate_run(run)
+    metrics, _ = evaluate_run(run)
     click.echo(json.dumps(metrics, indent=2) if as_json else metrics_table(metrics))
 
 

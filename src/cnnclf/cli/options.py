@@ -133,10 +133,16 @@ def command(group=cli, name=None):
 
 
 def start_tensorflow(ctx, train=None):
-    from cnnclf import progress, startup
+    from cnnclf import pipeline
 
-    with progress.step("starting TensorFlow"):
-        startup.start(debug=ctx.obj["debug"], train=train)
+    pipeline.start_tensorflow(train, ctx.obj["debug"])
+
+
+def prepare(ctx, config, smoke: bool = False, split_from=None):
+    """pipeline.prepare: the config's data read, --smoke applied, TensorFlow started."""
+    from cnnclf import pipeline
+
+    return pipeline.prepare(config, smoke, split_from, ctx.obj["debug"])
 
 
 def writable_folder(path: Path, what: str) -> Path:
@@ -161,23 +167,3 @@ def output_file(path: Path | None, what: str) -> Path | None:
     if path is not None:
         writable_folder(Path(path).parent, f"{what}'s folder")
     return path
-
-
-def load_data(ctx, config, smoke: bool = False, split_from=None):
-    """The config's data (loaded before TensorFlow starts, but for keras.datasets, which needs it),
-    and the config with what --smoke changed. `split_from`: a run's split.csv to split as it says."""
-    from cnnclf import progress
-    from cnnclf.config import override
-    from cnnclf.config.rules import check_weights_file
-    from cnnclf.data.dataset import load
-
-    check_weights_file(config.model)
-    if config.data.source == "keras":
-        start_tensorflow(ctx)
-    with progress.step(f"reading the data ({config.data.source}: {config.data.path or config.data.dataset})"):
-        data = load(config.data, config.seed, smoke, split_from)
-    if smoke:
-        config = override(
-            config, {"data.limit_train": data.limits[0], "data.limit_test": data.limits[1], "train.epochs": 1}
-        )
-    return config, data

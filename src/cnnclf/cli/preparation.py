@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from cnnclf.cli.options import cli, command, json_option, load_data, output_file, set_option, start_tensorflow
+from cnnclf.cli.options import cli, command, json_option, output_file, prepare, set_option, start_tensorflow
 
 
 @cli.group()
@@ -53,11 +53,10 @@ def config_validate(ctx, config_path, overrides, deep):
     check_paths(config.data)
     check_weights_file(config.model)
     if deep:
-        config, data = load_data(ctx, config)
-        start_tensorflow(ctx, config.train)
-        from cnnclf.training.train import prepare
+        config, data = prepare(ctx, config)
+        from cnnclf.training.train import prepare as build
 
-        session = prepare(config, data)
+        session = build(config, data)
         sizes = ", ".join(f"{n:,} {part}" for part, n in data.splits.sizes().items())
         click.echo(
             f"{config_path}: valid; data: {sizes} images of {list(data.splits.shape)} in "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cnnclf.cli.options import command, load_data, set_option, start_tensorflow, writable_folder
+from cnnclf.cli.options import command, prepare, set_option, start_tensorflow, writable_folder
 
 
 @command()
@@ -39,11 +39,10 @@ def train(ctx, config_path, from_run, overrides, name, runs_dir, smoke):
     values = {key: value for key, value in (("name", name), ("output.runs_dir", runs_dir)) if value is not None}
     config = load_config(config_path, overrides, values)
     writable_folder(Path(config.output.runs_dir), "output.runs_dir")
-    config, data = load_data(ctx, config, smoke, split_from)
-    start_tensorflow(ctx, config.train)
-    from cnnclf.training import train as training
+    config, data = prepare(ctx, config, smoke, split_from)
+    from cnnclf import pipeline
 
-    run = training.train(config, data, started=ctx.obj["started"])
+    run = pipeline.train(config, data, started=ctx.obj["started"], smoke=smoke)
     if run is not None:  # None: another worker of a multi-worker run; the chief prints the path
         click.echo(run.path)
 
@@ -64,9 +63,9 @@ def resume(ctx, run_path):
     config = run.read_config()
     run.check_free()  # a run another process trains is refused before TensorFlow starts
     start_tensorflow(ctx, config.train)
-    from cnnclf.training import train as training
+    from cnnclf import pipeline
 
-    resumed = training.resume(run_path, started=ctx.obj["started"])
+    resumed = pipeline.resume(run_path, started=ctx.obj["started"])
     if resumed is not None:
         click.echo(resumed.path)
 

@@ -59,7 +59,6 @@ def decode_image(
     upright by its EXIF orientation, 16-bit and float images scaled to 0-255, converted to the shape's
     channels and, when `resize`, brought to its size by `policy`: stretch, crop (the centre, at the
     shape's aspect) or pad (letterbox, black bars). Raises one of DECODE_ERRORS, whatever the bytes."""
-    height, width, channels = shape
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     with _damage_named(), open_image(stream) as opened:
         if opened.width * opened.height > MAX_PIXELS:
@@ -67,16 +66,22 @@ def decode_image(
                 f"{opened.width}x{opened.height} is {opened.width * opened.height / 1e6:.1f} "
                 f"megapixels, more than cnnclf's limit of {MAX_PIXELS / 1e6:.0f}; downscale it"
             )
-        image = _upright(_eight_bit(opened))
-        image = image.convert("L" if channels == 1 else "RGB")
-        if resize and image.size != (width, height):
-            if policy == "crop":
-                image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
-            elif policy == "pad":
-                image = ImageOps.pad(image, (width, height), Image.Resampling.BILINEAR, color=0)
-            else:
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(image, dtype=np.uint8)
+        return fit_image(_upright(_eight_bit(opened)), shape, policy, resize)
+
+
+def fit_image(image: Image.Image, shape: tuple[int, int, int], policy: str = "stretch", resize: bool = True):
+    """A picture -> uint8 (height, width, channels): converted to the shape's channels and, when
+    `resize`, brought to its size by `policy` (decode_image's last step; the Python API's for arrays)."""
+    height, width, channels = shape
+    image = image.convert("L" if channels == 1 else "RGB")
+    if resize and image.size != (width, height):
+        if policy == "crop":
+            image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
+        elif policy == "pad":
+            image = ImageOps.pad(image, (width, height), Image.Resampling.BILINEAR, color=0)
+        else:
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.uint8)
     return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
 
 

@@ -1,7 +1,6 @@
 """Test-set evaluation of a run's best model: metrics.json and predictions.npz."""
 
 import io
-import math
 
 import keras
 import numpy as np
@@ -9,12 +8,12 @@ import numpy as np
 from cnnclf.atomic import write_bytes, write_json
 from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches
 from cnnclf.errors import printable
-from cnnclf.inference.loading import inference_model, load_model
-from cnnclf.inference.metrics import confusion_matrix, expected_calibration_error, make_loss, per_class, top_k_accuracy
-from cnnclf.model.build import all_layers
+from cnnclf.inference.loading import inference_model
+from cnnclf.inference.metrics import confusion_matrix, expected_calibration_error, per_class, top_k_accuracy
+from cnnclf.model.build import eval_batch_size
+from cnnclf.model.loss import make_loss
 from cnnclf.rundir.directory import RunDir
 
-EVAL_ACTIVATION_BUDGET = 64 * 2**20  # bytes of activations per evaluation batch
 SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
 EXPLAINED = 6  # of them, the first few (misclassified) get a Grad-CAM heatmap in the report
 TOP_K = (3, 5)
@@ -121,16 +120,6 @@ def collapse_warning(metrics: dict, class_weight="none") -> str | None:
     )
 
 
-def evaluate_run(run: RunDir) -> dict:
-    """Reload a run's model and the test data its config names (the files its split.csv put in the
-    test set); evaluate again and rewrite the metrics."""
-    from cnnclf.data.dataset import load
-
-    config = run.read_config()
-    data = load(config.data, config.seed, saved_split=run.saved_split(), need=("test",))
-    return evaluate(run, load_model(run, as_trained=True), data.splits, config)
-
-
 def metrics_table(metrics: dict) -> str:
     """The per-class table and the totals, as text."""
     width = max(len(printable(n)) for n in [*metrics["class_names"], "class"]) + 2
@@ -145,18 +134,3 @@ def metrics_table(metrics: dict) -> str:
         f"({metrics['test_images']} images)"
     )
     return "\n".join(lines)
-
-
-def eval_batch_size(model, train) -> int:
-    """train.eval_batch_size, with auto resolved: evaluation needs no gradients, so batches larger
-    than training's are free in time, but not in memory (1,024 images of s004_mnist, which keeps
-    full resolution, held 400 MB of activations)."""
-    if train.eval_batch_size != "auto":
-        return train.eval_batch_size
-    per_image = 4 * sum(math.prod(_shape(layer.output)[1:]) for layer in all_layers(model))
-    return max(train.batch_size, min(1024, EVAL_ACTIVATION_BUDGET // max(per_image, 1)))
-
-
-def _shape(output) -> tuple:
-    shape = output[0].shape if isinstance(output, (list, tuple)) else output.shape
-    return tuple(d or 1 for d in shape)

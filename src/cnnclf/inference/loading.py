@@ -159,6 +159,10 @@ class Predictor:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.inference.predict_on_batch(np.asarray(images, np.float32)), np.float32)
 
+    def in_batches(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
+        """The probabilities of any number of images, `batch` images per call into the model."""
+        return np.concatenate([self.probabilities(images[i : i + batch]) for i in range(0, len(images), batch)])
+
     def top(self, probabilities: np.ndarray, k: int) -> list[dict]:
         order = np.argsort(probabilities)[::-1][:k]
         return [{"class": self.class_names[i], "probability": float(probabilities[i])} for i in order]

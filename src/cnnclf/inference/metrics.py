@@ -49,14 +49,3 @@ def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray) ->
     """Mean |accuracy - confidence| over the bins, weighted by how many images fall in each."""
     bins = calibration_bins(probabilities, y_true)
     return float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]) / len(y_true))
-
-
-def make_loss(train, labels: str):
-    """The loss train (a TrainConfig) names, for labels sparse or onehot."""
-    import keras
-
-    if train.loss != "auto":
-        return keras.losses.get(train.loss)  # a name the config checked against the labels
-    if labels == "onehot":
-        return keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
-    return keras.losses.SparseCategoricalCrossentropy()

@@ -35,17 +35,43 @@ def predict(
     if not images:
         raise DataError(f"no readable images in {', '.join(paths)}; pass PNG or JPEG files or folders of them")
     pixels = np.stack(images)
-    probabilities = np.concatenate(
-        [predictor.probabilities(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]
-    )
-    rows = []
-    for path, p in zip(files, probabilities):
-        top = predictor.top(p, top_k)
-        rows.append({"file": str(path), "class": top[0]["class"], "probability": top[0]["probability"], "top_k": top})
+    probabilities = predictor.in_batches(pixels)
+    rows = [_row(predictor, str(path), p, top_k) for path, p in zip(files, probabilities)]
     if explain is not None:
         for row, picture in zip(rows, _explain(predictor, pixels, probabilities.argmax(axis=1), explain, files, layer)):
             row["explanation"] = str(picture)
     return rows
+
+
+def predict_arrays(run: RunDir, images: np.ndarray, top_k: int) -> list[dict]:
+    """predict's rows for uint8 images (n, height, width, channels) in an array, file None: each of
+    another size brought to the model's as a file of that size would be (the run's resize policy)."""
+    from PIL import Image
+
+    from cnnclf.data.decoding import fit_image
+
+    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4):
+        kind = f"{images.dtype} of shape {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise DataError(
+            f"images must be uint8 (n, height, width, channels), got {kind}; pass files, or np.uint8 pixels"
+        )
+    predictor = Predictor(run)
+    if images.shape[1:] != predictor.shape:
+        policy = predictor.config.data.resize
+        pictures = (Image.fromarray(i[..., 0] if i.shape[-1] == 1 else i) for i in images)
+        images = np.stack([fit_image(picture, predictor.shape, policy) for picture in pictures])
+    return [_row(predictor, None, p, top_k) for p in predictor.in_batches(images)]
+
+
+def _row(predictor: Predictor, file, probabilities: np.ndarray, top_k: int) -> dict:
+    top = predictor.top(probabilities, top_k)
+    return {"file": file, "class": top[0]["class"], "probability": top[0]["probability"], "top_k": top}
+
+
+def flat(row: dict) -> dict:
+    """A row with its top-k spread into columns: top1_class, top1_probability, ... (the API's table)."""
+    spread = {f"top{i}_{k}": t[k] for i, t in enumerate(row["top_k"], 1) for k in ("class", "probability")}
+    return {**{k: v for k, v in row.items() if k != "top_k"}, **spread}
 
 
 def _explain(

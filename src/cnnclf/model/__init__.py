@@ -5,6 +5,7 @@
     presets.py      the built-in architectures, written as layer lists
     backbones.py    keras.applications feature extractors: preprocessing as layers, freezing
     keras_names.py  the Keras names a config may use (layers, losses, metrics, backbones)
+    loss.py         the loss a config names (training compiles it, evaluation scores with it)
     gradcam.py      where the model looked: Grad-CAM heatmaps
 
 This package knows nothing of fitting, run directories or plots.

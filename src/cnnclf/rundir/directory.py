@@ -198,7 +198,8 @@ class RunDir:
             return None
         kept = kept_epoch(self, self.read_history())
         best = f"its best epoch so far, {kept}" if kept else "no finished epoch yet"
-        return f"{self.path.name} is still training ({plural(state.get('epochs_done', 0), 'epoch')} done): its model is {best}"
+        done = plural(state.get("epochs_done", 0), "epoch")
+        return f"{self.path.name} is still training ({done} done): its model is {best}"
 
     def is_alive(self) -> bool:
         """Whether a process on this machine is training this run (it holds the run's lock)."""

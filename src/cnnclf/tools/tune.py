@@ -32,9 +32,9 @@ from cnnclf.errors import (
     NonFiniteWeights,
     Pruned,
 )
+from cnnclf.pipeline import resume, train
 from cnnclf.rundir.directory import RunDir
 from cnnclf.tools import study as studies
-from cnnclf.training.train import resume, train
 
 log = logging.getLogger("cnnclf")
 

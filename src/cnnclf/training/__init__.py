@@ -1,6 +1,7 @@
-"""Training: a config and its data -> a trained, evaluated run directory.
+"""Training: a config and its data -> a fitted run directory (pipeline.py evaluates, records and
+draws it; nothing here imports inference or reporting).
 
-train.py         train(config) and resume(run): prepare, fit, evaluate, plot, record
+train.py         train(config) and resume(run): build the model, fit it epoch by epoch
 compute.py       the compute levers with auto resolved for this machine (precision, steps)
 optimization.py  compiling: optimizer, schedule, loss; the fine-tuning phase's compile
 fitting.py       fitting phase by phase (training, then fine-tuning), class weights

@@ -68,7 +68,7 @@ def resolve(train, strategy) -> Compute:
 
 def with_model(compute: Compute, model, train) -> Compute:
     """The levers that depend on the compiled model: XLA as Keras resolved auto, the eval batch."""
-    from cnnclf.inference.evaluate import eval_batch_size
+    from cnnclf.model.build import eval_batch_size
 
     return dataclasses.replace(
         compute, jit_compile=bool(model.jit_compile), eval_batch_size=eval_batch_size(model, train)

@@ -6,9 +6,9 @@ import inspect
 import keras
 
 from cnnclf import compat
-from cnnclf.inference.metrics import make_loss
 from cnnclf.model import backbones
 from cnnclf.model.build import all_layers, construct
+from cnnclf.model.loss import make_loss
 from cnnclf.training.compute import Compute
 from cnnclf.training.conv_gradients import use_forward_convolutions
 

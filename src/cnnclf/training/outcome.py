@@ -1,5 +1,5 @@
-"""How a run ends, recorded in its directory: the status a failure or an interruption leaves, the
-line that says how training stopped, and the plots; and the training images the data plot shows."""
+"""How a run ends, recorded in its directory: the status a failure or an interruption leaves and the
+line that says how training stopped; and the training images the data plot shows."""
 
 import contextlib
 import io
@@ -8,7 +8,6 @@ import signal
 
 import numpy as np
 
-from cnnclf import progress
 from cnnclf.atomic import is_disk_full, write_bytes
 from cnnclf.data.dataset import Dataset
 from cnnclf.data.images import first_of_each_class
@@ -46,26 +45,6 @@ def how_it_ended(run: RunDir, train_cfg, early_stopping, epochs_done: int) -> st
             f"after epoch {early_stopping.best_epoch + 1}; {why}"
         )
     return f"trained {'its one epoch' if epochs_done == 1 else f'all {epochs_done} epochs'}; {why}"
-
-
-def draw_plots(run: RunDir) -> str | None:
-    """Every plot and report.html. The run is trained and evaluated by now: a failure here is recorded
-    and reported, never a reason to mark it failed."""
-    from cnnclf.reporting import plots  # matplotlib: 40 MB, not held during training
-
-    try:
-        with progress.step("drawing the plots and report.html"):
-            plots.draw_all(run)
-    except Exception as e:  # noqa: BLE001 - the model and metrics are kept whatever a plot does
-        if is_disk_full(e):
-            raise DiskFull(run.plots) from None
-        message = f"{e.__class__.__name__}: {e}".splitlines()[0][:300]
-        log.warning(
-            f"drawing the plots failed ({message}); the model and metrics are kept; redraw them with "
-            f"`cnnclf plot {run.path}`"
-        )
-        return message
-    return None
 
 
 @contextlib.contextmanager

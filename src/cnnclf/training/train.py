@@ -1,4 +1,5 @@
-"""train(config) and resume(run): data -> model -> fit -> evaluate -> plots, in one run directory.
+"""train(config) and resume(run): data -> model -> fit, in one run directory; pipeline.py evaluates,
+records and draws the run it returns (through `finish`).
 
 Everything that can be wrong with the config or the data is found before the run directory is
 created, so a failed start leaves nothing that looks like a result. The run is locked while a
@@ -6,14 +7,14 @@ process trains it; its state after each epoch is in state.py.
 """
 
 import hashlib
-import importlib
 import json
 import logging
 import shutil
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -25,8 +26,6 @@ from cnnclf.data.dataset import Dataset, load
 from cnnclf.data.pipeline import steps_per_epoch
 from cnnclf.data.split import write_split
 from cnnclf.errors import Interrupted, NotARunError
-from cnnclf.inference.evaluate import collapse_warning, evaluate
-from cnnclf.inference.loading import load_model
 from cnnclf.model.build import build_model
 from cnnclf.model.whitening import whitening_weights
 from cnnclf.rundir.directory import RunDir
@@ -36,12 +35,14 @@ from cnnclf.training.callbacks import EpochLines, Lookahead, StopOnNaN
 from cnnclf.training.compute import Compute, resolve, with_model
 from cnnclf.training.epoch_backup import TrainingState, publish_model
 from cnnclf.training.fitting import class_weights, fit_phases
-from cnnclf.training.memory import peak_rss_mb, release_memory
 from cnnclf.training.optimization import compile_model
-from cnnclf.training.outcome import draw_plots, how_it_ended, outcome_recorded, write_data_samples
+from cnnclf.training.outcome import how_it_ended, outcome_recorded, write_data_samples
 from cnnclf.training.tracking import MlflowLogger, check_tensorboard, connect_mlflow, tensorboard
 
 log = logging.getLogger("cnnclf")
+
+# pipeline.py's last steps, once a run is fitted: (run, data, config, what the fit took) -> (metrics, the model)
+Finish = Callable[[RunDir, Dataset, Config, dict], tuple[dict, Any]]
 
 
 @dataclass
@@ -61,12 +62,19 @@ class Session:
 
 
 def train(
-    config: Config, data: Dataset | None = None, started: float | None = None, watch: tuple = (), created=None
+    config: Config,
+    data: Dataset | None = None,
+    started: float | None = None,
+    watch: tuple = (),
+    created=None,
+    *,
+    finish: Finish,
 ) -> RunDir | None:
     """Train as `config` says, on `data` (loaded as the config says, if not given), into a new run
     directory and return it (None on a multi-worker run's other workers, which keep their state in
     a scratch directory). `watch`: Keras callbacks that see each epoch once it is saved (tune's
-    pruning); `created(run)` is told of the run directory as soon as it exists."""
+    pruning); `created(run)` is told of the run directory as soon as it exists; `finish` evaluates,
+    records and draws the run once fitted (pipeline.py's)."""
     started = started or time.time()
     data = data or load(config.data, config.seed)
     session = prepare(config, data)
@@ -89,11 +97,12 @@ def train(
             session.model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text))
             write_text(run.summary, "\n".join(lines) + "\n")
             write_data_samples(run, data)
-        return _fit_and_finish(run, session, started, watch)
+        return _fit_and_finish(run, session, started, watch, finish)
 
 
-def resume(path, started: float | None = None, watch: tuple = ()) -> RunDir | None:
-    """Continue an interrupted, failed or pruned run from its last finished epoch (`watch`: as train's)."""
+def resume(path, started: float | None = None, watch: tuple = (), *, finish: Finish) -> RunDir | None:
+    """Continue an interrupted, failed or pruned run from its last finished epoch (`watch`, `finish`: as
+    train's)."""
     started = started or time.time()
     run = RunDir.open(path)
     with run.locked():
@@ -110,7 +119,7 @@ def resume(path, started: float | None = None, watch: tuple = ()) -> RunDir | No
         log.info(f"resuming {run.path} (status {state['status']})")
         if session.chief and run.env.exists():
             write_json(run.env, resumed(json.loads(run.env.read_text()), config, session.compute.as_dict()))
-        return _fit_and_finish(run, session, started, watch)
+        return _fit_and_finish(run, session, started, watch, finish)
 
 
 def prepare(config: Config, data: Dataset) -> Session:
@@ -145,7 +154,7 @@ def lookahead(train, images: int, batch_size: int) -> list:
     return [Lookahead(train.lookahead.every_steps, train.lookahead.decay, steps, steps * train.epochs)]
 
 
-def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple = ()) -> RunDir | None:
+def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple, finish) -> RunDir | None:
     config, splits, model = session.config, session.data.splits, session.model
     train_cfg = config.train
     early_stopping = checkpoint = None
@@ -180,7 +189,8 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple 
             ]
             fit_phases(session, state, callbacks, epoch_lines)
             fit_seconds = time.time() - fit_started
-            log.info(how_it_ended(run, train_cfg, early_stopping, state.first_epoch()))
+            epochs_done = state.first_epoch()
+            log.info(how_it_ended(run, train_cfg, early_stopping, epochs_done))
             if not session.chief:  # nothing collective remains: the chief evaluates and writes
                 log.info("this worker is done; the chief writes the run directory")
                 shutil.rmtree(run.path, ignore_errors=True)
@@ -189,19 +199,16 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple 
                 run.backup.mkdir(exist_ok=True)
                 model.save(run.backup / "final.keras")
                 publish_model(run.backup / "final.keras", run.model)
-            release_memory()
-            if config.output.plots:  # matplotlib (a second of imports) loads while TensorFlow evaluates
-                threading.Thread(target=importlib.import_module, args=("cnnclf.reporting.plots",), daemon=True).start()
-            with progress.step(f"evaluating the best model on the {len(splits.test):,} test images"):
-                best = load_model(run, as_trained=True)
-                metrics = evaluate(run, best, splits, config)
-            collapsed = collapse_warning(metrics, train_cfg.class_weight)
-            warnings = [collapsed] if collapsed else []
-            for warning in warnings:
-                log.warning(f"warning: {warning}")
-            run.set_status("running", warnings=warnings)  # for the report, drawn next
-            release_memory()  # collect the functions TensorFlow freed while it is idle: amid plotting, that segfaulted
-            plots_error = draw_plots(run) if config.output.plots else None
+            record = {
+                "started": started,
+                "epochs_done": epochs_done,
+                "fit_seconds": round(fit_seconds, 2),
+                "time_to_first_step_seconds": _round(epoch_lines.time_to_first_step),
+                "train_images_per_second": round(
+                    len(splits.train) * (epochs_done - first_epoch) / max(fit_seconds, 1e-9), 1
+                ),
+            }
+            metrics, best = finish(run, session.data, config, record)
             if mlflow:
                 mlflow.finish(metrics, best)
         outcome = "FINISHED"
@@ -214,23 +221,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple 
         log_file.close()
         if mlflow:
             mlflow.end(outcome)
-    epochs_done = state.first_epoch()
-    run.set_status(
-        "completed",
-        epochs_done=epochs_done,
-        wall_seconds=round(time.time() - started, 2),
-        peak_rss_mb=peak_rss_mb(),
-        fit_seconds=round(fit_seconds, 2),
-        time_to_first_step_seconds=_round(epoch_lines.time_to_first_step),
-        train_images_per_second=round(len(splits.train) * (epochs_done - first_epoch) / max(fit_seconds, 1e-9), 1),
-        warnings=warnings,
-        **({"plots_error": plots_error} if plots_error else {}),
-    )
     shutil.rmtree(run.backup, ignore_errors=True)
-    log.info(
-        f"test accuracy {metrics['test_accuracy']:.4f}, balanced accuracy {metrics['balanced_accuracy']:.4f}, "
-        f"macro F1 {metrics['macro_f1']:.4f}, test loss {metrics['test_loss']:.4f}"
-    )
     return run
 
 
