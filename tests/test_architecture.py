@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import ROOT
 
 SOURCE = ROOT / "src" / "cnnclf"
-BASE = {"errors", "atomic", "reading", "redaction", "signals", "progress", "compat", "startup", "__init__", "__version__"}  # any stage may use them
+BASE = {"errors", "atomic", "device", "reading", "redaction", "signals", "progress", "compat", "startup", "__init__", "__version__"}  # any stage may use them
 # package -> the packages its modules may import (besides their own and BASE)
 ALLOWED = {
     "config": {"data", "model"},  # the registries: sources, presets, Keras names

@@ -91,7 +91,7 @@ def test_batch_normalized_preset_predicts_well_after_a_short_training():
     cfg = config({"layers": blocks}, optimizer={"name": "adam", "learning_rate": 3e-3}, epochs=2, batch_size=32)
     model = build_model(cfg, (28, 28, 1), 2)
     compile_model(model, cfg.train, "sparse", steps_per_epoch=20,
-                  compute=Compute(steps_per_execution=1, jit_compile=False, mixed_precision="float32",
+                  compute=Compute(steps_per_execution=1, jit_compile=False, mixed_precision="float32", precision_reason="test",
                                   conv_gradients="forward", replicas=1, batch_size=32, learning_rate_scale=1))
     model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert model.evaluate(x, y, batch_size=320, verbose=0)[1] > 0.95
@@ -200,7 +200,7 @@ def test_norm_bias_lr_multiplier_steps_batch_norm_offsets_that_much_further_and_
               {"BatchNormalization": {"scale": False}}, {"Flatten": {}}]
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 255, (8, 6, 6, 1)).astype("uint8"), rng.integers(0, 3, 8)
-    compute = Compute(steps_per_execution=1, jit_compile=False, mixed_precision="float32",
+    compute = Compute(steps_per_execution=1, jit_compile=False, mixed_precision="float32", precision_reason="test",
                       conv_gradients="tensorflow", replicas=1, batch_size=8, learning_rate_scale=1)
     moved = {}
     for multiplier in (1, 64):

@@ -266,3 +266,66 @@ def test_a_class_folder_that_is_a_symlink_is_followed_and_a_loop_is_not(tmp_path
     (root / "cat" / "loop").symlink_to(root, target_is_directory=True)  # a link back up: not walked again
     files, _, _ = list_and_split(DataConfig(**data(root)), seed=0)
     assert files.class_names == ["cat", "dog"] and np.bincount(files.labels).tolist() == [4, 4]
+
+
+def layout(root: Path, validation: str | None = "val", test: bool = True) -> Path:
+    """photos in the train/ val/ test/ layout (Ultralytics, Kaggle; Roboflow's valid/)."""
+    photos(root / "train", counts={"cat": 24, "dog": 16})
+    if validation:
+        photos(root / validation, counts={"cat": 6, "dog": 4})
+    if test:
+        photos(root / "test", counts={"cat": 8, "dog": 5})
+    return root
+
+
+def zipped(folder: Path) -> Path:
+    with zipfile.ZipFile(folder.with_suffix(".zip"), "w") as archive:
+        for path in sorted(folder.rglob("*.jpg")):
+            archive.write(path, f"{folder.name}/{path.relative_to(folder)}")
+    return folder.with_suffix(".zip")
+
+
+@pytest.mark.parametrize("validation", ["val", "valid", "validation"])
+def test_a_train_val_test_layout_keeps_every_image_in_its_own_split(tmp_path, validation):
+    from cnnclf.data.split import origins
+
+    root = layout(tmp_path / "ds", validation)
+    for where in (root, zipped(root)):
+        cfg = DataConfig(**data(where))
+        files, parts, _ = list_and_split(cfg, seed=1)
+        split_of = {name.removeprefix(f"{root.name}/"): part for name, part in zip(files.names, parts)}
+        assert len(split_of) == 63  # none dropped
+        assert all(part == name.split("/")[0].replace(validation, "validation") for name, part in split_of.items())
+        assert origins(files, parts, cfg) == f"splits: train 40 (train/), validation 10 ({validation}/), test 13 (test/)"
+
+
+def test_without_test_the_test_set_is_carved_from_train_and_said_so(tmp_path):
+    from cnnclf.data.split import origins
+
+    root = layout(tmp_path / "ds", "valid", test=False)
+    cfg = DataConfig(**data(root))
+    files, parts, _ = list_and_split(cfg, seed=1)
+    assert {p for n, p in zip(files.names, parts) if n.startswith("valid/")} == {"validation"}
+    carved = [n for n, p in zip(files.names, parts) if p == "test"]
+    assert carved and all(n.startswith("train/") for n in carved)
+    said = origins(files, parts, cfg)
+    assert "validation 10 (valid/)" in said and "(carved by file name: data.test_split 0.2 of train/)" in said
+    refused = cnnclf("data", "inspect", write_config(tmp_path / "c.yaml", {"data": data(root, validation="test"),
+                                                                        "model": {"preset": "s002_mnist"}}))
+    assert refused.exit_code == 2 and "the data has its own validation part (valid/); remove data.validation: test" \
+        in refused.stderr
+
+
+@pytest.mark.slow
+def test_the_layout_trains_with_inits_config_untouched(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    layout(tmp_path / "ds", "valid")
+    assert cnnclf("init", "--dataset", "custom", "--path", "ds", "--out", "ds.yaml").exit_code == 0
+    result = cnnclf("train", "ds.yaml", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.split()[-1])
+    with open(run / "split.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 63 and all(r["split"] == {"valid": "validation"}.get(r["file"].split("/")[0],
+                                                                           r["file"].split("/")[0]) for r in rows)
+    assert "splits: train 40 (train/), validation 10 (valid/), test 13 (test/)" in result.stderr

@@ -155,22 +155,32 @@ def test_a_slow_epoch_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatc
     assert "steps" not in (run / "train.log").read_text() and "steps" not in result.stderr  # not a terminal
 
 
-def test_progress_bars_are_drawn_over_on_a_terminal(monkeypatch):
+def test_progress_bars_are_drawn_over_on_a_terminal_and_every_ten_seconds_elsewhere(monkeypatch):
     import io
     import sys
 
-    from cnnclf.cli.options import _StderrHandler
+    from cnnclf.progress import StderrHandler
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
+    def records(handler, at=()):
+        for i, (message, transient) in enumerate((("epoch 1/2 [#...] 1/4 steps", True),
+                                                  ("epoch 1/2 [##..] 2/4 steps", True),
+                                                  ("epoch 1/2 [###.] 3/4 steps", True),
+                                                  ("epoch 1/2  accuracy 0.5", False))):
+            record = logging.makeLogRecord({"msg": message, "transient": transient, "levelno": logging.INFO})
+            record.created = at[i] if at else record.created
+            handler.emit(record)
+
     screen = Terminal()
     monkeypatch.setattr(sys, "stderr", screen)
-    handler = _StderrHandler()
-    for message, transient in (("epoch 1/2 [#...] 1/4 steps", True), ("epoch 1/2 [##..] 2/4 steps", True),
-                               ("epoch 1/2  accuracy 0.5", False)):
-        handler.emit(logging.LogRecord("cnnclf", logging.INFO, "", 0, message, None, None)
-                     if not transient else logging.makeLogRecord({"msg": message, "transient": True}))
+    records(StderrHandler())
     assert screen.getvalue() == ("\r\033[Kepoch 1/2 [#...] 1/4 steps\r\033[Kepoch 1/2 [##..] 2/4 steps"
-                                 "\r\033[Kepoch 1/2  accuracy 0.5\n")
+                                 "\r\033[Kepoch 1/2 [###.] 3/4 steps\r\033[Kepoch 1/2  accuracy 0.5\n")
+    log_file = io.StringIO()  # not a terminal: a CI job's log, `cnnclf train ... 2> log`
+    monkeypatch.setattr(sys, "stderr", log_file)
+    records(StderrHandler(), at=(100.0, 104.0, 111.0, 112.0))  # seconds: the second bar comes too soon
+    assert log_file.getvalue() == ("epoch 1/2 [#...] 1/4 steps\nepoch 1/2 [###.] 3/4 steps\n"
+                                   "epoch 1/2  accuracy 0.5\n")

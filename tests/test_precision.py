@@ -17,14 +17,15 @@ from conftest import cnnclf, tiny_config, write_config
 def test_auto_precision_follows_the_cpu(monkeypatch, flags, expected):
     import tensorflow as tf
 
+    from cnnclf import device
     from cnnclf.config import TrainConfig
-    from cnnclf.rundir import provenance
     from cnnclf.training import compute
 
-    monkeypatch.setattr(provenance, "cpu_flags", lambda: flags)
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(device, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(device, "gpus", lambda: [])
     resolved = compute.resolve(TrainConfig(), tf.distribute.get_strategy())
     assert resolved.mixed_precision == expected
+    assert resolved.precision_reason.startswith("this CPU has AMX" if "amx_bf16" in flags else "this CPU (")
     assert resolved.conv_gradients == ("tensorflow" if "avx512f" in flags else "forward")
     assert TrainConfig(mixed_precision="float32").mixed_precision == "float32"  # a choice is kept
     assert compute.resolve(TrainConfig(mixed_precision="float32"), tf.distribute.get_strategy()).mixed_precision \

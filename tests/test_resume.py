@@ -38,7 +38,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path, uninterrupte
 
     before = json.loads((run / "env.json").read_text())
     with pytest.MonkeyPatch.context() as another_cpu:
-        another_cpu.setattr("cnnclf.rundir.provenance.cpu_class", lambda flags=None: "other")
+        another_cpu.setattr("cnnclf.device.cpu_class", lambda flags=None: "other")
         resumed = cnnclf("resume", run)
     assert resumed.exit_code == 0, resumed.stderr
     assert "epoch 3/4" in resumed.stderr and "epoch 1/4" not in resumed.stderr
@@ -199,3 +199,29 @@ def test_resume_refuses_a_run_that_is_still_training(tmp_path, monkeypatch):
     assert not run.is_alive()  # the lock died with its process
     unblocked = cnnclf("resume", run.path)
     assert "being trained" not in unblocked.stderr
+
+
+@pytest.mark.slow
+def test_a_resumed_run_reports_completed_and_follows_its_epochs(tmp_path):
+    """run.json's epochs_done follows each epoch (`cnnclf runs` showed 0 until the end); report.html as
+    resume writes it reads completed with every epoch (it said running, 14 of 40)."""
+    import shutil
+
+    config = tiny_config(tmp_path / "runs", epochs=3, deterministic=True)
+    config["output"]["plots"] = True
+    process = start_training(write_config(tmp_path / "r.yaml", config))
+    run = signal_after_epochs(process, tmp_path / "runs", 1, signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert json.loads((run / "run.json").read_text())["epochs_done"] >= 1
+    resumed = cnnclf("resume", run)
+    assert resumed.exit_code == 0, resumed.stderr
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "completed" and status["epochs_done"] == 3
+    if shutil.which("chromium"):
+        from test_tools import facts, rendered
+
+        dom = rendered(run / "report.html", tmp_path)
+        assert "<p class=\"status completed\">completed</p>" in dom and facts(dom)["epochs"] == "3 of 3"
+    else:
+        page = (run / "report.html").read_text()
+        assert "<p class='status completed'>completed</p>" in page and "<td class='n'>3 of 3</td>" in page

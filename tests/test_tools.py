@@ -259,17 +259,33 @@ def test_shell_completion_script(monkeypatch):
     assert "_CNNCLF_COMPLETE=bash_complete" in result.output and "complete -o" in result.output
 
 
+def rendered(report: Path, tmp_path: Path) -> str:
+    """report.html as headless Chromium renders it (its DOM once its script has run)."""
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                           report.as_uri()], capture_output=True, text=True, timeout=120).stdout
+
+
+def facts(dom: str) -> dict[str, str]:
+    """The report's table of facts: {name: value}."""
+    return dict(re.findall(r"<tr><td>([^<]*)</td><td class=\"n\">([^<]*)</td></tr>", dom))
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 @pytest.mark.slow
-def test_report_loads_with_all_images_in_headless_chromium(trained_run, tmp_path):
-    report = trained_run / "report.html"
-    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                          "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                          "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-                          report.as_uri()], capture_output=True, text=True, timeout=120).stdout
+def test_report_as_train_wrote_it_reads_completed_in_headless_chromium(tiny_run, tmp_path):
+    """The report is the page people open first: as `train` left it (not redrawn by `cnnclf plot`)."""
+    run = tiny_run[0]
+    dom = rendered(run / "report.html", tmp_path)
     body = re.search(r"<body([^>]*)>", dom).group(1)
     assert 'data-images-loaded="7"' in body and 'data-images="7"' in body
-    assert "Per class (test)" in dom and "expected calibration error" in dom and "completed" in dom
+    assert "Per class (test)" in dom and "expected calibration error" in dom
+    assert re.search(r"<p class=\"status completed\">completed</p>", dom), dom[:2000]
+    status, shown = json.loads((run / "run.json").read_text()), facts(dom)
+    assert shown["epochs"] == "2 of 2" and float(shown["wall time (s)"]) == status["wall_seconds"] > 0
+    assert float(shown["training images/s"]) == status["train_images_per_second"] > 0
+    assert shown["why this precision"] == "set in the config"  # tiny_config says float32
 
 
 @pytest.mark.slow

@@ -153,6 +153,9 @@ def test_smoke_runs_on_every_source(tmp_path, formats, source, path, test_path, 
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["train"]["epochs"] == 1 and resolved["data"]["limit_train"] == 20 * (4 if source == "cifar" else 10)
     assert json.loads((run / "metrics.json").read_text())["test_images"] > 0
+    listed = json.loads(cnnclf("runs", tmp_path / "runs", "--json", "--dataset", dataset).stdout)
+    assert [r["status"] for r in listed] == ["completed (smoke)"]  # --smoke runs are no results
+    assert cnnclf("runs", tmp_path / "runs", "--json", "--dataset", "cifar100").stdout.strip() == "[]"
 
 
 def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
@@ -191,3 +194,31 @@ def test_a_whitened_model_keeps_the_whitening_computed_from_its_training_images(
     assert not layer.trainable and layer.kernel.shape == (2, 2, 1, 8)
     for got, want in zip(layer.get_weights(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # computed, then never trained
+
+
+def test_training_says_what_the_machine_does(trained):
+    import re
+
+    _, result = trained
+    assert re.search(r"^training on .+ \((AMX|AVX-512 BF16|AVX-512|AVX2|other), \d+ cores\): float32 \(set in the "
+                     r"config\); 32 steps per execution, batches of 16$", result.stderr, re.M), result.stderr
+
+
+def test_label_smoothing_says_how_high_a_perfect_models_loss_is():
+    from cnnclf.config import TrainConfig
+    from cnnclf.training.compute import Compute
+    from cnnclf.training.train import what_runs
+
+    compute = Compute(steps_per_execution=32, jit_compile=False, mixed_precision="mixed_bfloat16",
+                      precision_reason="this CPU has AMX", conv_gradients="tensorflow", replicas=1, batch_size=256,
+                      learning_rate_scale=1)
+    line = what_runs(compute, TrainConfig(label_smoothing=0.1), 10)
+    assert "mixed_bfloat16 (this CPU has AMX); 32 steps per execution, batches of 256" in line
+    assert line.endswith("with label smoothing 0.1, a perfect model's loss is 0.50, not 0: accuracy says how "
+                         "training goes")
+
+
+def test_the_runs_table_fits_a_wide_terminal(trained):
+    run, _ = trained
+    lines = cnnclf("runs", run.parent).stdout.splitlines()
+    assert lines[0].split()[:4] == ["id", "dataset", "model", "params"] and max(map(len, lines)) <= 200

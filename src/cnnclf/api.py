@@ -16,10 +16,10 @@ is printed unless `verbose` asks for the log on stderr.
 
 import contextlib
 import logging
-import sys
 import time
 from pathlib import Path
 
+from cnnclf import progress
 from cnnclf.errors import ConfigError
 from cnnclf.rundir.directory import RunDir
 
@@ -142,7 +142,7 @@ def _logging(verbose: bool):
     if not verbose:
         yield
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = progress.StderrHandler()  # the CLI's: a progress bar on a terminal, a line every 10 s elsewhere
     level = log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)

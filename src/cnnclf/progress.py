@@ -2,6 +2,8 @@
 
 import contextlib
 import logging
+import shutil
+import sys
 import threading
 import time
 
@@ -43,3 +45,30 @@ def bar(what: str, done: int, total: int, seconds: float, batch_size: int) -> st
         return f"{shown}  starting ..."  # the first step of a run includes building its graph
     left = (total - done) * seconds / done
     return f"{shown}  {done * batch_size / seconds:,.0f} images/s  ~{left:.0f} s left"
+
+
+class StderrHandler(logging.Handler):
+    """Log lines to whatever sys.stderr is now (click's test runner swaps it). A transient record (a
+    progress bar) is drawn over the line before on a terminal; elsewhere (a log file, a CI job) one
+    in every QUIET_SECONDS becomes a line of its own, so that a long epoch is never silent for long."""
+
+    QUIET_SECONDS = 10.0
+    pending = False  # a transient line is on the screen
+    last_transient = 0.0  # when one was last written off a terminal
+
+    def emit(self, record):
+        stream = sys.stderr
+        if getattr(record, "transient", False):
+            if stream.isatty():
+                stream.write("\r\033[K" + self.format(record)[: shutil.get_terminal_size().columns - 1])
+                stream.flush()
+                self.pending = True
+            elif record.created - self.last_transient >= self.QUIET_SECONDS:
+                self.last_transient = record.created
+                stream.write(self.format(record) + "\n")
+                stream.flush()
+            return
+        if self.pending:
+            stream.write("\r\033[K")
+            self.pending = False
+        stream.write(self.format(record) + "\n")

@@ -1,36 +1,15 @@
 """The click group, its error handling, and the options several commands share."""
 
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from cnnclf import __version__
+from cnnclf import __version__, progress
 from cnnclf.errors import CnnclfError, ConfigError, DiskFull
 from cnnclf.redaction import masked
-
-
-class _StderrHandler(logging.Handler):
-    """Log lines to whatever sys.stderr is now (click's test runner swaps it). A transient record (a
-    progress bar) is drawn over the line before on a terminal, and dropped elsewhere."""
-
-    pending = False  # a transient line is on the screen
-
-    def emit(self, record):
-        stream = sys.stderr
-        if getattr(record, "transient", False):
-            if stream.isatty():
-                stream.write("\r\033[K" + self.format(record)[: shutil.get_terminal_size().columns - 1])
-                stream.flush()
-                self.pending = True
-            return
-        if self.pending:
-            stream.write("\r\033[K")
-            self.pending = False
-        stream.write(self.format(record) + "\n")
 
 
 class _Cli(click.Group):
@@ -118,8 +97,8 @@ def cli(ctx):
     ctx.obj.setdefault("started", time.time())
     ctx.obj.setdefault("debug", False)
     logger = logging.getLogger("cnnclf")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        logger.addHandler(_StderrHandler())
+    if not any(isinstance(h, progress.StderrHandler) for h in logger.handlers):
+        logger.addHandler(progress.StderrHandler())
     logger.setLevel(logging.INFO)
 
 

@@ -50,24 +50,24 @@ def plot(ctx, run_path, config_path, overrides):
 @command(name="runs")
 @click.argument("runs_dir", default="runs", required=False)
 @click.option("--sort", default="id", show_default=True, help="Column to sort by (numbers: best first).")
+@click.option("--dataset", help="Only the runs of this dataset (mnist, fashion_mnist, cifar10, custom, ...).")
 @json_option
-def runs_table(runs_dir, sort, as_json):
+def runs_table(runs_dir, sort, dataset, as_json):
     """List the runs in RUNS_DIR (default runs/) as a table.
 
     \b
     Example:
-      cnnclf runs --sort test_accuracy
+      cnnclf runs --sort test_accuracy --dataset fashion_mnist
     """
     import json
 
     from cnnclf.reporting import runs_table
     from cnnclf.reporting.tables import aligned
 
-    rows = runs_table.list_runs(runs_dir, sort)
+    rows = runs_table.list_runs(runs_dir, sort, dataset)
     columns = runs_table.RUN_COLUMNS
-    click.echo(
-        json.dumps(rows, indent=2) if as_json else aligned(list(columns), [[r[c] for c in columns] for r in rows])
-    )
+    header = [runs_table.HEADERS.get(c, c) for c in columns]
+    click.echo(json.dumps(rows, indent=2) if as_json else aligned(header, [[r[c] for c in columns] for r in rows]))
 
 
 @command()

@@ -16,7 +16,7 @@ from cnnclf.data.files import ImageFiles
 from cnnclf.data.images import check_classes, load_images
 from cnnclf.data.parts import InMemory, Part, Streamed, check_all, decode_all
 from cnnclf.data.sources import SOURCES
-from cnnclf.data.split import PARTS, Splits, assign_files, read_split, split_arrays, split_table
+from cnnclf.data.split import PARTS, Splits, assign_files, origins, read_split, split_arrays, split_table
 from cnnclf.errors import DataError, plural
 from cnnclf.reading import kind_of
 
@@ -31,6 +31,7 @@ class Dataset:
     fingerprint: dict  # what env.json records of the data
     skipped: list[str] = field(default_factory=list)  # unreadable files skipped (data.skip_bad_images)
     limits: tuple[int | None, int | None] = (None, None)  # the (train, test) limits applied
+    origins: str = ""  # image files: where each split came from (split.origins), for the log
 
 
 def load(
@@ -98,7 +99,7 @@ def load(
         "skipped_files": skipped,
         "storage": "cache" if storage == "stream" and cfg.cache else storage,
     }
-    return _done(Dataset(splits, fingerprint, skipped, limits))
+    return _done(Dataset(splits, fingerprint, skipped, limits, origins(files, parts, cfg)))
 
 
 def check_paths(cfg) -> None:
@@ -113,11 +114,17 @@ def check_paths(cfg) -> None:
 
 def check_kinds(cfg) -> None:
     """The paths the config names are files or folders, not a FIFO (reading it would wait forever) or a
-    device (a link to /dev/zero never ends)."""
+    device (a link to /dev/zero never ends); a relative one that is missing is said to be relative to
+    the working folder, which is named (the config's own folder is not where it is looked for)."""
     for key, value in _paths(cfg):
         kind = kind_of(Path(value))
         if kind is not None:
             raise DataError(f"{value}: {kind}, not a file or folder (data.{key}); name the data's file or folder")
+        if not Path(value).is_absolute() and not Path(value).exists():
+            raise DataError(
+                f"{value}: no such file or folder (data.{key}), relative to the working folder {Path.cwd()}; run "
+                f"cnnclf from the folder it is relative to, or give the path from there or in full"
+            )
 
 
 def _paths(cfg) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import io
 import os
 import threading
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -166,15 +166,15 @@ class ImageFiles:
     reader: FileReader
     names: list[str]  # each file's path relative to the data (or its zip member name): its identity
     labels: np.ndarray  # int64 class indices
-    parts: np.ndarray  # per file "train", "test", or "" where the data says nothing
+    parts: np.ndarray  # per file "train", "validation", "test", or "" where the data says nothing
     class_names: list[str]
+    origins: dict[str, str] = field(default_factory=dict)  # part -> where the data holds it ("val/")
 
     def __len__(self) -> int:
         return len(self.names)
 
-    @property
-    def has_test_part(self) -> bool:
-        return bool(np.any(self.parts == "test"))
+    def has_part(self, part: str) -> bool:
+        return bool(np.any(self.parts == part))
 
     def describe(self, i: int) -> str:
         return self.reader.describe(self.names[i])

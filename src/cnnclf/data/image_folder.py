@@ -2,6 +2,12 @@
 
     photos/<class>/*.jpg                                   no test part: one is carved out (data.test_split)
     photos/train/<class>/*.jpg + photos/test/<class>/*.jpg  the data's own test part
+    photos/train/ + val/ (or valid/, validation/) + test/   the data's own validation part too (Ultralytics,
+                                                           Keras's tutorials, Kaggle; valid/: Roboflow)
+
+Where train/ is and test/ is not, the test part is carved out of train/ (data.test_split); where no
+validation folder is, validation is carved out of train/ (data.validation_split). split.py says
+where each part came from.
 
 Class names are the folder names, sorted; files below a class folder at any depth belong to it.
 A zip may hold the tree inside one wrapping folder. Files whose suffix is not an image's
@@ -21,6 +27,7 @@ from cnnclf.errors import DataError, listing, plural
 log = logging.getLogger("cnnclf")
 
 TEST_PREFIX = "[test_path]/"  # names of files read from data.test_path
+VALIDATION_FOLDERS = ("val", "valid", "validation")  # beside train/, the first found is the validation part
 
 
 def list_files(cfg) -> ImageFiles:
@@ -40,19 +47,28 @@ def list_files(cfg) -> ImageFiles:
         parts = {"train": train_part, "test": test.classes("", str(test_path), prefix=TEST_PREFIX)}
         reader = _Joined(reader, tree.wrapper, test.reader, test.wrapper)
     elif tree.split:
-        parts = {"train": tree.part("train"), "test": tree.part("test")}
+        parts = {"train": tree.part("train")}
+        origins = {"train": "train/"}
+        for part, folder in (("validation", tree.validation), ("test", "test" if "test" in tree.dirs else None)):
+            if folder is not None:
+                parts[part], origins[part] = tree.part(folder), f"{folder}/"
         reader = _Joined(reader, tree.wrapper)
     else:
         parts = {"": tree.classes("", str(path))}
         reader = _Joined(reader, tree.wrapper)
+    if cfg.test_path is not None:
+        origins = {"train": "train/" if tree.split else str(path), "test": f"data.test_path ({test_path})"}
+    elif not tree.split:
+        origins = {"train": "the class folders"}
     class_names = sorted(parts.get("train", parts.get("", {})))
-    if "test" in parts and sorted(parts["test"]) != class_names:
-        missing = sorted(set(class_names) - set(parts["test"]))
-        extra = sorted(set(parts["test"]) - set(class_names))
-        raise DataError(
-            f"{path}: test classes differ from train classes (missing in test: "
-            f"{listing(missing) or 'none'}; only in test: {listing(extra) or 'none'})"
-        )
+    for part in ("validation", "test"):
+        if part in parts and sorted(parts[part]) != class_names:
+            missing = sorted(set(class_names) - set(parts[part]))
+            extra = sorted(set(parts[part]) - set(class_names))
+            raise DataError(
+                f"{path}: {part} classes differ from train classes (missing in {part}: "
+                f"{listing(missing) or 'none'}; only in {part}: {listing(extra) or 'none'})"
+            )
     names, labels, split = [], [], []
     for part, classes in parts.items():
         for label, name in enumerate(class_names):
@@ -66,7 +82,7 @@ def list_files(cfg) -> ImageFiles:
             f"ignored {plural(tree.ignored, 'file')} in {path} whose suffix is not an image's "
             f"(the first: {tree.first_ignored})"
         )
-    return ImageFiles(str(path), reader, names, np.asarray(labels, np.int64), np.asarray(split), class_names)
+    return ImageFiles(str(path), reader, names, np.asarray(labels, np.int64), np.asarray(split), class_names, origins)
 
 
 class _Tree:
@@ -85,6 +101,7 @@ class _Tree:
         holds_classes = any(d.startswith("train/") for d in self.dirs)
         holds_images = any(n.count("/") == 1 and suffix_is_image(n) for n in train_files)
         self.split = "train" in self.dirs and (holds_classes or not holds_images)
+        self.validation = next((v for v in VALIDATION_FOLDERS if v in self.dirs), None) if self.split else None
 
     def part(self, name: str) -> dict[str, list[str]]:
         if name not in self.dirs:
@@ -165,7 +182,7 @@ def _wrapper(names: list[str], dirs: set[str]) -> str:
         if len(tops) != 1 or any(n[len(prefix) :].count("/") < 2 for n in names):
             return prefix
         top = tops.pop()
-        if top in ("train", "test"):
+        if top in ("train", "test", *VALIDATION_FOLDERS):
             return prefix
         prefix += top + "/"
 

@@ -92,7 +92,8 @@ def list_files(cfg) -> ImageFiles:
             f"{root}): {listing(missing, 3)}; fix the paths or remove the rows"
         )
     class_names, indices = _classes(labels)
-    return ImageFiles(str(path), FolderReader(root), names, indices, np.asarray(parts), class_names)
+    origins = {part: f"the manifest's {cfg.split_column} column" for part in set(parts) if part}
+    return ImageFiles(str(path), FolderReader(root), names, indices, np.asarray(parts), class_names, origins)
 
 
 def _normalized(name: str, root: Path) -> str:

@@ -112,24 +112,32 @@ def _subset(labels: np.ndarray, limit: int | None, seed: int, key: str) -> np.nd
 
 
 def assign_files(files: ImageFiles, cfg, seed: int, limits: tuple[int | None, int | None]) -> np.ndarray:
-    """Each file's split: 'train', 'validation', 'test', or '' (left out by a limit)."""
+    """Each file's split: 'train', 'validation', 'test', or '' (left out by a limit). A part the data
+    holds (test/, val/, a split column) is taken as it is; a part it does not is carved out of the
+    training files by a seeded hash of their names. Says where each part came from."""
     parts = files.parts.astype(object)
-    if files.has_test_part:
+    if files.has_part("test"):
         if cfg.test_split is not None:
             raise DataError(
                 f"{files.where}: the data has its own test part (test/ or a split column); remove data.test_split"
             )
     else:
-        parts[:] = np.where(
-            _unit_hash(files.names, seed, "test") < (cfg.test_split or DEFAULT_TEST_SPLIT), "test", "train"
-        )
+        share = cfg.test_split or DEFAULT_TEST_SPLIT
+        pool = parts != "validation"
+        parts[pool] = np.where(_unit_hash(files.names, seed, "test")[pool] < share, "test", "train")
     for label in range(len(files.class_names)):
         if not np.any((parts == "train") & (files.labels == label)):
             raise DataError(
                 f"{files.where}: class {files.class_names[label]} has no training images once the test "
                 f"set is set aside; add images of it"
             )
-    if cfg.validation == "split":
+    own_validation = files.has_part("validation")
+    if own_validation and cfg.validation == "test":
+        raise DataError(
+            f"{files.where}: the data has its own validation part ({files.origins['validation']}); remove "
+            f"data.validation: test"
+        )
+    if cfg.validation == "split" and not own_validation:
         held = _unit_hash(files.names, seed, "validation")
         parts[(parts == "train") & (held < cfg.validation_split)] = "validation"
         for label in range(len(files.class_names)):  # a class keeps at least one training image
@@ -137,13 +145,32 @@ def assign_files(files: ImageFiles, cfg, seed: int, limits: tuple[int | None, in
             if not np.any(parts[members] == "train"):
                 parts[members[np.argmax(held[members])]] = "train"
     order = _unit_hash(files.names, seed, "limit")
-    for limit, pool, key in zip(limits, (("train", "validation"), ("test",)), ("data.limit_train", "data.limit_test")):
+    pools = (("train", "validation") if not own_validation else ("train",), ("test",))
+    for limit, pool, key in zip(limits, pools, ("data.limit_train", "data.limit_test")):
         if limit is not None:
             _limit(parts, files.labels, order, pool, limit, key)
     for part in ("train", "test"):
         if not np.any(parts == part):
             raise DataError(f"{files.where}: the {part} set is empty; add images or change data.test_split")
     return parts.astype(str)
+
+
+def origins(files: ImageFiles, parts: np.ndarray, cfg) -> str:
+    """Where each part came from, in one line: 'splits: train 120 (train/), validation 30 (val/), test 30
+    (carved by file name: data.test_split 0.2 of train/)'."""
+    source = files.origins.get("train", "the files")
+    carved = {
+        "test": f"data.test_split {cfg.test_split or DEFAULT_TEST_SPLIT:g} of {source}",
+        "validation": f"data.validation_split {cfg.validation_split:g} of {source}",
+    }
+    said = []
+    for part in PARTS:
+        if part == "validation" and cfg.validation == "test":
+            said.append("validation: the test set (data.validation: test)")
+            continue
+        where = files.origins.get(part) or (f"carved by file name: {carved[part]}" if part in carved else "the data")
+        said.append(f"{part} {int(np.sum(parts == part)):,} ({where})")
+    return "splits: " + ", ".join(said)
 
 
 def _unit_hash(names: list[str], seed: int, purpose: str) -> np.ndarray:

@@ -11,11 +11,11 @@ from typing import BinaryIO
 import keras
 import numpy as np
 
+from cnnclf import device
 from cnnclf.data.decoding import decode_image
 from cnnclf.errors import NotARunError, first_line
 from cnnclf.model.build import check_test_shift
 from cnnclf.rundir.directory import RunDir
-from cnnclf.rundir.provenance import native_bfloat16
 
 FLIP_AXES = {"horizontal": (2,), "vertical": (1,), "horizontal_and_vertical": (1, 2)}  # of (N, H, W, C)
 
@@ -56,7 +56,7 @@ def load_model(run: RunDir, as_trained: bool = False) -> keras.Model:
     the same accuracy, top-1 different from float32's on 0.3% of the test images; BENCHMARKS.md)."""
     path = run.model
     config, policies = _check_archive(path)
-    keep = as_trained and policies <= {"float32", "mixed_bfloat16"} and native_bfloat16()
+    keep = as_trained and policies <= {"float32", "mixed_bfloat16"} and device.native_bfloat16()
     if policies - {"float32"} and not keep:
         with tempfile.TemporaryDirectory() as folder:
             return _load(path, _in_float32(path, config, Path(folder) / "model.keras"))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from cnnclf.atomic import write_text
+from cnnclf.errors import listing
 from cnnclf.rundir.directory import RunDir
 
 STYLE = """
@@ -47,7 +48,7 @@ def write_report(run: RunDir, plots: list[Path]) -> Path:
             f"<p class='warning'>a plot could not be drawn ({_e(status['plots_error'])}); "
             f"<code>cnnclf plot {_e(run.path)}</code> draws them again</p>"
         )
-    parts.append(_table(["", ""], [[k, v] for k, v in _facts(status, metrics, _read_env(run)).items()]))
+    parts.append(_table(["", ""], [[k, v] for k, v in _facts(status, metrics, _read_env(run), config).items()]))
     if metrics:
         parts += [
             "<h2>Per class (test)</h2>",
@@ -96,18 +97,25 @@ def _read_env(run: RunDir) -> dict:
         return {}
 
 
-def _facts(status: dict, metrics: dict | None, env: dict) -> dict:
+def _facts(status: dict, metrics: dict | None, env: dict, config) -> dict:
     device, compute = env.get("device", {}), env.get("compute", {})
+    skipped = (env.get("data") or {}).get("skipped_files") or []
+    weights = config.train.class_weight
     facts = {
         "trained on": f"{device['cpu']} ({device.get('cpu_class', '?')}, {device['cpu_cores']} cores"
         f"{', ' + ', '.join(device['gpus']) if device.get('gpus') else ''})"
         if device
         else None,
         "precision": compute.get("mixed_precision"),
-        "epochs": status.get("epochs_done"),
+        "why this precision": compute.get("precision_reason"),
+        "epochs": f"{status.get('epochs_done', 0)} of {config.train.epochs}",
+        "smoke run": "yes: a few images per class, one epoch (--smoke)" if status.get("smoke") else None,
         "parameters": status.get("parameters"),
         "wall time (s)": status.get("wall_seconds"),
+        "of which fitting (s)": status.get("fit_seconds"),
         "training images/s": status.get("train_images_per_second"),
+        "class weights": None if weights == "none" else weights if isinstance(weights, str) else "as the config gives",
+        "skipped files": f"{len(skipped):,}: {listing(skipped, 3)}" if skipped else None,
     }
     if metrics:
         facts |= {

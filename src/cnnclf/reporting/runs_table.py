@@ -21,6 +21,15 @@ RUN_COLUMNS = (
 )
 
 
+# how the table heads its columns (the JSON keeps the names above): short, so a row fits a terminal
+HEADERS = {
+    "parameters": "params",
+    "best_val_accuracy": "best val acc",
+    "test_accuracy": "test acc",
+    "balanced_accuracy": "balanced acc",
+    "macro_f1": "macro F1",
+    "wall_seconds": "seconds",
+}
 TEST_SCORES = ("test_accuracy", "balanced_accuracy", "macro_f1")  # the last line of training, runs, compare
 
 
@@ -49,6 +58,8 @@ def summarize(run: RunDir) -> dict:
     status = state["status"]
     if status == "running" and state.get("host") == socket.gethostname() and not run.is_alive():
         status = "stopped (no process; resume it)"  # killed, or the machine went down
+    if state.get("smoke"):
+        status += " (smoke)"  # --smoke: a few images per class, one epoch; not a result
     row.update(
         dataset=config.data.dataset,
         model=model_name(config.model),
@@ -62,8 +73,9 @@ def summarize(run: RunDir) -> dict:
     return row
 
 
-def list_runs(runs_dir, sort: str = "id") -> list[dict]:
-    """Every run directory under runs_dir, summarized and sorted (numbers: best first)."""
+def list_runs(runs_dir, sort: str = "id", dataset: str | None = None) -> list[dict]:
+    """Every run directory under runs_dir (of `dataset` only, where given), summarized and sorted
+    (numbers: best first)."""
     from cnnclf.errors import ConfigError
 
     if sort not in RUN_COLUMNS:
@@ -77,6 +89,8 @@ def list_runs(runs_dir, sort: str = "id") -> list[dict]:
         if Path(runs_dir).is_dir()
         else []
     )
+    if dataset is not None:
+        rows = [row for row in rows if row["dataset"] == dataset]
     numeric = sort not in ("id", "dataset", "model", "status")
 
     def key(row):

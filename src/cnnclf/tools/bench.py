@@ -120,10 +120,10 @@ def run_bench(
             f"{result.config}: {result.status}, test accuracy {result.test_accuracy}, {result.wall_seconds:.0f} s, "
             f"{result.peak_rss_mb} MB"
         )
-    from cnnclf.rundir.provenance import describe_device
+    from cnnclf import device
 
     return {
-        "device": describe_device(),
+        "device": device.describe(),
         "peak_gflops": {precision: round(value, 1) for precision, value in peaks.items()},
         "limit": limit,
         "epochs": epochs,

@@ -16,6 +16,7 @@ chooses what depends on their number and size, and says why in the config's comm
 The config holds only what differs from the defaults (`cnnclf config show` prints the rest).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -40,6 +41,7 @@ PRESET = {"mnist": "mnist_bn", "fashion_mnist": "fashion_bn", "cifar10": "cifar1
 SIDE_CAPS = ((2_000, 64), (10_000, 96))  # (images below, largest side); above them all, 128
 LARGEST_SIDE = 128
 SMALL = 10_000  # images: below, the last epoch's model is kept (no validation-picked epoch)
+PRETRAINED_BELOW = 1_000  # training images per class below which init suggests a pretrained backbone
 
 
 def starter_config(dataset: str, path: Path | None = None) -> tuple[str, list[str]]:
@@ -104,7 +106,9 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
         else f"{{flip: horizontal, translate: 0.05{flips}}}"
     )
     imbalanced = counts.max() / max(counts.min(), 1) > IMBALANCED
-    shown = str(path) if path.is_absolute() else path.as_posix()
+    shown = json.dumps(path.as_posix())  # quoted: a name may hold ': ' or '#'
+    if not path.is_absolute():
+        shown += f"   # relative to {Path.cwd()}, where cnnclf runs"
     data = (
         f"  dataset: custom\n  source: {source}\n  path: {shown}\n"
         f"  image_shape: [{side}, {side}, {channels}]   # {why_side}\n"
@@ -122,6 +126,13 @@ def _custom(path: Path | None) -> tuple[str, list[str]]:
         if train < SMALL
         else "the epoch of least validation loss is kept, with early stopping",
     ]
+    per_class = train / len(files.class_names)
+    if per_class < PRETRAINED_BELOW:
+        notes.append(
+            f"{per_class:,.0f} training images per class: a pretrained backbone usually does better with this few "
+            f"(model: {{backbone: {{name: MobileNetV3Small, weights: imagenet}}}} instead of the preset; README, "
+            f"Transfer learning)"
+        )
     extra = ""
     if imbalanced:
         extra = (

@@ -116,6 +116,7 @@ class TrainingState(keras.callbacks.Callback):
         )  # time: Unix
         with deferred_interrupts():
             self._commit(f"epoch-{epoch + 1:04d}", self._state(epoch + 1, finished=False))
+        self.run.set_status("running", epochs_done=epoch + 1)  # `cnnclf runs` follows the run epoch by epoch
 
     def on_train_end(self, logs=None):
         """The phase is over: its state again, as early stopping may have restored its best weights."""

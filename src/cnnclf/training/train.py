@@ -9,6 +9,7 @@ process trains it; its state after each epoch is in state.py.
 import hashlib
 import json
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -19,13 +20,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from cnnclf import progress
+from cnnclf import device, progress
 from cnnclf.atomic import write_json, write_text
 from cnnclf.config import Config
 from cnnclf.data.dataset import Dataset, load
 from cnnclf.data.pipeline import steps_per_epoch
 from cnnclf.data.split import write_split
-from cnnclf.errors import Interrupted, NotARunError
+from cnnclf.errors import Interrupted, NotARunError, listing
 from cnnclf.model.build import build_model
 from cnnclf.model.whitening import whitening_weights
 from cnnclf.rundir.directory import RunDir
@@ -167,6 +168,18 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple,
         )
         state.checkpoint = checkpoint
     first_epoch = state.first_epoch()
+    if session.chief:
+        log.info(what_runs(session.compute, train_cfg, splits.num_classes))
+        if session.data.origins:
+            log.info(session.data.origins)
+        if session.class_weight:
+            weights = ", ".join(f"{splits.class_names[i]} {w:.2g}" for i, w in session.class_weight.items())
+            counts = np.bincount(splits.train.labels, minlength=splits.num_classes)
+            log.info(
+                f"class weights ({train_cfg.class_weight if isinstance(train_cfg.class_weight, str) else 'given'}): "
+                f"{listing(weights.split(', '), 10)}; the classes have {counts.min():,} to {counts.max():,} "
+                f"training images"
+            )
     epoch_lines = EpochLines(train_cfg.epochs, started)
     run.set_status("running", epochs_done=first_epoch, parameters=model.count_params(), class_names=splits.class_names)
     trackers = [tensorboard(run)] if train_cfg.tensorboard and session.chief else []
@@ -223,6 +236,26 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple,
             mlflow.end(outcome)
     shutil.rmtree(run.backup, ignore_errors=True)
     return run
+
+
+def what_runs(compute: Compute, train, classes: int) -> str:
+    """The line that says what the machine is doing: the device, the precision and why, the steps per
+    execution; and where label smoothing keeps the loss high, how high a perfect model's would be."""
+    found = device.describe()
+    where = ", ".join(found["gpus"]) or f"{found['cpu']} ({found['cpu_class']}, {found['cpu_cores']} cores)"
+    line = (
+        f"training on {where}: {compute.mixed_precision} ({compute.precision_reason}); "
+        f"{compute.steps_per_execution} steps per execution, batches of {compute.batch_size}"
+    )
+    smoothing = train.label_smoothing
+    if smoothing:
+        high, low = 1 - smoothing + smoothing / classes, smoothing / classes
+        floor = -high * math.log(high) - (classes - 1) * low * math.log(low)
+        line += (
+            f"; with label smoothing {smoothing:g}, a perfect model's loss is {floor:.2f}, not 0: "
+            f"accuracy says how training goes"
+        )
+    return line
 
 
 def _round(value):
