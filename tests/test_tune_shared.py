@@ -75,6 +75,12 @@ def study_config(tmp: Path, name: str, epochs=3, **tune) -> Path:
                                                 "tune": {"space": SPACE, "heartbeat_seconds": 1, **tune}})
 
 
+def summary(runs: Path, name: str, file: str) -> Path:
+    """A study's trials.csv or best.yaml: in runs/tune-<name>-<8 hex digits of its storage>/."""
+    (folder,) = runs.glob(f"tune-{name}-????????")
+    return folder / file
+
+
 def start_tune(config: Path, storage: str, runs: Path, trials: int, password=PASSWORD) -> subprocess.Popen:
     env = {**os.environ, "PGPASSWORD": password}
     return subprocess.Popen([sys.executable, "-m", "cnnclf", "tune", str(config), "--storage", storage, "--trials",
@@ -93,7 +99,7 @@ def test_two_workers_share_one_study_and_take_up_a_killed_workers_trial(postgres
     first.communicate()
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err
-    rows = list(csv.DictReader((tmp_path / "b" / "tune-shared" / "trials.csv").open()))
+    rows = list(csv.DictReader(summary(tmp_path / "b", "shared", "trials.csv").open()))
     numbers = [int(r["trial"]) for r in rows]
     assert numbers == sorted(set(numbers))  # every trial number once
     killed = [r for r in rows if r["run"].startswith(str(tmp_path / "a")) and r["state"] == "FAIL"]
@@ -105,7 +111,7 @@ def test_two_workers_share_one_study_and_take_up_a_killed_workers_trial(postgres
     assert all(json.loads((Path(r) / "run.json").read_text())["status"] == "completed" for r in completed)
     written = [p for folder in ("a", "b") for p in (tmp_path / folder).rglob("*") if p.is_file()]
     assert all(PASSWORD.encode() not in p.read_bytes() for p in written) and PASSWORD not in out + err
-    best = tmp_path / "b" / "tune-shared" / "best.yaml"
+    best = summary(tmp_path / "b", "shared", "best.yaml")
     assert yaml.safe_load(best.read_text())["tune"] is None
     assert cnnclf("train", best, "--set", "train.epochs=1", "--runs-dir", tmp_path / "again").exit_code == 0
 
@@ -115,7 +121,7 @@ def test_pruning_stops_unpromising_trials_and_says_what_it_saved(postgres, tmp_p
     process = start_tune(config, postgres, tmp_path / "runs", trials=6)
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
-    rows = list(csv.DictReader((tmp_path / "runs" / "tune-pruned" / "trials.csv").open()))
+    rows = list(csv.DictReader(summary(tmp_path / "runs", "pruned", "trials.csv").open()))
     pruned = [r for r in rows if r["state"] == "PRUNED"]
     saved = sum(int(r["epochs_saved"]) for r in rows)
     assert f"pruning saved {saved} of" in out

@@ -120,8 +120,8 @@ def serve(run, sock: socket.socket, max_batch: int, wait_ms: float, allow_hosts=
 
 def _capacity() -> int:
     """Connections to hold at most: the descriptors this process may open (its soft limit raised to
-    the hard one), less those open now, those one turn may accept before any is closed, and a reserve
-    for files; at most 4,096."""
+    the hard one), less those open now, three turns of accepted connections (accepted, made, and those
+    closed to make room, which close a turn later) and a reserve for files; at most 4,096."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         try:
@@ -133,7 +133,7 @@ def _capacity() -> int:
         open_now = len(os.listdir("/proc/self/fd"))
     except OSError:
         open_now = 64
-    return max(8, min(4096, soft - open_now - ACCEPTED_AT_ONCE - 64))
+    return max(8, min(4096, soft - open_now - 3 * ACCEPTED_AT_ONCE - 32))
 
 
 def _bounded_protocol(capacity: int):
