@@ -158,3 +158,11 @@ def test_every_shipped_config_is_valid_and_resolves_to_itself(path, tmp_path):
     config = load_config(ROOT / path)
     (tmp_path / "resolved.yaml").write_text(config.to_yaml())
     assert load_config(tmp_path / "resolved.yaml") == config
+
+
+def test_every_misspelt_key_is_named_at_once(tmp_path):
+    path = write(tmp_path, "data: {pth: x, dataset: mnist, qqqqqq: 1}\nmodel: {preset: s002_mnist}\ntrain:\n  epochz: 3\n")
+    assert error_of(path) == (
+        f"{path}:1: unknown key 'data.pth'; did you mean 'data.path'? Also {path}:1: unknown key 'data.qqqqqq'. "
+        f"Also {path}:4: unknown key 'train.epochz'; did you mean 'train.epochs'?")
+

@@ -3,6 +3,7 @@ test-time views, bfloat16 training, a backbone fine-tuned in a second phase), ea
 `cnnclf predict`'s probabilities on the same files, the same on every call."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,35 @@ def test_every_export_gives_predicts_answers_on_the_same_files(request, which, t
         np.testing.assert_allclose(first, expected, atol=2e-4, err_msg=fmt)
         assert (first.argmax(1) == expected.argmax(1)).all(), fmt
         np.testing.assert_array_equal(run_exported(path, fmt, x.astype(np.float32)), first, err_msg=fmt)
+
+
+def readme_export_examples() -> tuple[str, dict[str, str]]:
+    """README's "Using an export": the block that prepares an image, and each format's block."""
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Using an export"): text.index("## Serving a model")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    formats = {"onnxruntime": "onnx", "Interpreter": "tflite", "saved_model": "savedmodel"}
+    return blocks[0], {next(f for key, f in formats.items() if key in block): block for block in blocks[1:]}
+
+
+@pytest.mark.slow
+def test_the_readme_examples_of_each_export_run_as_written(augmented_run, tmp_path):
+    """A padded (letterboxed) run: each example, as README writes it, gives predict's class and probability."""
+    import subprocess
+    import sys
+
+    prepare, examples = readme_export_examples()
+    assert sorted(examples) == sorted(FORMATS)
+    photo = sorted(Path(yaml.safe_load((augmented_run / "config.yaml").read_text())["data"]["path"]).rglob("*.jpg"))[5]
+    expected = json.loads(cnnclf("predict", augmented_run, photo, "--json").stdout)[0]
+    for fmt, example in examples.items():
+        exported = cnnclf("export", augmented_run, "--format", fmt)
+        assert exported.exit_code == 0, exported.stderr
+        script = (prepare.replace("runs/20261121T101500Z-fashion/export/model.onnx", exported.stdout.strip())
+                  .replace('"shoe.png"', repr(str(photo))) + example)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (fmt, done.stderr[-2000:])
+        name, probability = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+        assert name == expected["class"] and float(probability) == pytest.approx(expected["probability"], abs=2e-4), fmt

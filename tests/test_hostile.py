@@ -452,14 +452,16 @@ def test_the_battery_keeps_its_cases():
     assert len(CASES) >= 82 and len({c[0] for c in CASES}) == len(CASES)  # none lost, none named twice
 
 
-def test_csv_with_a_byte_order_mark_simply_works(tmp_path):
+def test_csv_with_a_byte_order_mark_simply_works(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # data inspect draws its grid in the working folder
     data = csv_data(tmp_path, digit_rows([0, 1] * 10), bom=True)
     result = cnnclf("data", "inspect", config(tmp_path, data={**data, "validation": "test"}), "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["sizes"]["train"] == 20
 
 
-def test_cifar_without_label_names_uses_indices(tmp_path):
+def test_cifar_without_label_names_uses_indices(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     result = cnnclf("data", "inspect", config(tmp_path, data={**cifar(tmp_path, meta=False), "validation": "test"}),
                     "--json")
     assert result.exit_code == 0, result.stderr

@@ -192,7 +192,8 @@ def test_mixed_sizes_need_an_image_shape(tmp_path):
         assert "set data.image_shape: [height, width, channels]" in result.stderr
 
 
-def test_data_inspect_reports_sizes_modes_balance_and_duplicates(tmp_path):
+def test_data_inspect_reports_sizes_modes_balance_and_duplicates(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # data inspect draws its grid in the working folder
     root = photos(tmp_path / "photos", counts={"cat": 40, "dog": 10}, suffix=".png")
     (root / "dog" / "broken.png").write_bytes(b"not a png")
     config = write_config(tmp_path / "c.yaml", {"data": data(root, test_split=0.3), "model": {"layers": [{"Flatten": {}}]},
@@ -299,7 +300,8 @@ def test_a_train_val_test_layout_keeps_every_image_in_its_own_split(tmp_path, va
         assert origins(files, parts, cfg) == f"splits: train 40 (train/), validation 10 ({validation}/), test 13 (test/)"
 
 
-def test_without_test_the_test_set_is_carved_from_train_and_said_so(tmp_path):
+def test_without_test_the_test_set_is_carved_from_train_and_said_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     from cnnclf.data.split import origins
 
     root = layout(tmp_path / "ds", "valid", test=False)

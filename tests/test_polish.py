@@ -11,7 +11,8 @@ import pytest
 from conftest import cnnclf, tiny_config, write_config
 
 
-def test_debug_and_set_work_after_the_command(tmp_path):
+def test_debug_and_set_work_after_the_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # data inspect draws its grid in the working folder
     bad = write_config(tmp_path / "bad.yaml", {"model": {"preset": "s002_mnist"}, "train": {"epochz": 1}})
     plain = cnnclf("config", "validate", bad)
     assert plain.exit_code == 2 and "Traceback" not in plain.stderr

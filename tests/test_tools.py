@@ -218,7 +218,8 @@ def test_init_writes_a_valid_commented_starter(tmp_path, dataset):
     assert again.exit_code == 2 and again.stderr == f"Error: {out}: already exists; choose another --out or remove it\n"
 
 
-def test_data_inspect_reports_balance_duplicates_and_unreadable(tmp_path, formats):
+def test_data_inspect_reports_balance_duplicates_and_unreadable(tmp_path, formats, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # data inspect draws its grid in the working folder
     from conftest import png_bytes
 
     shutil.copytree(formats / "folder", tmp_path / "folder")
@@ -242,12 +243,17 @@ def test_data_inspect_reports_balance_duplicates_and_unreadable(tmp_path, format
     assert "unreadable files: 1" in text and "total" in text
 
 
-def test_plot_data_draws_training_images_per_class(tmp_path):
+def test_plot_data_draws_training_images_per_class(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs"))
     result = cnnclf("plot", "--data", config)
     assert result.exit_code == 0, result.stderr
-    assert Path(result.stdout.strip()) == tmp_path / "runs" / "data" / "tiny.png"  # its own folder, not loose
-    assert (tmp_path / "runs" / "data" / "tiny.png").stat().st_size > 10_000
+    assert Path(result.stdout.strip()) == Path("tiny-data.png")  # in the working folder, not in runs/
+    assert (tmp_path / "tiny-data.png").stat().st_size > 10_000 and not (tmp_path / "runs").exists()
+    assert cnnclf("plot", "--data", config).exit_code == 0  # its own earlier grid is drawn again
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "mine.png")  # a picture of the user's
+    refused = cnnclf("plot", "--data", config, "--out", tmp_path / "mine.png")
+    assert refused.exit_code == 2 and "mine.png: exists, and cnnclf did not draw it" in refused.stderr
 
 
 def test_shell_completion_script(monkeypatch):

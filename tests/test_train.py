@@ -48,8 +48,8 @@ def test_metrics_are_sane(trained):
 def test_per_class_scores_match_scikit_learn(trained):
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from cnnclf.inference.metrics import confusion_matrix as counts
-    from cnnclf.inference.metrics import per_class
+    from cnnclf.measures import confusion_matrix as counts
+    from cnnclf.measures import per_class
 
     run, _ = trained
     metrics = json.loads((run / "metrics.json").read_text())
@@ -222,3 +222,17 @@ def test_the_runs_table_fits_a_wide_terminal(trained):
     run, _ = trained
     lines = cnnclf("runs", run.parent).stdout.splitlines()
     assert lines[0].split()[:4] == ["id", "dataset", "model", "params"] and max(map(len, lines)) <= 200
+
+
+def test_the_sample_grid_shows_mistakes_of_every_class_the_rare_ones_first():
+    import numpy as np
+
+    from cnnclf.inference.evaluate import sample_order
+
+    y_true = np.array([0] * 50 + [1] * 50 + [2] * 5 + [3] * 4)
+    y_pred = y_true.copy()
+    y_pred[:40], y_pred[50:90] = 1, 0  # the common pair's 80 mistakes...
+    y_pred[100], y_pred[105] = 3, 2  # ...and one each of the rare classes
+    order = sample_order(y_true, y_pred)
+    assert list(y_true[order[:4]]) == [3, 2, 0, 1] and list(order[:2]) == [105, 100]
+    assert set(order[:82]) == set(np.flatnonzero(y_pred != y_true)) and len(order) == len(y_true)

@@ -1,24 +1,34 @@
 """cnnclf: train Keras convolutional image classifiers from one YAML file.
 
-A run goes through the packages in this order, each knowing only those before it:
+A run goes through the packages in this order, each importing only those before it:
 
     config/     the YAML file: schema, defaults, overrides, rules across keys
     data/       files or arrays -> checked images -> train / validation / test -> tf.data
-    model/      presets, backbones, the builder, Keras name allow-lists, whitening, Grad-CAM
-    training/   compute levers, compiling, fitting phases, per-epoch backup, resume, tracking
+    model/      presets, backbones, the builder, Keras name allow-lists, the loss, whitening, Grad-CAM
     rundir/     the run directory: its files, status and lock; provenance (env.json)
+    training/   compute levers, compiling, fitting phases, per-epoch backup, resume, tracking
     inference/  safe loading into one inference graph: evaluate, predict, export, serve
     reporting/  plots, report.html, runs, compare, data inspect
+    pipeline.py the sequence of a run: prepare -> fit -> evaluate -> record -> draw, for all below
     tools/      tune (Optuna), init (starter configs), bench
-    pipeline.py the sequence of a run: prepare -> fit -> evaluate -> record -> draw, for all of the below
     api.py      the Python API: cnnclf.train(...), cnnclf.Run(...): predict, evaluate, export
     cli/        click commands: parse, call one library function, print
 
-Beside them, modules any stage may use: errors.py (CnnclfError and its exit codes), atomic.py
-(files written whole), reading.py (only regular files read, bounded), redaction.py (no password
-or token in what is written or printed), signals.py (Ctrl-C and SIGTERM held while state is saved), progress.py
-(saying what is slow), startup.py (TensorFlow's quiet start), compat.py (every Keras and
-TensorFlow internal cnnclf touches, each behind a feature check).
+config reads the registries of data/ and model/ (sources, presets, Keras names) and nothing else;
+training never imports inference or reporting, and those two never import each other.
+
+Beside them, modules any stage may use:
+
+    errors.py     CnnclfError and its kinds, each with its exit code
+    atomic.py     files written whole
+    reading.py    files read only when regular, and bounded
+    redaction.py  no password or token in what is written or printed
+    measures.py   numpy measures: evaluation computes them, the plots read them
+    device.py     what the machine is: every `auto` asks it
+    signals.py    Ctrl-C and SIGTERM held while state is saved
+    progress.py   saying what is slow; the log on stderr
+    startup.py    TensorFlow's quiet start
+    compat.py     every Keras and TensorFlow internal cnnclf touches, each behind a feature check
 """
 
 import logging

@@ -20,7 +20,7 @@ import time
 from cnnclf import progress
 from cnnclf.config import Config, override
 from cnnclf.errors import DiskFull
-from cnnclf.rundir.directory import RunDir
+from cnnclf.rundir.directory import RunDir, kept_description
 
 log = logging.getLogger("cnnclf")
 
@@ -88,7 +88,7 @@ def evaluate_run(run: RunDir, data=None) -> tuple[dict, object]:
         from cnnclf.data.dataset import load
 
         data = load(config.data, config.seed, saved_split=run.saved_split(), need=("test",))
-    with progress.step(f"evaluating the best model on the {len(data.splits.test):,} test images"):
+    with progress.step(f"evaluating {kept_description(run)} on the {len(data.splits.test):,} test images"):
         model = load_model(run, as_trained=True)
         return evaluate(run, model, data.splits, config), model
 

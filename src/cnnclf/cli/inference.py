@@ -79,7 +79,9 @@ def predict(ctx, run_path, paths, top_k, as_json, csv_path, explain, layer):
     start_tensorflow(ctx)
     from cnnclf.inference import predict as prediction
 
-    rows = prediction.predict(run, list(paths), top_k, explain, layer)
+    rows = prediction.predict(run, list(paths), top_k, explain is not None, layer)
+    if explain is not None:
+        _draw_explanations(rows, explain)
     ranks = range(1, min(top_k, len(rows[0]["top_k"])) + 1)
     if csv_path:
         out = io.StringIO()
@@ -175,3 +177,18 @@ def _say_if_training(run, doing: str) -> None:
     training = run.in_training()
     if training:
         logging.getLogger("cnnclf").warning(f"warning: {training}; {doing} that, not the final model")
+
+
+def _draw_explanations(rows: list[dict], folder: Path) -> None:
+    """Each image beside its Grad-CAM heatmap, as <folder>/<file name>.gradcam.png, titled with its class
+    and probability; the row keeps the picture's path in place of the arrays."""
+    from cnnclf.reporting.image_grids import explanations
+
+    used: set[str] = set()
+    for i, row in enumerate(rows):
+        stem = Path(row["file"]).stem
+        name = f"{stem}.gradcam.png" if f"{stem}.gradcam.png" not in used else f"{stem}-{i}.gradcam.png"
+        used.add(name)
+        title = f"{Path(row['file']).name}\n{row['class']} {row['probability']:.0%}"
+        pixels, heat = row.pop("pixels"), row.pop("heatmap")
+        row["explanation"] = str(explanations(pixels[None], heat[None], [title], folder / name))

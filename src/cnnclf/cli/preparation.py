@@ -157,7 +157,8 @@ def data_inspect(ctx, config_path, overrides, as_json):
     from cnnclf.reporting import inspection
 
     config = load_config(config_path, overrides)
+    grid = inspection.grid_path(config)
     if config.data.source == "keras":
         start_tensorflow(ctx)
-    found = inspection.inspect(config)
+    found = inspection.inspect(config, grid)
     click.echo(json.dumps(found, indent=2) if as_json else inspection.describe(found))

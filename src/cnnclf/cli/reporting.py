@@ -10,9 +10,14 @@ from cnnclf.cli.options import command, json_option, output_file, set_option, st
 @command()
 @click.argument("run_path", metavar="RUN", required=False)
 @click.option("--data", "config_path", metavar="CONFIG", help="Instead: a grid of CONFIG's training images per class.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --data: where the grid goes [<config name>-data.png, in the working folder].",
+)
 @set_option
 @click.pass_context
-def plot(ctx, run_path, config_path, overrides):
+def plot(ctx, run_path, config_path, out, overrides):
     """Redraw a run's plots and report.html from its directory alone; print their paths.
 
     \b
@@ -27,13 +32,16 @@ def plot(ctx, run_path, config_path, overrides):
         raise click.UsageError("give a RUN directory or --data CONFIG (one of them)")
     if config_path:
         from cnnclf.config import load_config
-        from cnnclf.reporting.inspection import sample_grid
+        from cnnclf.reporting.inspection import grid_path, sample_grid
 
         config = load_config(config_path, overrides)
+        path = grid_path(config, out)
         if config.data.source == "keras":
             start_tensorflow(ctx)
-        click.echo(sample_grid(config))
+        click.echo(sample_grid(config, path))
         return
+    if out is not None:
+        raise click.UsageError("--out goes with --data; a run's plots go into the run directory")
     from cnnclf.reporting import plots
 
     run = RunDir.open(run_path)

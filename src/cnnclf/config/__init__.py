@@ -84,20 +84,25 @@ def _validate(raw: dict, where) -> Config:
     return config
 
 
+MAX_TYPOS = 5  # misspelt keys named in one error line
 _UNION_TAG = re.compile(r"[\[(]|^(int|bool|str|float|none|constrained-\w+)$")
 
 
 def _describe(errors: list, where) -> str:
-    """One line for the first mistake; the alternatives of a union (auto or a number) are joined."""
+    """One line: every misspelt key at once (each with where it is and the nearest valid key), else
+    the first mistake; the alternatives of a union (auto or a number) are joined."""
     located = [(tuple(p for p in e["loc"] if not (isinstance(p, str) and _UNION_TAG.search(p))), e) for e in errors]
+    unknown = [loc for loc, e in located if e["type"] == "extra_forbidden"]
+    if unknown:
+        said = [_unknown_key(loc, where) for loc in unknown[:MAX_TYPOS]]
+        if len(unknown) > MAX_TYPOS:
+            said.append(f"{len(unknown) - MAX_TYPOS} more unknown keys")
+        return "".join(
+            part if i == 0 else ("" if said[i - 1].endswith("?") else ".") + " Also " + part
+            for i, part in enumerate(said)
+        )
     loc, error = located[0]
     key = dotted(loc)
-    if error["type"] == "extra_forbidden":
-        schema: Any = Config
-        for part in loc[:-1]:
-            if not isinstance(part, int):
-                schema = model_in((fields_of(schema) or {})[part])
-        return f"{where(loc)}: unknown key {key!r}{nearest_key(Config, loc, fields_of(schema) or ())}"
     if error["type"] == "missing":
         return f"{where(loc)}: {key} is required"
     # pydantic's own messages ("Input should be ...") joined in lower case; cnnclf's (value errors) as written
@@ -110,6 +115,14 @@ def _describe(errors: list, where) -> str:
     place = where(loc)
     named = "" if place == f"--set {key}" else f"{key}: "  # --set already names the key
     return f"{place}: {named}got {_short(error['input'])}; {message}"
+
+
+def _unknown_key(loc: tuple, where) -> str:
+    schema: Any = Config
+    for part in loc[:-1]:
+        if not isinstance(part, int):
+            schema = model_in((fields_of(schema) or {})[part])
+    return f"{where(loc)}: unknown key {dotted(loc)!r}{nearest_key(Config, loc, fields_of(schema) or ())}"
 
 
 def _short(value) -> str:

@@ -2,8 +2,7 @@
 predict, every export and the server give the same answers; nothing here imports training.
 
     loading.py   the model loaded safely (in float32), inference_model (test-time views), Predictor
-    evaluate.py  the test set: metrics.json and predictions.npz
-    metrics.py   the measures, numpy only; the loss
+    evaluate.py  the test set: metrics.json (measures.py's measures) and predictions.npz
     predict.py   image files -> classes
     export.py    SavedModel, TFLite, ONNX, each with its .json
     serve.py     the HTTP API (FastAPI); server.py: the server around it (uvicorn, hosts, limits)

@@ -9,7 +9,13 @@ from cnnclf.atomic import write_bytes, write_json
 from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches
 from cnnclf.errors import printable
 from cnnclf.inference.loading import inference_model
-from cnnclf.inference.metrics import confusion_matrix, expected_calibration_error, per_class, top_k_accuracy
+from cnnclf.measures import (
+    calibration_bins,
+    confusion_matrix,
+    expected_calibration_error,
+    per_class,
+    top_k_accuracy,
+)
 from cnnclf.model.build import eval_batch_size
 from cnnclf.model.loss import make_loss
 from cnnclf.rundir.directory import RunDir
@@ -48,9 +54,10 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
         "confusion_matrix": counts.tolist(),
         "top_k_accuracy": {str(k): top_k_accuracy(probabilities, y_true, k) for k in TOP_K if k < splits.num_classes},
         "expected_calibration_error": expected_calibration_error(probabilities, y_true),
+        "calibration_bins": calibration_bins(probabilities, y_true),  # the reliability diagram's
     }
     write_json(run.metrics, metrics)
-    order = np.argsort(y_pred == y_true, kind="stable")[:SAMPLES]  # wrong ones first
+    order = sample_order(y_true, y_pred)[:SAMPLES]
     samples = splits.test.gather(order)
     explained = order[:EXPLAINED]
     out = io.BytesIO()
@@ -64,6 +71,20 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     )
     write_bytes(run.predictions, out.getvalue())
     return metrics
+
+
+def sample_order(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Test images in the order the sample grid shows them: the mistakes first, taken class by class in
+    turn (the class with fewest test images first), so that every class's mistakes appear and not only
+    the commonest pair's; then the images classified right."""
+    wrong = np.flatnonzero(y_pred != y_true)
+    counts = np.bincount(y_true, minlength=int(y_true.max(initial=0)) + 1)
+    rounds = np.zeros(len(wrong), np.int64)
+    for label in np.unique(y_true[wrong]):
+        members = y_true[wrong] == label
+        rounds[members] = np.arange(members.sum())  # a class's first mistake in round 0, its second in 1, ...
+    turn = np.lexsort((wrong, counts[y_true[wrong]], rounds))  # by round, then rarest class, then index
+    return np.concatenate([wrong[turn], np.flatnonzero(y_pred == y_true)])
 
 
 def test_scores(probabilities: np.ndarray, y_true: np.ndarray, config) -> dict[str, float]:

@@ -17,12 +17,11 @@ log = logging.getLogger("cnnclf")
 BATCH = 256  # images per call into the model
 
 
-def predict(
-    run: RunDir, paths: list[str], top_k: int, explain: Path | None = None, layer: str | None = None
-) -> list[dict]:
+def predict(run: RunDir, paths: list[str], top_k: int, explain: bool = False, layer: str | None = None) -> list[dict]:
     """One row per readable image: file, class, probability and the top-k classes, and with `explain`
-    (a folder) the path of its Grad-CAM picture there. Files that are not images are reported on
-    stderr and skipped."""
+    its pixels and the Grad-CAM heatmap of its class (numpy arrays: the caller draws them, as
+    reporting.image_grids.explanations does for `predict --explain`). Files that are not images are
+    reported on stderr and skipped."""
     predictor = Predictor(run)
     files, images = [], []
     for path in _expand(paths):
@@ -37,9 +36,9 @@ def predict(
     pixels = np.stack(images)
     probabilities = predictor.in_batches(pixels)
     rows = [_row(predictor, str(path), p, top_k) for path, p in zip(files, probabilities)]
-    if explain is not None:
-        for row, picture in zip(rows, _explain(predictor, pixels, probabilities.argmax(axis=1), explain, files, layer)):
-            row["explanation"] = str(picture)
+    if explain:
+        for row, image, heat in zip(rows, pixels, _heatmaps(predictor, pixels, probabilities.argmax(axis=1), layer)):
+            row.update(pixels=image, heatmap=heat)
     return rows
 
 
@@ -74,26 +73,16 @@ def flat(row: dict) -> dict:
     return {**{k: v for k, v in row.items() if k != "top_k"}, **spread}
 
 
-def _explain(
-    predictor: Predictor, pixels: np.ndarray, classes: np.ndarray, folder: Path, files: list[Path], layer: str | None
-) -> list[Path]:
-    """A Grad-CAM picture per image, <folder>/<file name>.gradcam.png."""
+def _heatmaps(predictor: Predictor, pixels: np.ndarray, classes: np.ndarray, layer: str | None) -> np.ndarray:
+    """Grad-CAM heatmaps of each image's class, BATCH images at a time."""
     from cnnclf.model import gradcam
-    from cnnclf.reporting import image_grids
 
-    folder.mkdir(parents=True, exist_ok=True)
-    written, used = [], set()
-    for start in range(0, len(pixels), BATCH):
-        maps = gradcam.heatmaps(predictor.model, pixels[start : start + BATCH], classes[start : start + BATCH], layer)
-        for offset, heat in enumerate(maps):
-            i = start + offset
-            name = f"{files[i].stem}.gradcam.png"
-            if name in used:
-                name = f"{files[i].stem}-{i}.gradcam.png"
-            used.add(name)
-            title = f"{files[i].name}\n{predictor.class_names[classes[i]]}"
-            written.append(image_grids.explanations(pixels[i : i + 1], heat[None], [title], folder / name))
-    return written
+    return np.concatenate(
+        [
+            gradcam.heatmaps(predictor.model, pixels[i : i + BATCH], classes[i : i + BATCH], layer)
+            for i in range(0, len(pixels), BATCH)
+        ]
+    )
 
 
 def _expand(paths: list[str]) -> list[Path]:

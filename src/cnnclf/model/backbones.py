@@ -136,9 +136,10 @@ def _download_failed(name: str):
     say which file to fetch and where to put it, and the weights-file alternative."""
 
     def error(fname: str, origin, cache: str, e: Exception) -> ConfigError:
+        cause = e.__cause__ or e.__context__ or e  # Keras wraps the network's error in a bare Exception
         return ConfigError(
             f"model.backbone: the ImageNet weights of {name} cannot be downloaded "
-            f"({e.__class__.__name__}); fetch {origin} into {cache}/{fname}, or set "
+            f"({cause.__class__.__name__}: {first_line(cause, 120)}); fetch {origin} into {cache}/{fname}, or set "
             f"model.backbone.weights to a weights file (.weights.h5 or .h5)"
         )
 

@@ -21,9 +21,12 @@ def show(ax, image):
     )
 
 
+SOFTWARE = "cnnclf"  # in every PNG cnnclf draws: a picture of that name is one it may draw again
+
+
 def save(fig, path, tight: bool = True):
     if tight:
         fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, metadata={"Software": SOFTWARE})
     plt.close(fig)
     return path

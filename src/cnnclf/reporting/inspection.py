@@ -10,16 +10,17 @@ from cnnclf.data.dataset import list_and_split, load
 from cnnclf.data.decoding import DECODE_ERRORS, GRAY_MODES, decode_image, image_header
 from cnnclf.data.images import IMBALANCED, first_of_each_class
 from cnnclf.data.sources import SOURCES
-from cnnclf.errors import DataError
+from cnnclf.errors import ConfigError, DataError
 
 
-def inspect(config) -> dict:
+def inspect(config, grid: Path) -> dict:
     """Class balance per split (with a warning above 3:1), image sizes, aspect ratios and colour
-    modes, train/test duplicates, unreadable files, and a grid of training images per class."""
+    modes, train/test duplicates, unreadable files, and a grid of training images per class (at
+    `grid`: grid_path's)."""
     if SOURCES[config.data.source].image_files:
-        found = _inspect_files(config)
+        found = _inspect_files(config, grid)
     else:
-        found = _inspect_arrays(config)
+        found = _inspect_arrays(config, grid)
     counts = [c["train"] for c in found["class_balance"].values()]
     found["warnings"] = []
     if min(counts) and max(counts) / min(counts) > IMBALANCED:
@@ -33,7 +34,7 @@ def inspect(config) -> dict:
     return found
 
 
-def _inspect_arrays(config) -> dict:
+def _inspect_arrays(config, path: Path) -> dict:
     splits = load(config.data, config.seed).splits
     parts = _parts(config, splits)
     train_hashes = {
@@ -41,7 +42,7 @@ def _inspect_arrays(config) -> dict:
     }
     test = splits.test.gather(np.arange(len(splits.test)))
     duplicates = [i for i, image in enumerate(test) if hashlib.sha256(image.tobytes()).digest() in train_hashes]
-    grid = _grid(config, splits.train, splits.class_names)
+    grid = _grid(splits.train, splits.class_names, path)
     return {
         "image_shape": list(splits.shape),
         "value_range": {
@@ -57,7 +58,7 @@ def _inspect_arrays(config) -> dict:
     }
 
 
-def _inspect_files(config) -> dict:
+def _inspect_files(config, path: Path) -> dict:
     files, assigned, _ = list_and_split(config.data, config.seed)
     sizes: Counter[str] = Counter()
     aspects: Counter[str] = Counter()
@@ -94,7 +95,7 @@ def _inspect_files(config) -> dict:
     images = np.stack([decode_image(files.reader.read(files.names[i]), size, config.data.resize) for i in chosen])
     from cnnclf.data.parts import InMemory
 
-    grid = _grid(config, InMemory(images, files.labels[chosen]), files.class_names)
+    grid = _grid(InMemory(images, files.labels[chosen]), files.class_names, path)
     return {
         "image_shape": shape,
         "image_sizes": dict(sizes.most_common()),
@@ -122,19 +123,37 @@ def _balance(parts: dict, class_names: list[str]) -> dict:
     return {name: {p: int(np.sum(part.labels == c)) for p, part in parts.items()} for c, name in enumerate(class_names)}
 
 
-def sample_grid(config) -> Path:
-    """A grid of training images per class, written to <output.runs_dir>/data/<name>.png."""
+def grid_path(config, out: Path | None = None) -> Path:
+    """Where the grid of training images goes: `out`, or <config name>-data.png in the working folder;
+    a file there that cnnclf did not draw is never replaced (checked before anything is read)."""
+    from PIL import Image
+
+    from cnnclf.reporting.figures import SOFTWARE
+
+    path = Path(out or f"{config.name}-data.png")
+    if path.exists():
+        try:
+            with Image.open(path) as image:
+                ours = image.info.get("Software") == SOFTWARE
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise ConfigError(f"{path}: exists, and cnnclf did not draw it; choose another --out or remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sample_grid(config, path: Path) -> Path:
+    """A grid of training images per class, at `path` (grid_path's)."""
     if SOURCES[config.data.source].image_files:
-        return Path(_inspect_files(config)["grid"])
+        return Path(_inspect_files(config, path)["grid"])
     splits = load(config.data, config.seed).splits
-    return _grid(config, splits.train, splits.class_names)
+    return _grid(splits.train, splits.class_names, path)
 
 
-def _grid(config, train, class_names) -> Path:
+def _grid(train, class_names, path: Path) -> Path:
     from cnnclf.reporting.image_grids import data_grid
 
-    path = Path(config.output.runs_dir) / "data" / f"{config.name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
     chosen = first_of_each_class(train.labels, len(class_names))
     return data_grid(train.gather(chosen), train.labels[chosen], class_names, path)
 

@@ -118,16 +118,18 @@ def confusion(run: RunDir):
     metrics = run.read_metrics() or {}
     counts = np.array(metrics["confusion_matrix"])
     names = metrics["class_names"]
-    normalized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    mistakes = np.where(np.eye(len(names), dtype=bool), np.nan, shares)  # the diagonal (accuracy) apart
     size = min(max(7.0, 0.55 * len(names) + 4), MAX_INCHES / 2)  # two matrices, one above the other
     fig, axes = plt.subplots(2, 1, figsize=(size + 1.5, 2 * size))
     font = max(6, min(12, 140 // max(len(names), 1)))
     named = len(names) <= NAMED_CLASSES  # beyond, a class's name would not fit its row: indices, every few
-    for ax, values, title, fmt in (
-        (axes[0], counts, "Counts", "d"),
-        (axes[1], normalized, "Normalized by true class", ".2f"),
+    # the mistakes on a scale of their own: a model right 99% of the time still shows where its 1% goes
+    for ax, values, title, cmap in (
+        (axes[0], counts, "Counts", "Blues"),
+        (axes[1], mistakes, "Where each class's mistakes go: share of its test images (diagonal: accuracy)", "Reds"),
     ):
-        shown = ax.imshow(values, cmap="Blues")
+        shown = ax.imshow(values, cmap=cmap, vmin=0)
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
         ax.set(title=title, xlabel="predicted class", ylabel="true class")
         if named:
@@ -135,17 +137,12 @@ def confusion(run: RunDir):
             ax.set_xticklabels(names, rotation=45, ha="right")
             ax.set_yticklabels(names)
         if len(names) <= 20:
-            threshold = values.max() / 2
-            for (i, j), v in np.ndenumerate(values):
-                ax.text(
-                    j,
-                    i,
-                    format(v, fmt),
-                    ha="center",
-                    va="center",
-                    fontsize=font,
-                    color="white" if v > threshold else "black",
-                )
+            threshold = np.nanmax(values, initial=0) / 2
+            for (i, j), v in np.ndenumerate(counts if values is counts else shares):
+                text = f"{v:d}" if values is counts else (f"{v:.1%}" if v or i == j else "")
+                dark = values is counts and v > threshold or values is mistakes and i != j and v > threshold
+                color = "grey" if values is mistakes and i == j else "white" if dark else "black"
+                ax.text(j, i, text, ha="center", va="center", fontsize=font, color=color)
     return save(fig, run.plots / "confusion_matrix.png")
 
 
@@ -170,11 +167,13 @@ def per_class_accuracy(run: RunDir):
 
 def reliability(run: RunDir):
     """Reliability diagram: accuracy against confidence per bin, with the calibration error."""
-    from cnnclf.inference.metrics import calibration_bins
-
     metrics = run.read_metrics() or {}
-    with np.load(run.predictions) as f:
-        bins = [b for b in calibration_bins(f["probabilities"], f["y_true"]) if b["count"]]
+    if "calibration_bins" not in metrics:  # a run evaluated before metrics.json held them
+        from cnnclf.measures import calibration_bins
+
+        with np.load(run.predictions) as f:
+            metrics["calibration_bins"] = calibration_bins(f["probabilities"], f["y_true"])
+    bins = [b for b in metrics["calibration_bins"] if b["count"]]
     fig, (ax, counts) = plt.subplots(2, 1, figsize=(6, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     width = bins[0]["high"] - bins[0]["low"]
     ax.bar(
@@ -187,13 +186,9 @@ def reliability(run: RunDir):
         label="accuracy",
     )
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.set(
-        title=f"Reliability\nexpected calibration error {metrics['expected_calibration_error']:.3f}",
-        ylabel="accuracy",
-        xlim=(0, 1),
-        ylim=(0, 1),
-    )
-    ax.legend(loc="upper left")
+    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax.set_title(f"Reliability\nexpected calibration error {metrics['expected_calibration_error']:.3f}", pad=26)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # above the bars, not on them
     counts.bar([b["low"] for b in bins], [b["count"] for b in bins], width=width, align="edge", color="grey")
     counts.set(xlabel="confidence (top probability)", ylabel="images", yscale="log")
     # plain numbers: the log axis' default labels are math text, which is off (class names are text)

@@ -265,3 +265,16 @@ def kept_epoch(run: RunDir, rows: list[dict]) -> int | None:
     values = [r[checkpoint.monitor] for r in rows]
     best = max(values) if higher else min(values)
     return rows[values.index(best)]["epoch"]
+
+
+def kept_description(run: RunDir) -> str:
+    """Which epoch's model model.keras is, in words: "epoch 7's model (the best val_loss)", or
+    "the last epoch's model (epoch 8)" where no checkpoint chooses one."""
+    rows = run.read_history()
+    kept = kept_epoch(run, rows)
+    checkpoint = run.read_config().train.checkpoint
+    if kept is None:
+        return "the model"
+    if checkpoint is None or not rows or checkpoint.monitor not in rows[0]:
+        return f"the last epoch's model (epoch {kept})"
+    return f"epoch {kept}'s model (the best {checkpoint.monitor})"

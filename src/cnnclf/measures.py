@@ -1,6 +1,7 @@
-"""Metrics computed from predicted probabilities with numpy alone: no TensorFlow, and no
-scikit-learn, which would hold 124 MB through the rest of a run (tests check them against it);
-and the loss, the one measure training and evaluation share (Keras's, imported when asked for)."""
+"""The measures of a classifier's answers, from predicted probabilities with numpy alone: no
+TensorFlow, and no scikit-learn, which would hold 124 MB through the rest of a run (tests check
+them against it). Evaluation (inference/) computes them, the plots (reporting/) read what it
+stored; neither imports the other."""
 
 import numpy as np
 
