@@ -25,7 +25,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch, flags, expected):
     monkeypatch.setattr(device, "gpus", lambda: [])
     resolved = compute.resolve(TrainConfig(), tf.distribute.get_strategy())
     assert resolved.mixed_precision == expected
-    assert resolved.precision_reason.startswith("this CPU has AMX" if "amx_bf16" in flags else "this CPU (")
+    assert resolved.precision_reason.startswith("this CPU has AMX" if "amx_bf16" in flags else "this ")
     assert resolved.conv_gradients == ("tensorflow" if "avx512f" in flags else "forward")
     assert TrainConfig(mixed_precision="float32").mixed_precision == "float32"  # a choice is kept
     assert compute.resolve(TrainConfig(mixed_precision="float32"), tf.distribute.get_strategy()).mixed_precision \

@@ -291,7 +291,7 @@ def test_report_as_train_wrote_it_reads_completed_in_headless_chromium(tiny_run,
     status, shown = json.loads((run / "run.json").read_text()), facts(dom)
     assert shown["epochs"] == "2 of 2" and float(shown["wall time (s)"]) == status["wall_seconds"] > 0
     assert float(shown["training images/s"]) == status["train_images_per_second"] > 0
-    assert shown["why this precision"] == "set in the config"  # tiny_config says float32
+    assert shown["why this precision"] == "the config sets it"  # tiny_config says float32
 
 
 @pytest.mark.slow

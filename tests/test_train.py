@@ -200,8 +200,8 @@ def test_training_says_what_the_machine_does(trained):
     import re
 
     _, result = trained
-    assert re.search(r"^training on .+ \((AMX|AVX-512 BF16|AVX-512|AVX2|other), \d+ cores\): float32 \(set in the "
-                     r"config\); 32 steps per execution, batches of 16$", result.stderr, re.M), result.stderr
+    assert re.search(r"^training on .+ \((AMX|AVX-512 BF16|AVX-512|AVX2|other), \d+ cores\): float32, as the config "
+                     r"sets it; 32 steps per execution, batches of 16$", result.stderr, re.M), result.stderr
 
 
 def test_label_smoothing_says_how_high_a_perfect_models_loss_is():
@@ -213,7 +213,7 @@ def test_label_smoothing_says_how_high_a_perfect_models_loss_is():
                       precision_reason="this CPU has AMX", conv_gradients="tensorflow", replicas=1, batch_size=256,
                       learning_rate_scale=1)
     line = what_runs(compute, TrainConfig(label_smoothing=0.1), 10)
-    assert "mixed_bfloat16 (this CPU has AMX); 32 steps per execution, batches of 256" in line
+    assert "mixed_bfloat16, as this CPU has AMX; 32 steps per execution, batches of 256" in line
     assert line.endswith("with label smoothing 0.1, a perfect model's loss is 0.50, not 0: accuracy says how "
                          "training goes")
 

@@ -93,10 +93,10 @@ class Run:
         import numpy as np
         import pandas as pd
 
-        from cnnclf.inference import predict as prediction
-
         RunDir.open(self.path, need_model=True)
         with _logging(verbose), _tensorflow():
+            from cnnclf.inference import predict as prediction
+
             if isinstance(images, np.ndarray):
                 rows = prediction.predict_arrays(self._run, images, top_k)
             else:
@@ -106,7 +106,7 @@ class Run:
 
     def evaluate(self, verbose: bool = False) -> dict:
         """Evaluate the best model on the run's test split again (as `cnnclf evaluate`); metrics.json's dict."""
-        from cnnclf.pipeline import evaluate_run
+        from cnnclf.pipeline import evaluate_run  # imports TensorFlow only when called
 
         run = RunDir.open(self.path, need_model=True)
         with _logging(verbose), _tensorflow():
@@ -114,12 +114,12 @@ class Run:
 
     def export(self, fmt: str, out=None, verbose: bool = False) -> Path:
         """Export the best model as savedmodel, tflite or onnx (as `cnnclf export`); the export's path."""
-        from cnnclf.inference.export import FORMATS, export
-
-        if fmt not in FORMATS:
-            raise ConfigError(f"format {fmt!r}: not one cnnclf exports; use {', '.join(FORMATS)}")
         run = RunDir.open(self.path, need_model=True)
         with _logging(verbose), _tensorflow():
+            from cnnclf.inference.export import FORMATS, export
+
+            if fmt not in FORMATS:
+                raise ConfigError(f"format {fmt!r}: not one cnnclf exports; use {', '.join(FORMATS)}")
             return export(run, fmt, None if out is None else Path(out))
 
 

@@ -60,7 +60,7 @@ def auto_precision() -> tuple[str, str]:
     cpu = cpu_class()
     if cpu == "AMX":
         return "mixed_bfloat16", "this CPU has AMX, whose bfloat16 matrix units do 4-5x float32's arithmetic"
-    return "float32", f"this CPU ({cpu}) has no bfloat16 matrix units: bfloat16 would be emulated, and slower"
+    return "float32", f"this {cpu} CPU has no bfloat16 matrix units (bfloat16 would be emulated, and slower)"
 
 
 def auto_conv_gradients() -> str:

@@ -110,7 +110,7 @@ def _facts(status: dict, metrics: dict | None, env: dict, config) -> dict:
         "why this precision": compute.get("precision_reason"),
         "epochs": f"{status.get('epochs_done', 0)} of {config.train.epochs}",
         "smoke run": "yes: a few images per class, one epoch (--smoke)" if status.get("smoke") else None,
-        "parameters": status.get("parameters"),
+        "parameters": f"{status['parameters']:,}" if status.get("parameters") else None,
         "wall time (s)": status.get("wall_seconds"),
         "of which fitting (s)": status.get("fit_seconds"),
         "training images/s": status.get("train_images_per_second"),

@@ -31,7 +31,7 @@ def resolve(train, strategy) -> Compute:
     from cnnclf import device
     from cnnclf.training import distribute
 
-    precision, why = train.mixed_precision, "set in the config"
+    precision, why = train.mixed_precision, "the config sets it"
     if precision == "auto":
         precision, why = device.auto_precision()
     spe = train.steps_per_execution

@@ -244,7 +244,7 @@ def what_runs(compute: Compute, train, classes: int) -> str:
     found = device.describe()
     where = ", ".join(found["gpus"]) or f"{found['cpu']} ({found['cpu_class']}, {found['cpu_cores']} cores)"
     line = (
-        f"training on {where}: {compute.mixed_precision} ({compute.precision_reason}); "
+        f"training on {where}: {compute.mixed_precision}, as {compute.precision_reason}; "
         f"{compute.steps_per_execution} steps per execution, batches of {compute.batch_size}"
     )
     smoothing = train.label_smoothing
