@@ -69,7 +69,9 @@ def test_predict_from_python_is_predict_on_the_command_line(api_run, tmp_path, d
     shell = json.loads(cnnclf("predict", api_run.path, tmp_path / "0.png", tmp_path, "--top-k", 2, "--json").stdout)
     assert list(table["file"]) == [r["file"] for r in shell] and list(table["class"]) == [r["class"] for r in shell]
     np.testing.assert_allclose(table["probability"], [r["probability"] for r in shell], atol=1e-6)
-    assert list(table.columns[:3]) == ["file", "class", "probability"] and "top2_class" in table
+    assert list(table.columns[:4]) == ["file", "class", "probability", "unknown"] and "top2_class" in table
+    assert list(table["unknown"]) == [r["unknown"] for r in shell]
+    assert api_run.predict(x, min_confidence=1.0)["unknown"].all()
     arrays = api_run.predict(x, top_k=2)  # the same pixels as an array
     assert arrays["file"].isna().all() and list(arrays["class"]) == list(table["class"])[1:]
     bigger = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)  # 56x56: resized as a 56x56 file would be

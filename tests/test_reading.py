@@ -156,11 +156,11 @@ def test_names_a_spreadsheet_or_a_terminal_would_act_on_are_made_inert():
     from cnnclf.inference.evaluate import metrics_table
     from cnnclf.inference.predict import table
 
-    rows = [{"file": "=HYPERLINK(\"x\").png", "class": "@cmd", "probability": 0.9,
+    rows = [{"file": "=HYPERLINK(\"x\").png", "class": "@cmd", "probability": 0.9, "unknown": False,
              "top_k": [{"class": "@cmd", "probability": 0.9}, {"class": "\x1b[31mred\u202e", "probability": 0.1}]}]
     cells = table(rows, columns=True)[0]
-    assert cells[:2] == ["'=HYPERLINK(\"x\").png", "'@cmd"] and cells[5] == "\\x1b[31mred\\u202e"
-    assert table(rows)[0][4] == "\\x1b[31mred\\u202e 0.1000"
+    assert cells[:2] == ["'=HYPERLINK(\"x\").png", "'@cmd"] and cells[6] == "\\x1b[31mred\\u202e"
+    assert table(rows)[0][5] == "\\x1b[31mred\\u202e 0.1000"
     per_class = {"\x1b[2J": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}}
     shown = metrics_table({"class_names": ["\x1b[2J"], "per_class": per_class, "test_loss": 0.1, "test_accuracy": 1.0,
                            "balanced_accuracy": 1.0, "macro_f1": 1.0, "test_images": 1})

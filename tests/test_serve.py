@@ -53,6 +53,17 @@ def digits():
     return read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:4]
 
 
+def test_answers_say_whether_they_are_unknown(server, digits):
+    url, _, run = server
+    threshold = json.loads((run / "calibration.json").read_text())["threshold"]
+    answer = httpx.post(f"{url}/predict", content=png_bytes(digits[0])).json()["predictions"][0]
+    assert answer["unknown"] == (answer["probability"] < threshold)
+    strict = httpx.post(f"{url}/predict", content=png_bytes(digits[0]), params={"min_confidence": 1})
+    assert strict.json()["predictions"][0]["unknown"] is True
+    assert httpx.post(f"{url}/predict", content=b"x", params={"min_confidence": 2}).status_code == 400
+    assert httpx.get(f"{url}/metadata").json()["calibration"]["threshold"] == threshold
+
+
 def test_metadata(server):
     url, _, run = server
     meta = httpx.get(f"{url}/metadata").json()

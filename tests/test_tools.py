@@ -51,12 +51,13 @@ def test_predict_prints_classes_and_skips_non_images(trained_run, digit_files, t
     assert result.exit_code == 0, result.stderr
     assert f"skipped {folder}/notes.txt: not a readable image (ImageError: not an image in a format cnnclf reads" in result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["file", "class", "probability", "top", "1", "top", "2", "top", "3"]
+    assert lines[0].split() == ["file", "class", "probability", "unknown", "top", "1", "top", "2", "top", "3"]
     assert len(lines) == 11
     table = list(csv.reader((tmp_path / "out.csv").open()))
-    assert table[0] == ["file", "class", "probability", "top1_class", "top1_probability", "top2_class",
+    assert table[0] == ["file", "class", "probability", "unknown", "top1_class", "top1_probability", "top2_class",
                         "top2_probability", "top3_class", "top3_probability"] and len(table) == 11
-    assert all(row[3] == row[1] and row[4] == row[2] for row in table[1:])  # a cell each, the best first
+    assert all(row[4] == row[1] and row[5] == row[2] for row in table[1:])  # a cell each, the best first
+    assert {row[3] for row in table[1:]} <= {"true", "false"}
     predicted = {Path(row[0]).stem: row[1] for row in table[1:]}
     assert sum(predicted[str(i)] == labels[i] for i in range(10)) >= 6  # a 90% model; the RGB 40x40 one too
     again = cnnclf("predict", trained_run, folder, "--csv", tmp_path / "out.csv")
@@ -161,7 +162,11 @@ def test_test_time_views_average_evaluation_and_predictions(trained_run, digit_f
     assert metrics["test_accuracy"] == pytest.approx((probabilities.argmax(1) == saved["y_true"]).mean())
     rows = json.loads(cnnclf("predict", trained_run, digit_files[0] / "3.png", "--json").stdout)
     x = np.asarray(Image.open(digit_files[0] / "3.png"))[None, ..., None].astype(np.float32)
-    assert rows[0]["probability"] == pytest.approx(view_averaged(trained_run, x).max(), abs=1e-5)
+    from cnnclf.measures import calibrated  # predict answers with the run's temperature, applied last
+
+    temperature = json.loads((trained_run / "calibration.json").read_text())["temperature"]
+    assert rows[0]["probability"] == pytest.approx(calibrated(view_averaged(trained_run, x), temperature).max(),
+                                                   abs=1e-5)
     config = (trained_run / "config.yaml").read_text()
     (trained_run / "config.yaml").write_text(config.replace("test_shift: 1", "test_shift: 3"))
     edited = cnnclf("export", trained_run, "--format", "onnx")
@@ -321,3 +326,21 @@ def test_mlflow_has_params_epoch_metrics_artifacts_and_model(second_run):
     x = read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:4, ..., None].astype(np.float32)
     np.testing.assert_allclose(mlflow.pyfunc.load_model(uri).predict(x),
                                keras.saving.load_model(run / "model.keras").predict(x, verbose=0), atol=1e-5)
+
+
+def test_each_answer_says_whether_it_is_unknown(trained_run, digit_files):
+    """The run's threshold (fitted on its validation split, calibration.json) marks answers unknown in
+    the table, the CSV and the JSON; --min-confidence overrides it; metrics.json has the calibration
+    error before and after the run's temperature, and what the threshold costs."""
+    folder, _ = digit_files
+    fitted = json.loads((trained_run / "calibration.json").read_text())
+    assert fitted["fitted_on"] == "100 validation images" and 0 < fitted["threshold"] < 1 and fitted["temperature"] > 0
+    rows = json.loads(cnnclf("predict", trained_run, folder, "--json").stdout)
+    assert all(r["unknown"] == (r["probability"] < fitted["threshold"]) for r in rows)
+    strict = json.loads(cnnclf("predict", trained_run, folder, "--json", "--min-confidence", 1).stdout)
+    assert all(r["unknown"] for r in strict) and [r["class"] for r in strict] == [r["class"] for r in rows]
+    shown = cnnclf("predict", trained_run, folder, "--min-confidence", 1).stdout.splitlines()
+    assert all(line.split()[3] == "unknown" for line in shown[1:])
+    calibration = json.loads((trained_run / "metrics.json").read_text())["calibration"]
+    assert calibration["temperature"] == fitted["temperature"] and 0 <= calibration["test_flagged_unknown"] <= 1
+    assert calibration["expected_calibration_error_after"] <= calibration["expected_calibration_error_before"] + 0.05

@@ -11,6 +11,7 @@ import yaml
 from conftest import cnnclf, tiny_config, write_config
 
 RUN_FILES = {"run.json", "run.lock", "config.yaml", "model.keras", "history.csv", "metrics.json", "predictions.npz",
+             "calibration.json",
              "data_samples.npz", "summary.txt", "env.json", "train.log", "report.html", "plots"}
 PLOTS = ["confusion_matrix.png", "data_samples.png", "gradcam.png", "learning_curves.png", "per_class_accuracy.png",
          "reliability.png", "test_samples.png"]

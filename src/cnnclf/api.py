@@ -85,11 +85,12 @@ class Run:
 
         return pd.DataFrame(self._run.read_history())
 
-    def predict(self, images, top_k: int = 3, verbose: bool = False):
+    def predict(self, images, top_k: int = 3, min_confidence: float | None = None, verbose: bool = False):
         """Classify image files and folders (a path or a list of them), or uint8 images (n, height, width,
         channels) in a numpy array; a pandas DataFrame with a row per image: file (None for arrays),
-        class, probability, and the top-k classes and their probabilities (top1_class, top1_probability,
-        ...). Files that are not readable images are skipped (and said with `verbose`)."""
+        class, probability (calibrated), unknown (below the run's threshold, or `min_confidence`), and the
+        top-k classes and their probabilities (top1_class, top1_probability, ...). Files that are not
+        readable images are skipped (and said with `verbose`)."""
         import numpy as np
         import pandas as pd
 
@@ -98,10 +99,10 @@ class Run:
             from cnnclf.inference import predict as prediction
 
             if isinstance(images, np.ndarray):
-                rows = prediction.predict_arrays(self._run, images, top_k)
+                rows = prediction.predict_arrays(self._run, images, top_k, min_confidence)
             else:
                 paths = [images] if isinstance(images, (str, Path)) else list(images)
-                rows = prediction.predict(self._run, [str(p) for p in paths], top_k)
+                rows = prediction.predict(self._run, [str(p) for p in paths], top_k, min_confidence=min_confidence)
         return pd.DataFrame([prediction.flat(row) for row in rows])
 
     def evaluate(self, verbose: bool = False) -> dict:

@@ -76,5 +76,8 @@ def fit_temperature(probabilities: np.ndarray, y_true: np.ndarray) -> float:
 
 
 def keeping(scores: np.ndarray, share: float) -> float:
-    """The threshold that keeps `share` of the scores at or above it (the lowest (1 - share) fall below)."""
-    return float(np.quantile(scores, 1 - share, method="lower")) if len(scores) else float("-inf")
+    """The highest threshold that keeps at least `share` of the scores at or above it."""
+    if not len(scores):
+        return float("-inf")
+    ranked = np.sort(scores)[::-1]
+    return float(ranked[max(int(np.ceil(share * len(ranked))), 1) - 1])

@@ -3,8 +3,8 @@
     prepare   the config checked, its data read (before TensorFlow starts, but for keras.datasets),
               --smoke's sizes applied, then TensorFlow started
     fit       training/: the run directory, epoch by epoch (train, resume)
-    evaluate  the run directory's best model on its test split: evaluate_run, exactly as `cnnclf
-              evaluate` does it
+    evaluate  the run's calibration fitted on its validation split (inference/calibration.py), then
+              its best model on its test split: evaluate_run, exactly as `cnnclf evaluate` does it
     record    run.json completed, with the timings, before anything is drawn
     draw      every plot and report.html: draw, exactly as `cnnclf plot` does it
 
@@ -77,9 +77,12 @@ def resume(path, started: float | None = None, watch: tuple = ()) -> RunDir | No
     return training.resume(path, started or time.time(), watch, finish=_finish)
 
 
-def evaluate_run(run: RunDir, data=None) -> tuple[dict, object]:
+def evaluate_run(run: RunDir, data=None, calibrate: bool = False) -> tuple[dict, object]:
     """The run's best model on its test split (`data`, or the test files its split.csv names, read
-    again): metrics.json and predictions.npz written; the metrics, and the model evaluated."""
+    again): metrics.json and predictions.npz written; the metrics, and the model evaluated. With
+    `calibrate` (once a run is trained), its temperature and threshold for unknown answers are fitted
+    on the validation split first."""
+    from cnnclf.inference.evaluate import calibrate as fit_calibration
     from cnnclf.inference.evaluate import evaluate
     from cnnclf.inference.loading import load_model
 
@@ -90,6 +93,14 @@ def evaluate_run(run: RunDir, data=None) -> tuple[dict, object]:
         data = load(config.data, config.seed, saved_split=run.saved_split(), need=("test",))
     with progress.step(f"evaluating {kept_description(run)} on the {len(data.splits.test):,} test images"):
         model = load_model(run, as_trained=True)
+        if calibrate:
+            fitted = fit_calibration(run, model, data.splits, config)
+            log.info(
+                f"calibrated on {fitted['fitted_on']}: temperature {fitted['temperature']:.3g}; answers below "
+                f"{fitted['threshold']:.3f} top probability are marked unknown"
+                if fitted["fitted_on"]
+                else f"not calibrated: {fitted['why']}"
+            )
         return evaluate(run, model, data.splits, config), model
 
 
@@ -123,7 +134,7 @@ def _finish(run: RunDir, data, config: Config, record: dict) -> tuple[dict, obje
     release_memory()
     if config.output.plots:  # matplotlib (a second of imports) loads while TensorFlow evaluates
         threading.Thread(target=importlib.import_module, args=("cnnclf.reporting.plots",), daemon=True).start()
-    metrics, model = evaluate_run(run, data)
+    metrics, model = evaluate_run(run, data, calibrate=True)
     warnings = run.status().get("warnings", [])
     collapsed = collapse_warning(metrics, config.train.class_weight)
     if collapsed:

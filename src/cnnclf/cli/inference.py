@@ -51,8 +51,13 @@ def evaluate(ctx, run_path, as_json):
     help="Write a Grad-CAM picture of each image here (where the model found its class).",
 )
 @click.option("--layer", help="With --explain: the feature map to explain [the last one].")
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    help="Mark answers below this probability unknown [the run's threshold, fitted on its validation split].",
+)
 @click.pass_context
-def predict(ctx, run_path, paths, top_k, as_json, csv_path, explain, layer):
+def predict(ctx, run_path, paths, top_k, as_json, csv_path, explain, layer, min_confidence):
     """Classify PNG/JPEG files (or folders of them) with RUN's best model.
 
     \b
@@ -79,18 +84,18 @@ def predict(ctx, run_path, paths, top_k, as_json, csv_path, explain, layer):
     start_tensorflow(ctx)
     from cnnclf.inference import predict as prediction
 
-    rows = prediction.predict(run, list(paths), top_k, explain is not None, layer)
+    rows = prediction.predict(run, list(paths), top_k, explain is not None, layer, min_confidence)
     if explain is not None:
         _draw_explanations(rows, explain)
     ranks = range(1, min(top_k, len(rows[0]["top_k"])) + 1)
     if csv_path:
         out = io.StringIO()
-        header = ["file", "class", "probability"] + [
+        header = ["file", "class", "probability", "unknown"] + [
             f"top{i}_{what}" for i in ranks for what in ("class", "probability")
         ]
         csv.writer(out, lineterminator="\n").writerows([header] + prediction.table(rows, columns=True))
         write_text(csv_path, out.getvalue())
-    header = ["file", "class", "probability"] + [f"top {i}" for i in ranks]
+    header = ["file", "class", "probability", "unknown"] + [f"top {i}" for i in ranks]
     click.echo(json.dumps(rows, indent=2) if as_json else aligned(header, prediction.table(rows)))
 
 

@@ -8,8 +8,10 @@ import numpy as np
 from cnnclf.atomic import write_bytes, write_json
 from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches
 from cnnclf.errors import printable
+from cnnclf.inference import calibration
 from cnnclf.inference.loading import inference_model
 from cnnclf.measures import (
+    calibrated,
     calibration_bins,
     confusion_matrix,
     expected_calibration_error,
@@ -25,15 +27,37 @@ EXPLAINED = 6  # of them, the first few (misclassified) get a Grad-CAM heatmap i
 TOP_K = (3, 5)
 
 
+def probabilities_of(model: keras.Model, part, config, num_classes: int) -> np.ndarray:
+    """The probabilities `model` (as inference_model wraps it, uncalibrated) gives a split's images: one
+    pass, batch by batch (model.predict on the same batches peaked 100-700 MB higher, s004_mnist)."""
+    batches = evaluation_batches(part, eval_batch_size(model, config.train), num_classes, False)
+    graph = inference_model(model, config)
+    with errors_unwrapped():
+        return np.concatenate(
+            [graph.predict_on_batch(x) for x, _ in batches] or [np.zeros((0, num_classes), np.float32)]
+        ).astype(np.float32)
+
+
+def calibrate(run: RunDir, model: keras.Model, splits, config) -> dict:
+    """Fit the run's temperature and rejection threshold on its validation split (calibration.py) and
+    write calibration.json; its content."""
+    if config.data.validation == "test":
+        fitted = calibration.fit(np.zeros((0, splits.num_classes), np.float32), splits.validation.labels[:0])
+    else:
+        fitted = calibration.fit(
+            probabilities_of(model, splits.validation, config, splits.num_classes), splits.validation.labels
+        )
+    write_json(run.calibration, fitted)
+    return fitted
+
+
 def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     """Evaluate `model` (as inference_model wraps it) on the test split; write metrics.json and
-    predictions.npz; return the metrics."""
-    test = evaluation_batches(splits.test, eval_batch_size(model, config.train), splits.num_classes, False)
-    base, model = model, inference_model(model, config)
-    # One pass over the test set, batch by batch (model.predict on the same batches peaked 100-700 MB
-    # higher, s004_mnist); the loss and metrics are computed from its probabilities.
-    with errors_unwrapped():
-        probabilities = np.concatenate([model.predict_on_batch(x) for x, _ in test]).astype(np.float32)
+    predictions.npz; return the metrics. The loss, accuracy and calibration error are the model's own;
+    "calibration" gives the calibration error after the run's temperature, and what its threshold
+    for unknown answers costs on the test images."""
+    base = model
+    probabilities = probabilities_of(model, splits.test, config, splits.num_classes)
     y_true, y_pred = splits.test.labels, probabilities.argmax(axis=1)
     results = test_scores(probabilities, y_true, config)
     counts = confusion_matrix(y_true, y_pred, splits.num_classes)
@@ -54,7 +78,7 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
         "confusion_matrix": counts.tolist(),
         "top_k_accuracy": {str(k): top_k_accuracy(probabilities, y_true, k) for k in TOP_K if k < splits.num_classes},
         "expected_calibration_error": expected_calibration_error(probabilities, y_true),
-        "calibration_bins": calibration_bins(probabilities, y_true),  # the reliability diagram's
+        "calibration": _calibration(calibration.read(run), probabilities, y_true),
     }
     write_json(run.metrics, metrics)
     order = sample_order(y_true, y_pred)[:SAMPLES]
@@ -71,6 +95,23 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     )
     write_bytes(run.predictions, out.getvalue())
     return metrics
+
+
+def _calibration(fitted: dict, probabilities: np.ndarray, y_true: np.ndarray) -> dict:
+    """The calibration error before and after the run's temperature, the reliability diagram's bins
+    (after), and what the threshold for unknown answers costs: the share of test images it flags, and
+    the accuracy of the answers it keeps."""
+    answered = calibrated(probabilities, fitted["temperature"])
+    flagged = calibration.unknown(answered, fitted["threshold"])
+    kept = ~flagged
+    return {
+        **fitted,
+        "expected_calibration_error_before": expected_calibration_error(probabilities, y_true),
+        "expected_calibration_error_after": expected_calibration_error(answered, y_true),
+        "bins": calibration_bins(answered, y_true),
+        "test_flagged_unknown": float(flagged.mean()) if len(flagged) else 0.0,
+        "test_accuracy_of_the_rest": float(np.mean(answered[kept].argmax(1) == y_true[kept])) if kept.any() else 0.0,
+    }
 
 
 def sample_order(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

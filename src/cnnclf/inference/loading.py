@@ -20,7 +20,7 @@ from cnnclf.rundir.directory import RunDir
 FLIP_AXES = {"horizontal": (2,), "vertical": (1,), "horizontal_and_vertical": (1, 2)}  # of (N, H, W, C)
 
 
-def inference_model(model: keras.Model, config) -> keras.Model:
+def inference_model(model: keras.Model, config, temperature: float = 1.0) -> keras.Model:
     """The inference graph evaluate, predict, serve and every export run: the model called in
     inference mode, so that augmentation layers (which Keras runs whenever it is not told otherwise,
     as an export's trace does not) pass images through, dropout is off and batch norm uses its
@@ -28,7 +28,7 @@ def inference_model(model: keras.Model, config) -> keras.Model:
     over its views: the image, with data.augment.test_shift also the image shifted that many pixels
     down-right and up-left (edges reflected), and with data.augment.test_flip the flips of each. On
     CIFAR-10, flips took 85.11% to 86.06% for twice the inference time, and 1-pixel shifts 87.02% to
-    87.59% for 3x more (BENCHMARKS.md)."""
+    87.59% for 3x more (BENCHMARKS.md). `temperature`: the run's calibration, applied last."""
     augment = config.data.augment
     check_test_shift(augment, model.input_shape[1:])
     pixels = keras.Input(model.input_shape[1:], name="pixels")
@@ -44,6 +44,8 @@ def inference_model(model: keras.Model, config) -> keras.Model:
     outputs = [model(view, training=False) for view in views]
     averaged = keras.layers.Average(name="test_time_views", dtype="float32")
     probabilities = averaged(outputs) if len(outputs) > 1 else outputs[0]
+    if temperature != 1.0:  # the run's calibration: softmax(log p / T), the same classes (calibration.py)
+        probabilities = keras.ops.softmax(keras.ops.log(keras.ops.maximum(probabilities, 1e-12)) / temperature)
     return keras.Model(pixels, probabilities, name=model.name)
 
 
@@ -146,9 +148,12 @@ class Predictor:
     data were: the same decoding, size, resize policy and test-time views."""
 
     def __init__(self, run: RunDir):
+        from cnnclf.inference import calibration
+
         self.config = run.read_config()
         self.model = load_model(run)
-        self.inference = inference_model(self.model, self.config)
+        self.calibration = calibration.read(run)
+        self.inference = inference_model(self.model, self.config, self.calibration["temperature"])
         self.class_names = run.class_names()
         self.shape = tuple(self.model.input_shape[1:])
 
@@ -166,3 +171,16 @@ class Predictor:
     def top(self, probabilities: np.ndarray, k: int) -> list[dict]:
         order = np.argsort(probabilities)[::-1][:k]
         return [{"class": self.class_names[i], "probability": float(probabilities[i])} for i in order]
+
+    def answer(self, probabilities: np.ndarray, top_k: int, min_confidence: float | None = None) -> dict:
+        """An image's answer, as predict, the server and the API give it: its class and (calibrated)
+        probability, whether it is unknown (the probability below the run's threshold, or below
+        `min_confidence` where given), and the top-k classes."""
+        top = self.top(probabilities, top_k)
+        threshold = self.calibration["threshold"] if min_confidence is None else min_confidence
+        return {
+            "class": top[0]["class"],
+            "probability": top[0]["probability"],
+            "unknown": bool(top[0]["probability"] < threshold),
+            "top_k": top,
+        }

@@ -17,8 +17,17 @@ log = logging.getLogger("cnnclf")
 BATCH = 256  # images per call into the model
 
 
-def predict(run: RunDir, paths: list[str], top_k: int, explain: bool = False, layer: str | None = None) -> list[dict]:
-    """One row per readable image: file, class, probability and the top-k classes, and with `explain`
+def predict(
+    run: RunDir,
+    paths: list[str],
+    top_k: int,
+    explain: bool = False,
+    layer: str | None = None,
+    min_confidence: float | None = None,
+) -> list[dict]:
+    """One row per readable image: file, class, probability (calibrated: the run's temperature),
+    unknown (the probability below the run's threshold, or `min_confidence` where given) and the
+    top-k classes, and with `explain`
     its pixels and the Grad-CAM heatmap of its class (numpy arrays: the caller draws them, as
     reporting.image_grids.explanations does for `predict --explain`). Files that are not images are
     reported on stderr and skipped."""
@@ -35,14 +44,14 @@ def predict(run: RunDir, paths: list[str], top_k: int, explain: bool = False, la
         raise DataError(f"no readable images in {', '.join(paths)}; pass PNG or JPEG files or folders of them")
     pixels = np.stack(images)
     probabilities = predictor.in_batches(pixels)
-    rows = [_row(predictor, str(path), p, top_k) for path, p in zip(files, probabilities)]
+    rows = [_row(predictor, str(path), p, top_k, min_confidence) for path, p in zip(files, probabilities)]
     if explain:
         for row, image, heat in zip(rows, pixels, _heatmaps(predictor, pixels, probabilities.argmax(axis=1), layer)):
             row.update(pixels=image, heatmap=heat)
     return rows
 
 
-def predict_arrays(run: RunDir, images: np.ndarray, top_k: int) -> list[dict]:
+def predict_arrays(run: RunDir, images: np.ndarray, top_k: int, min_confidence: float | None = None) -> list[dict]:
     """predict's rows for uint8 images (n, height, width, channels) in an array, file None: each of
     another size brought to the model's as a file of that size would be (the run's resize policy)."""
     from PIL import Image
@@ -59,12 +68,11 @@ def predict_arrays(run: RunDir, images: np.ndarray, top_k: int) -> list[dict]:
         policy = predictor.config.data.resize
         pictures = (Image.fromarray(i[..., 0] if i.shape[-1] == 1 else i) for i in images)
         images = np.stack([fit_image(picture, predictor.shape, policy) for picture in pictures])
-    return [_row(predictor, None, p, top_k) for p in predictor.in_batches(images)]
+    return [_row(predictor, None, p, top_k, min_confidence) for p in predictor.in_batches(images)]
 
 
-def _row(predictor: Predictor, file, probabilities: np.ndarray, top_k: int) -> dict:
-    top = predictor.top(probabilities, top_k)
-    return {"file": file, "class": top[0]["class"], "probability": top[0]["probability"], "top_k": top}
+def _row(predictor: Predictor, file, probabilities: np.ndarray, top_k: int, min_confidence: float | None) -> dict:
+    return {"file": file, **predictor.answer(probabilities, top_k, min_confidence)}
 
 
 def flat(row: dict) -> dict:
@@ -101,7 +109,7 @@ def _expand(paths: list[str]) -> list[Path]:
 
 
 def table(rows: list[dict], columns: bool = False) -> list[list[str]]:
-    """Rows for printing: file, class, probability, then each of the top-k as 'class probability'; or
+    """Rows for printing: file, class, probability, unknown, then each of the top-k as 'class probability'; or
     with `columns` (CSV), each top-k class and probability in cells of their own. Names are shown with
     control characters escaped (an ANSI or right-to-left mark in a class name reaches no terminal raw),
     and in CSV a name that a spreadsheet would run as a formula (=, +, -, @) is quoted as text."""
@@ -113,7 +121,13 @@ def table(rows: list[dict], columns: bool = False) -> list[list[str]]:
         )
 
     return [
-        [name(r["file"]), name(r["class"]), f"{r['probability']:.4f}", *(c for t in r["top_k"] for c in ranked(t))]
+        [
+            name(r["file"]),
+            name(r["class"]),
+            f"{r['probability']:.4f}",
+            ("true" if columns else "unknown") if r["unknown"] else ("false" if columns else ""),
+            *(c for t in r["top_k"] for c in ranked(t)),
+        ]
         for r in rows
     ]
 

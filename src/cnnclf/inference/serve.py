@@ -3,8 +3,9 @@
     GET  /health      {"status": "ok"}
     GET  /metadata    the run (and its status), its class names, input shape, resize policy and test metrics
     POST /predict     image files (multipart, any field names) or one image as the raw body, whatever
-                      its Content-Type says (curl --data-binary sends a form type); ?top_k=3;
-                      answers {"predictions": [{file, class, probability, top_k}, ...]}
+                      its Content-Type says (curl --data-binary sends a form type); ?top_k=3,
+                      ?min_confidence=0.5 (instead of the run's threshold); answers
+                      {"predictions": [{file, class, probability, unknown, top_k}, ...]}
 
 The model is loaded once, in safe mode, and images go through the same Predictor as `cnnclf
 predict` (the run's decoding, resize policy and test-time views), so the numbers are the same.
@@ -132,27 +133,23 @@ def create_app(run: RunDir, max_batch: int = 32, wait_ms: float = 5.0):
             "pixel_range": [0, 255],
             "resize": predictor.config.data.resize,
             "test_time_views": {"flip": augment.test_flip, "shift": augment.test_shift},
+            "calibration": {k: predictor.calibration[k] for k in ("temperature", "score", "threshold")},
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         }
 
     @app.post("/predict")
-    async def predict(request: Request, top_k: int = 3):
+    async def predict(request: Request, top_k: int = 3, min_confidence: float | None = None):
         if not 1 <= top_k <= len(predictor.class_names):
             raise BadRequest(400, f"top_k must be 1 to {len(predictor.class_names)}, got {top_k}")
+        if min_confidence is not None and not 0 <= min_confidence <= 1:
+            raise BadRequest(400, f"min_confidence must be 0 to 1, got {min_confidence}")
         uploads = await _uploads(request)
         images = await asyncio.gather(*(asyncio.to_thread(_decode, predictor, name, data) for name, data in uploads))
         probabilities = await batcher.classify(np.stack(images))
-        answers = []
-        for (name, _), p in zip(uploads, probabilities):
-            top = predictor.top(p, top_k)
-            answers.append(
-                {
-                    "file": None if name is None else printable(name),
-                    "class": top[0]["class"],
-                    "probability": top[0]["probability"],
-                    "top_k": top,
-                }
-            )
+        answers = [
+            {"file": None if name is None else printable(name), **predictor.answer(p, top_k, min_confidence)}
+            for (name, _), p in zip(uploads, probabilities)
+        ]
         return {"predictions": answers}
 
     return app

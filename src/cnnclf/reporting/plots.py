@@ -168,12 +168,13 @@ def per_class_accuracy(run: RunDir):
 def reliability(run: RunDir):
     """Reliability diagram: accuracy against confidence per bin, with the calibration error."""
     metrics = run.read_metrics() or {}
-    if "calibration_bins" not in metrics:  # a run evaluated before metrics.json held them
+    fitted = metrics.get("calibration") or {}
+    if "bins" not in fitted:  # a run evaluated before metrics.json held them: its own probabilities
         from cnnclf.measures import calibration_bins
 
         with np.load(run.predictions) as f:
-            metrics["calibration_bins"] = calibration_bins(f["probabilities"], f["y_true"])
-    bins = [b for b in metrics["calibration_bins"] if b["count"]]
+            fitted = {"bins": calibration_bins(f["probabilities"], f["y_true"]), "temperature": 1.0}
+    bins = [b for b in fitted["bins"] if b["count"]]
     fig, (ax, counts) = plt.subplots(2, 1, figsize=(6, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     width = bins[0]["high"] - bins[0]["low"]
     ax.bar(
@@ -187,7 +188,13 @@ def reliability(run: RunDir):
     )
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    ax.set_title(f"Reliability\nexpected calibration error {metrics['expected_calibration_error']:.3f}", pad=26)
+    error = fitted.get("expected_calibration_error_after", metrics["expected_calibration_error"])
+    after = (
+        f" (the model's own {metrics['expected_calibration_error']:.3f}; temperature {fitted['temperature']:.2f})"
+        if fitted.get("temperature", 1.0) != 1.0
+        else ""
+    )
+    ax.set_title(f"Reliability of the answers\nexpected calibration error {error:.3f}{after}", pad=26)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # above the bars, not on them
     counts.bar([b["low"] for b in bins], [b["count"] for b in bins], width=width, align="edge", color="grey")
     counts.set(xlabel="confidence (top probability)", ylabel="images", yscale="log")

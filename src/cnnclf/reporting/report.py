@@ -128,8 +128,21 @@ def _facts(status: dict, metrics: dict | None, env: dict, config) -> dict:
             },
             **{f"top-{k} accuracy": f"{v:.4f}" for k, v in metrics.get("top_k_accuracy", {}).items()},
             "expected calibration error": f"{metrics['expected_calibration_error']:.4f}",
+            **_calibration(metrics.get("calibration") or {}),
         }
     return {k: v for k, v in facts.items() if v is not None}
+
+
+def _calibration(fitted: dict) -> dict:
+    """The calibration's facts: the temperature and what it did, the threshold and what it costs."""
+    if not fitted.get("fitted_on"):
+        return {"calibration": f"none ({fitted['why']})"} if fitted.get("why") else {}
+    return {
+        "calibration": f"temperature {fitted['temperature']:.3g}, fitted on {fitted['fitted_on']}: calibration "
+        f"error {fitted['expected_calibration_error_before']:.4f} -> {fitted['expected_calibration_error_after']:.4f}",
+        "unknown answers": f"top probability below {fitted['threshold']:.3f}: {fitted['test_flagged_unknown']:.1%} "
+        f"of the test images; the others {fitted['test_accuracy_of_the_rest']:.1%} right",
+    }
 
 
 def _table(header: list[str], rows: list[list]) -> str:

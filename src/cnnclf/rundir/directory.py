@@ -8,7 +8,8 @@ runs/<UTC time>-<name>/
   split.csv       image files: which file is in which split (train, validation, test)
   model.keras     the best model (by train.checkpoint.monitor)
   history.csv     one row per epoch
-  metrics.json    test metrics, per-class report, confusion matrix
+  metrics.json    test metrics, per-class report, confusion matrix, calibration before and after
+  calibration.json the temperature and the threshold for unknown answers, fitted on validation
   predictions.npz test labels and probabilities, and the sample images the plots show
   data_samples.npz a few training images per class
   summary.txt     the model summary
@@ -46,6 +47,7 @@ class RunDir:
     model = property(lambda self: self.path / "model.keras")
     history = property(lambda self: self.path / "history.csv")
     metrics = property(lambda self: self.path / "metrics.json")
+    calibration = property(lambda self: self.path / "calibration.json")
     predictions = property(lambda self: self.path / "predictions.npz")
     data_samples = property(lambda self: self.path / "data_samples.npz")
     report = property(lambda self: self.path / "report.html")
