@@ -2,6 +2,7 @@
 format, and a way to run the CLI in-process and read its stdout, stderr and exit code."""
 
 import io
+import logging
 import pickle
 import shutil
 import time
@@ -24,6 +25,13 @@ progress.SILENCE = 1e9  # no "still working" lines in the stderr that tests read
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "mnist-sample"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _cnnclf_log_reaches_caplog():
+    """The CLI keeps its log from the root logger (where a library's basicConfig would print it again);
+    caplog listens there, so each test starts with the cnnclf logger propagating."""
+    logging.getLogger("cnnclf").propagate = True
 
 
 def cnnclf(*args):

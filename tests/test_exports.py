@@ -108,3 +108,47 @@ def test_the_readme_examples_of_each_export_run_as_written(augmented_run, tmp_pa
         assert done.returncode == 0, (fmt, done.stderr[-2000:])
         name, probability = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
         assert name == expected["class"] and float(probability) == pytest.approx(expected["probability"], abs=2e-4), fmt
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, method", [("tflite", "float16"), ("tflite", "int8"), ("onnx", "int8")])
+def test_quantized_exports_are_checked_against_predict(augmented_run, tmp_path, fmt, method):
+    """On a run trained with augmentation and evaluated over test-time views, in bfloat16: the figures the
+    export prints and keeps in its JSON are what the file itself gives beside predict."""
+    out = tmp_path / f"q.{fmt}"
+    exported = cnnclf("export", augmented_run, "--format", fmt, "--quantize", method, "--out", out,
+                      "--representative-images", 50)
+    assert exported.exit_code == 0, exported.stderr
+    figures = json.loads(out.with_name(out.name + ".json").read_text())["quantization"]
+    training = (augmented_run / "split.csv").read_text().count(",train\n")
+    assert figures["method"] == method and figures["representative_images"] == min(50, training)
+    assert figures["bytes"] == out.stat().st_size
+    assert f"{method} {fmt}: agrees with predict on {figures['agreement_with_predict']:.2%}" in exported.stderr
+    run = augmented_run
+    files = [Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["path"]) / f
+             for f, _, part in (line.split(",") for line in (run / "split.csv").read_text().splitlines()[1:])
+             if part == "test"]
+    expected = predicted(run, files)
+    shape = tuple(json.loads(out.with_name(out.name + ".json").read_text())["input"]["shape"][1:])
+    x = np.stack([decode_image(f.read_bytes(), shape, "pad") for f in files]).astype(np.float32)
+    got = run_exported(out, fmt, x)
+    assert figures["agreement_with_predict"] == pytest.approx(np.mean(got.argmax(1) == expected.argmax(1)))
+    assert figures["test_images"] == len(files) and figures["milliseconds_per_image"] > 0
+    if method == "float16":
+        np.testing.assert_allclose(got, expected, atol=5e-3)  # rounding, not another model
+
+
+@pytest.mark.slow
+def test_an_export_below_the_floor_is_said_loudly_and_refused_when_strict(augmented_run, tmp_path, monkeypatch):
+    from cnnclf.inference import quantize
+
+    monkeypatch.setattr(quantize, "AGREEMENT_FLOOR", 1.01)  # no export reaches it
+    kept = cnnclf("export", augmented_run, "--format", "tflite", "--quantize", "float16", "--out", tmp_path / "a.tflite")
+    assert kept.exit_code == 0 and "warning: the float16 tflite export agrees with predict on only" in kept.stderr
+    refused = cnnclf("export", augmented_run, "--format", "tflite", "--quantize", "float16", "--strict",
+                     "--out", tmp_path / "b.tflite")
+    assert refused.exit_code == 1 and "refused (--strict)" in refused.stderr
+    assert not (tmp_path / "b.tflite").exists() and not list(tmp_path.glob(".b.tflite*"))
+    wrong = cnnclf("export", augmented_run, "--format", "onnx", "--quantize", "float16")
+    assert wrong.exit_code == 2 and "--quantize float16 is not offered for onnx (tflite: float16, int8; onnx: int8)" \
+        in wrong.stderr

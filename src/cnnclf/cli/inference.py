@@ -103,23 +103,40 @@ def predict(ctx, run_path, paths, top_k, as_json, csv_path, explain, layer, min_
 @click.argument("run_path", metavar="RUN")
 @click.option("--format", "fmt", required=True, type=click.Choice(["savedmodel", "tflite", "onnx"]))
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write it [RUN/export/model.<format>].")
+@click.option(
+    "--quantize",
+    "method",
+    type=click.Choice(["float16", "int8"]),
+    help="Quantize it (tflite: float16 or int8; onnx: int8), checked against predict on the test split.",
+)
+@click.option(
+    "--representative-images",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="With --quantize int8: training images that set the int8 ranges.",
+)
+@click.option("--strict", is_flag=True, help="With --quantize: refuse an export that agrees with predict too rarely.")
 @click.pass_context
-def export(ctx, run_path, fmt, out):
+def export(ctx, run_path, fmt, out, method, representative_images, strict):
     """Export RUN's best model; the model takes 0-255 pixels (its scaling is built in).
 
     \b
     Example:
       cnnclf export runs/20261121T101500Z-fashion --format tflite
+      cnnclf export runs/20261121T101500Z-fashion --format tflite --quantize int8
     """
+    from cnnclf.inference.quantize import check_method
     from cnnclf.rundir.directory import RunDir
 
+    check_method(fmt, method)
     run = RunDir.open(run_path, need_model=True)
     output_file(out, "--out")
     _say_if_training(run, "exporting")
     start_tensorflow(ctx)
     from cnnclf.inference import export as exporting
 
-    click.echo(exporting.export(run, fmt, out))
+    click.echo(exporting.export(run, fmt, out, method, representative_images, strict))
 
 
 @command()

@@ -100,6 +100,7 @@ def cli(ctx):
     if not any(isinstance(h, progress.StderrHandler) for h in logger.handlers):
         logger.addHandler(progress.StderrHandler())
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # a library that configures the root logger (TFLite's converter) would say it again
 
 
 def command(group=cli, name=None):

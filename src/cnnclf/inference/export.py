@@ -14,26 +14,44 @@ a file given with --out (or its .json) that exists is never replaced.
 
 import contextlib
 import io
+import logging
 import os
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from cnnclf.atomic import write_json
-from cnnclf.errors import ConfigError
+from cnnclf.errors import ConfigError, RunError
+from cnnclf.inference import quantize
 from cnnclf.inference.loading import Predictor
 from cnnclf.rundir.directory import RunDir, kept_epoch
 from cnnclf.signals import interrupts_raised
+
+log = logging.getLogger("cnnclf")
 
 FORMATS = {"savedmodel": "model.savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
 OUTPUT = "probabilities"
 
 
-def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
-    """Write the export; the default place is <run>/export/. An --out that exists is never replaced."""
+def export(
+    run: RunDir,
+    fmt: str,
+    out: Path | None = None,
+    method: str | None = None,
+    representative_images: int = 200,
+    strict: bool = False,
+) -> Path:
+    """Write the export; the default place is <run>/export/ (model.int8.tflite and so on, quantized).
+    An --out that exists is never replaced. `method` quantizes it (quantize.py) with that many
+    representative training images, and checks it against predict on the test split: the figures go
+    into its JSON; below the agreement floor it says so, and with `strict` the export is refused."""
+    quantize.check_method(fmt, method)
     default = out is None
-    out = run.path / "export" / FORMATS[fmt] if out is None else Path(out)
+    name = FORMATS[fmt] if method is None else FORMATS[fmt].replace("model.", f"model.{method}.")
+    out = run.path / "export" / name if out is None else Path(out)
     described = out.with_name(out.name + ".json")
     if not default:
         for path in (out, described):
@@ -44,14 +62,47 @@ def export(run: RunDir, fmt: str, out: Path | None = None) -> Path:
     for stale in out.parent.glob(f".{out.name}.*.partial"):  # left by an export that was killed
         _remove(stale)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    extra: dict = {}
     try:
         with interrupts_raised():  # SIGTERM and Ctrl-C end the export here, the partial export removed
-            _write(predictor, fmt, partial)
+            if method is None:
+                _write(predictor, fmt, partial)
+            else:
+                extra = _quantized(run, predictor, fmt, method, partial, representative_images, strict)
             _replace(partial, out)
     finally:
         _remove(partial)
-    write_json(described, {**description(predictor, fmt), **_provenance(run)})
+    write_json(described, {**description(predictor, fmt), **extra, **_provenance(run)})
     return out
+
+
+def _quantized(run: RunDir, predictor: Predictor, fmt: str, method: str, path: Path, count: int, strict: bool) -> dict:
+    """Write the quantized export at `path` and check it on the run's test split; its JSON's figures."""
+    from cnnclf.data.dataset import load
+
+    config = predictor.config
+    splits = load(config.data, config.seed, saved_split=run.saved_split(), need=("train", "test")).splits
+    chosen = np.unique(np.linspace(0, len(splits.train) - 1, min(count, len(splits.train))).astype(int))
+    representative = splits.train.gather(chosen)
+    with tempfile.TemporaryDirectory() as scratch:
+        if fmt == "tflite":
+            _saved_model(predictor.inference, _signature(predictor), Path(scratch) / "model")
+            path.write_bytes(quantize.tflite(Path(scratch) / "model", method, representative))
+        else:
+            _write(predictor, "onnx", Path(scratch) / "model.onnx")
+            quantize.onnx(Path(scratch) / "model.onnx", path, representative)
+    test = splits.test.gather(np.arange(len(splits.test)))
+    checked = quantize.check(path, fmt, predictor.in_batches(test), splits.test.labels, test)
+    log.info(quantize.said(fmt, method, checked))
+    if checked["agreement_with_predict"] < quantize.AGREEMENT_FLOOR:
+        message = (
+            f"the {method} {fmt} export agrees with predict on only {checked['agreement_with_predict']:.2%} of the "
+            f"test images, below the floor of {quantize.AGREEMENT_FLOOR:.0%}"
+        )
+        if strict:
+            raise RunError(f"{message}; refused (--strict): export it unquantized, or as float16")
+        log.warning(f"warning: {message}; it is kept, but check it before you ship it (--strict refuses it)")
+    return {"quantization": {"method": method, "representative_images": int(len(chosen)), **checked}}
 
 
 def _provenance(run: RunDir) -> dict:
@@ -60,11 +111,17 @@ def _provenance(run: RunDir) -> dict:
     return {"run": run.path.name, "epoch": kept_epoch(run, run.read_history()), "run_status": run.status()["status"]}
 
 
+def _signature(predictor: Predictor) -> list:
+    import tensorflow as tf
+
+    return [tf.TensorSpec((None, *predictor.inference.input_shape[1:]), tf.float32, name="pixels")]
+
+
 def _write(predictor: Predictor, fmt: str, path: Path) -> None:
     import tensorflow as tf
 
     model = predictor.inference
-    signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="pixels")]
+    signature = _signature(predictor)
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..."
         if fmt == "onnx":
             _require_onnx()
