@@ -76,3 +76,23 @@ def test_calibration_flags_what_it_does_not_know():
         p < fitted["threshold"] for p in right.max(1)]
     without = calibration.fit(PROBABILITIES[:0], Y_TRUE[:0])
     assert (without["temperature"], without["threshold"]) == (1.0, 0.0) and "validation" in without["why"]
+
+
+def test_precision_recall_and_average_precision_are_scikit_learns():
+    from sklearn.metrics import average_precision_score
+
+    for c in range(3):
+        precision, recall, average = measures.precision_recall_curve(PROBABILITIES[:, c], Y_TRUE == c)
+        assert average == pytest.approx(average_precision_score(Y_TRUE == c, PROBABILITIES[:, c]))
+        assert recall[0] == 0 and recall[-1] == 1 and precision[0] == 1
+    # class 1 ranked by its probability: 0.70 (a 1), 0.35 (a 1), 0.30, 0.10, ...: both found at once
+    assert measures.precision_recall_curve(PROBABILITIES[:, 1], Y_TRUE == 1)[2] == pytest.approx(1.0)
+
+
+def test_the_most_confused_pairs_come_largest_first():
+    counts = np.array([[8, 1, 0], [5, 3, 2], [0, 2, 9]])
+    assert measures.most_confused(counts, ["cat", "dog", "fox"], limit=3) == [
+        {"given": "dog", "predicted": "cat", "images": 5, "share": 0.5},
+        {"given": "dog", "predicted": "fox", "images": 2, "share": 0.2},
+        {"given": "fox", "predicted": "dog", "images": 2, "share": 2 / 11},
+    ]

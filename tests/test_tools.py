@@ -290,8 +290,8 @@ def test_report_as_train_wrote_it_reads_completed_in_headless_chromium(tiny_run,
     run = tiny_run[0]
     dom = rendered(run / "report.html", tmp_path)
     body = re.search(r"<body([^>]*)>", dom).group(1)
-    assert 'data-images-loaded="7"' in body and 'data-images="7"' in body
-    assert "Per class (test)" in dom and "expected calibration error" in dom
+    assert 'data-images-loaded="9"' in body and 'data-images="9"' in body
+    assert "Per class (test)" in dom and "expected calibration error" in dom and "Most confused (test)" in dom
     assert re.search(r"<p class=\"status completed\">completed</p>", dom), dom[:2000]
     status, shown = json.loads((run / "run.json").read_text()), facts(dom)
     assert shown["epochs"] == "2 of 2" and float(shown["wall time (s)"]) == status["wall_seconds"] > 0

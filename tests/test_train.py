@@ -14,7 +14,7 @@ RUN_FILES = {"run.json", "run.lock", "config.yaml", "model.keras", "history.csv"
              "calibration.json",
              "data_samples.npz", "summary.txt", "env.json", "train.log", "report.html", "plots"}
 PLOTS = ["confusion_matrix.png", "data_samples.png", "gradcam.png", "learning_curves.png", "per_class_accuracy.png",
-         "reliability.png", "test_samples.png"]
+         "precision_recall.png", "reliability.png", "test_samples.png", "top_losses.png"]
 
 
 @pytest.fixture

@@ -81,3 +81,28 @@ def keeping(scores: np.ndarray, share: float) -> float:
         return float("-inf")
     ranked = np.sort(scores)[::-1]
     return float(ranked[max(int(np.ceil(share * len(ranked))), 1) - 1])
+
+
+def precision_recall_curve(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Precision and recall at every threshold on `scores` (highest first), starting at recall 0, and the
+    average precision (the precision at each positive, averaged: scikit-learn's definition)."""
+    order = np.argsort(-scores, kind="stable")
+    hits = positive[order].astype(np.float64)
+    found = np.cumsum(hits)
+    precision = found / np.arange(1, len(hits) + 1)
+    total = max(hits.sum(), 1.0)
+    average = float((precision * hits).sum() / total)
+    return np.concatenate([[1.0], precision]), np.concatenate([[0.0], found / total]), average
+
+
+def most_confused(counts: np.ndarray, names: list[str], limit: int = 5) -> list[dict]:
+    """The class pairs most often confused (fastai's most_confused): given, predicted, how many, and
+    their share of the given class's images; largest first."""
+    off = counts.astype(np.float64).copy()
+    np.fill_diagonal(off, 0)
+    pairs = [(int(i), int(j)) for i, j in zip(*np.unravel_index(np.argsort(-off, axis=None), off.shape)) if off[i, j]]
+    rows = counts.sum(axis=1)
+    return [
+        {"given": names[i], "predicted": names[j], "images": int(counts[i, j]), "share": float(counts[i, j] / rows[i])}
+        for i, j in pairs[:limit]
+    ]

@@ -25,6 +25,7 @@ from cnnclf.rundir.directory import RunDir
 SAMPLES = 36  # test images kept for the sample grid, misclassified ones first
 EXPLAINED = 6  # of them, the first few (misclassified) get a Grad-CAM heatmap in the report
 TOP_K = (3, 5)
+TOP_LOSSES = 12  # the highest-loss test images the report shows (fastai's plot_top_losses)
 
 
 def probabilities_of(model: keras.Model, part, config, num_classes: int) -> np.ndarray:
@@ -84,6 +85,8 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
     order = sample_order(y_true, y_pred)[:SAMPLES]
     samples = splits.test.gather(order)
     explained = order[:EXPLAINED]
+    losses = -np.log(np.maximum(probabilities[np.arange(len(y_true)), y_true], 1e-12))
+    worst = np.argsort(-losses, kind="stable")[:TOP_LOSSES]  # the test images the model is surest wrong about
     out = io.BytesIO()
     np.savez_compressed(
         out,
@@ -92,6 +95,8 @@ def evaluate(run: RunDir, model: keras.Model, splits, config) -> dict:
         sample_index=order,
         sample_images=samples,
         gradcam=_explain(base, samples[:EXPLAINED], y_pred[explained]),
+        loss_index=worst,
+        loss_images=splits.test.gather(worst),
     )
     write_bytes(run.predictions, out.getvalue())
     return metrics

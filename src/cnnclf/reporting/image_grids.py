@@ -28,6 +28,22 @@ def test_samples(run: RunDir):
     )
 
 
+def top_losses(run: RunDir):
+    """The test images of highest loss (the model surest and wrong, or a label to check): the given
+    class, the predicted one and its probability, and the loss."""
+    names = (run.read_metrics() or {})["class_names"]
+    with np.load(run.predictions) as f:
+        images, index = f["loss_images"], f["loss_index"]
+        truth, probabilities = f["y_true"][index], f["probabilities"][index]
+    titles, colors = [], []
+    for true, p in zip(truth, probabilities):
+        predicted = int(p.argmax())
+        titles.append(f"{names[true]} → {names[predicted]} {p[predicted]:.0%}\nloss {-np.log(max(p[true], 1e-12)):.2f}")
+        colors.append(RIGHT if predicted == true else WRONG)
+    title = "Highest-loss test images: given → predicted (a mistake, or a label to check)"
+    return _grid(images, titles, colors, title, run.plots / "top_losses.png")
+
+
 def gradcam_samples(run: RunDir):
     """The first test samples (misclassified ones first) with their Grad-CAM heatmaps."""
     names = (run.read_metrics() or {})["class_names"]

@@ -7,10 +7,11 @@ import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from cnnclf.reporting.figures import MAX_INCHES, plt, save
-from cnnclf.reporting.image_grids import data_grid, gradcam_samples, test_samples
+from cnnclf.reporting.image_grids import data_grid, gradcam_samples, test_samples, top_losses
 from cnnclf.rundir.directory import RunDir, kept_epoch
 
 NAMED_CLASSES = 40  # classes named along an axis; beyond, the charts show indices, or the best and worst
+PR_CLASSES = 12  # precision-recall curves on one plot, at most (the worst classes)
 
 
 def draw_all(run: RunDir) -> list:
@@ -25,10 +26,12 @@ def draw_all(run: RunDir) -> list:
     if run.metrics.exists():
         jobs += [("confusion_matrix", confusion), ("per_class_accuracy", per_class_accuracy)]
     if run.predictions.exists():
-        jobs += [("test_samples", test_samples), ("reliability", reliability)]
+        jobs += [("test_samples", test_samples), ("reliability", reliability), ("precision_recall", precision_recall)]
         with np.load(run.predictions) as f:
             if "gradcam" in f.files and len(f["gradcam"]) > 0:
                 jobs.append(("gradcam", gradcam_samples))
+            if "loss_index" in f.files:  # runs evaluated before it was kept have none
+                jobs.append(("top_losses", top_losses))
     if run.data_samples.exists():
         jobs.append(("data_samples", _data_samples))
     _in_two_processes([lambda draw=draw: draw(run) for _, draw in jobs])
@@ -203,3 +206,28 @@ def reliability(run: RunDir):
     counts.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
     counts.yaxis.set_minor_formatter(NullFormatter())
     return save(fig, run.plots / "reliability.png")
+
+
+def precision_recall(run: RunDir):
+    """Precision against recall for each class, one against the rest, ranked by the class's probability,
+    with its average precision; the worst classes where there are too many to tell apart."""
+    from cnnclf.measures import precision_recall_curve
+
+    names = (run.read_metrics() or {})["class_names"]
+    with np.load(run.predictions) as f:
+        probabilities, y_true = f["probabilities"], f["y_true"]
+    curves = [(name, *precision_recall_curve(probabilities[:, c], y_true == c)) for c, name in enumerate(names)]
+    curves = sorted(curves, key=lambda curve: curve[3])[:PR_CLASSES]  # the lowest average precision first
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for name, precision, recall, average in curves:  # each point: the best precision at that recall or beyond
+        ax.step(recall, np.maximum.accumulate(precision[::-1])[::-1], where="post", label=f"{name} (AP {average:.2f})")
+    worst = f": the {PR_CLASSES} of lowest AP of {len(names):,}" if len(names) > PR_CLASSES else ""
+    ax.set(
+        title=f"Precision-recall per class, one against the rest{worst}",
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
+    ax.legend(loc="lower left", fontsize=8, ncol=1 + len(curves) // 8)
+    return save(fig, run.plots / "precision_recall.png")

@@ -6,8 +6,11 @@ import html
 import json
 from pathlib import Path
 
+import numpy as np
+
 from cnnclf.atomic import write_text
 from cnnclf.errors import listing
+from cnnclf.measures import most_confused
 from cnnclf.rundir.directory import RunDir
 
 STYLE = """
@@ -50,6 +53,15 @@ def write_report(run: RunDir, plots: list[Path]) -> Path:
         )
     parts.append(_table(["", ""], [[k, v] for k, v in _facts(status, metrics, _read_env(run), config).items()]))
     if metrics:
+        confused = most_confused(np.array(metrics["confusion_matrix"]), metrics["class_names"])
+        if confused:
+            parts += [
+                "<h2>Most confused (test)</h2>",
+                _table(
+                    ["given", "predicted as", "images", "of the given class"],
+                    [[c["given"], c["predicted"], c["images"], f"{c['share']:.1%}"] for c in confused],
+                ),
+            ]
         parts += [
             "<h2>Per class (test)</h2>",
             _table(
