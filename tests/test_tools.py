@@ -344,3 +344,38 @@ def test_each_answer_says_whether_it_is_unknown(trained_run, digit_files):
     calibration = json.loads((trained_run / "metrics.json").read_text())["calibration"]
     assert calibration["temperature"] == fitted["temperature"] and 0 <= calibration["test_flagged_unknown"] <= 1
     assert calibration["expected_calibration_error_after"] <= calibration["expected_calibration_error_before"] + 0.05
+
+
+@pytest.mark.slow
+def test_data_issues_puts_the_planted_wrong_labels_first(tmp_path):
+    """Photos whose class is their colour, four of them moved into another class's folder: the models
+    trained on the other folds call them by their colour, and cleanlab ranks them first."""
+    from conftest import COLOURS, photo
+
+    root = tmp_path / "photos"
+    for name, colour in COLOURS.items():  # in colour, every one (photos() makes some grayscale)
+        (root / name).mkdir(parents=True)
+        for i in range(24):
+            photo(colour, (20, 20), seed=i).save(root / name / f"{i:03d}.png")
+    planted = []
+    for source, target, i in (("cat", "dog", 1), ("cat", "fox", 2), ("dog", "fox", 3), ("fox", "cat", 4)):
+        moved = root / target / f"planted-{source}-{i}.png"
+        (root / source / f"{i:03d}.png").rename(moved)
+        planted.append(f"{target}/{moved.name}")
+    config = write_config(tmp_path / "p.yaml", {
+        "data": {"dataset": "custom", "source": "folder", "path": str(root), "image_shape": [16, 16, 3]},
+        "model": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
+                             {"GlobalAveragePooling2D": {}}]},
+        "train": {"epochs": 40, "batch_size": 8, "optimizer": {"name": "adam", "learning_rate": 0.01},
+                  "mixed_precision": "float32"},
+        "output": {"runs_dir": str(tmp_path / "runs"), "plots": False}})
+    result = cnnclf("data", "issues", config, "--folds", 3, "--epochs", 10, "--out", tmp_path / "issues.csv")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "issues.csv").open()))
+    assert len(rows) == 72 == len({r["file"] for r in rows})  # every image, test ones too
+    assert {r["file"] for r in rows[:4]} == set(planted), rows[:6]
+    assert all(r["flagged"] == "true" for r in rows[:4]) and [r["given"] for r in rows[:4]] != [r["suggested"] for r in rows[:4]]
+    assert (tmp_path / "issues.png").stat().st_size > 10_000
+    assert "fold 1 of 3 done in" in result.stderr and len(list((tmp_path / "issues.folds").iterdir())) == 3
+    again = cnnclf("data", "issues", config, "--out", tmp_path / "issues.csv")
+    assert again.exit_code == 2 and "issues.csv: already exists" in again.stderr

@@ -162,3 +162,36 @@ def data_inspect(ctx, config_path, overrides, as_json):
         start_tensorflow(ctx)
     found = inspection.inspect(config, grid)
     click.echo(json.dumps(found, indent=2) if as_json else inspection.describe(found))
+
+
+@command(data, "issues")
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20), help="Models trained, one per fold.")
+@click.option("--epochs", type=click.IntRange(1), help="Shorten each model's training to this many epochs [CONFIG's].")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The CSV, ranked most suspect first [<runs dir>/<time>-<name>-label-issues.csv]; a picture beside it.",
+)
+@set_option
+@click.pass_context
+def data_issues(ctx, config_path, folds, epochs, out, overrides):
+    """The images most likely labelled wrong: K models trained on folds of the data (CONFIG's model and
+    recipe), each image judged by the one that never saw it, ranked by cleanlab.
+
+    \b
+    Example:
+      cnnclf data issues configs/quickstart.yaml --folds 5 --epochs 3
+    """
+    from cnnclf.config import load_config
+    from cnnclf.tools import label_issues
+
+    label_issues.require_cleanlab()
+    config = load_config(config_path, overrides)
+    out = label_issues.out_path(config, out)
+    output_file(out, "--out")
+    config, loaded = prepare(ctx, config)
+    found = label_issues.find(config, loaded, folds, epochs, out)
+    click.echo(f"{found['flagged']:,} of {found['images']:,} labels flagged by confident learning")
+    click.echo(found["csv"])
+    click.echo(found["picture"])

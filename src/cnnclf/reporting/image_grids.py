@@ -44,6 +44,12 @@ def top_losses(run: RunDir):
     return _grid(images, titles, colors, title, run.plots / "top_losses.png")
 
 
+def suspects(images: np.ndarray, titles: list[str], path):
+    """`cnnclf data issues`'s picture: the training images most likely labelled wrong, most suspect first."""
+    title = "Most likely labelled wrong (cleanlab, out-of-fold): given, and what the models suggest"
+    return _grid(images, titles, [WRONG] * len(images), title, path)
+
+
 def gradcam_samples(run: RunDir):
     """The first test samples (misclassified ones first) with their Grad-CAM heatmaps."""
     names = (run.read_metrics() or {})["class_names"]
