@@ -28,10 +28,15 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def _cnnclf_log_reaches_caplog():
-    """The CLI keeps its log from the root logger (where a library's basicConfig would print it again);
-    caplog listens there, so each test starts with the cnnclf logger propagating."""
-    logging.getLogger("cnnclf").propagate = True
+def _cnnclf_log_reaches_caplog(caplog):
+    """The CLI keeps its log from the root logger (where a library's basicConfig would print it again),
+    where caplog listens: caplog's handler listens on the cnnclf logger itself, once."""
+    logger = logging.getLogger("cnnclf")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)  # as the CLI has it, whichever test runs first
+    logger.addHandler(caplog.handler)
+    yield
+    logger.removeHandler(caplog.handler)
 
 
 def cnnclf(*args):

@@ -94,8 +94,8 @@ def test_runs_lists_every_run(tiny_run, second_run, tmp_path):
     result = cnnclf("runs", runs_dir, "--sort", "test_accuracy")
     assert result.exit_code == 0
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["id", "dataset", "model", "parameters", "epochs", "best_val_accuracy",
-                              "test_accuracy", "balanced_accuracy", "macro_f1", "wall_seconds", "status"]
+    assert header.split() == ["id", "dataset", "model", "params", "epochs", "best", "val", "acc", "test", "acc",
+                              "balanced", "acc", "macro", "F1", "seconds", "status"]
     assert len(rows) == 3 and any(tiny_run[0].name in row and "completed" in row and "27210" in row for row in rows)
     listed = json.loads(cnnclf("runs", runs_dir, "--json", "--sort", "test_accuracy").stdout)
     scores = [row["test_accuracy"] for row in listed]
