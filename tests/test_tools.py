@@ -379,3 +379,25 @@ def test_data_issues_puts_the_planted_wrong_labels_first(tmp_path):
     assert "fold 1 of 3 done in" in result.stderr and len(list((tmp_path / "issues.folds").iterdir())) == 3
     again = cnnclf("data", "issues", config, "--out", tmp_path / "issues.csv")
     assert again.exit_code == 2 and "issues.csv: already exists" in again.stderr
+
+
+def test_lr_find_suggests_a_rate_draws_the_sweep_and_leaves_no_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "runs"))
+    result = cnnclf("lr-find", config, "--steps", 40, "--low", 1e-5, "--high", 10)
+    assert result.exit_code == 0, result.stderr
+    said, command, picture = result.stdout.strip().splitlines()
+    rate = float(said.split(": ")[1].split()[0])
+    assert 1e-5 <= rate <= 10 and command.strip() == f"cnnclf train {config} --set train.optimizer.learning_rate={rate:.3g}"
+    assert Path(picture) == Path("tiny-lr-find.png") and (tmp_path / picture).stat().st_size > 10_000
+    assert not (tmp_path / "runs").exists()  # no run directory, no model
+    assert "swept " in result.stderr and "UserWarning" not in result.stderr
+
+
+def test_the_steepest_descent_is_before_the_lowest_loss():
+    from cnnclf.tools.lr_find import suggest
+
+    rates = np.geomspace(1e-5, 1, 50)
+    losses = 2.3 - 2.0 / (1 + np.exp(-(np.log10(rates) + 2.5) * 4))  # falls fastest at 10^-2.5...
+    losses[40:] += np.linspace(0, 20, 10)  # ...and diverges late
+    assert suggest(rates, losses) == pytest.approx(10 ** -2.5, rel=0.3)

@@ -237,3 +237,48 @@ def test_the_sample_grid_shows_mistakes_of_every_class_the_rare_ones_first():
     order = sample_order(y_true, y_pred)
     assert list(y_true[order[:4]]) == [3, 2, 0, 1] and list(order[:2]) == [105, 100]
     assert set(order[:82]) == set(np.flatnonzero(y_pred != y_true)) and len(order) == len(y_true)
+
+
+def test_a_time_budget_plans_the_epochs_and_the_schedule_ends_with_the_run(tmp_path, monkeypatch):
+    """The speed is injected (no timing in tests): 1,000 training and 2,000 validation images/s make an
+    epoch of the tiny config (900 + 100 images) 0.95 s; a 3 s budget fits 2 epochs. The cosine schedule
+    ends at the last epoch's end; resume keeps the plan (config.yaml's epochs), measuring nothing."""
+    from cnnclf.errors import Interrupted
+    from cnnclf.training import budget, callbacks
+
+    monkeypatch.setattr(budget, "_measure", lambda *args: (1000.0, 2000.0, 0.0))
+    config = tiny_config(tmp_path / "runs", epochs=50, time_budget="3s", lr_schedule="cosine", warmup_epochs=0.5)
+    result = cnnclf("train", write_config(tmp_path / "b.yaml", config))
+    assert result.exit_code == 0, result.stderr
+    assert "time budget 3 s: 1,000 images/s training and 2,000 validating on this machine, 1.0 s an epoch: 2 epochs" \
+        in result.stderr
+    run = Path(result.stdout.split()[-1])
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
+    assert json.loads((run / "run.json").read_text())["time_budget"]["epochs"] == 2
+    rates = [float(r["learning_rate"]) for r in csv.DictReader((run / "history.csv").open())]
+    assert len(rates) == 2 and rates[0] > 1e-4 and rates[1] < 1e-6  # decayed to 0 exactly at the run's end
+
+    original = callbacks.EpochLines.on_epoch_begin
+
+    def stop_in_the_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise Interrupted("stopped by SIGINT", 2)
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(callbacks.EpochLines, "on_epoch_begin", stop_in_the_second_epoch)
+    stopped = cnnclf("train", write_config(tmp_path / "b.yaml", config))
+    assert stopped.exit_code == 130
+    monkeypatch.setattr(callbacks.EpochLines, "on_epoch_begin", original)
+    monkeypatch.setattr(budget, "_measure", lambda *args: pytest.fail("resume measured again"))
+    interrupted = sorted((tmp_path / "runs").iterdir())[-1]
+    resumed = cnnclf("resume", interrupted)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert [float(r["learning_rate"]) for r in csv.DictReader((interrupted / "history.csv").open())] == rates
+
+
+def test_a_time_budget_is_read_in_seconds_minutes_or_hours():
+    from cnnclf.config import TrainConfig
+
+    assert [TrainConfig(time_budget=v).time_budget for v in ("90s", "5m", "1.5h", 42)] == [90, 300, 5400, 42]
+    with pytest.raises(ValueError, match="a time budget is seconds, or a number with s, m or h"):
+        TrainConfig(time_budget="soon")

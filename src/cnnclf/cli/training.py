@@ -214,3 +214,41 @@ def bench(ctx, configs, data_dir, limit, epochs, seeds, section, out, json_path,
     bench_report.write_section(out, section, bench_report.markdown(results, command_line))
     click.echo(out)
     click.echo(json_path)
+
+
+@command(name="lr-find")
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--steps", default=200, show_default=True, type=click.IntRange(10, 10_000), help="Steps of the sweep.")
+@click.option("--low", default=1e-7, show_default=True, type=click.FloatRange(0, min_open=True), help="First rate.")
+@click.option("--high", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Last rate.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The plot [<config name>-lr-find.png, in the working folder].",
+)
+@set_option
+@click.pass_context
+def lr_find(ctx, config_path, steps, low, high, out, overrides):
+    """Sweep the learning rate over a few hundred steps of CONFIG's training: the plot of loss against
+    rate, and a suggested rate with the --set that uses it. Leaves no run behind.
+
+    \b
+    Example:
+      cnnclf lr-find configs/fashion.yaml --steps 300
+    """
+    from cnnclf.config import load_config
+    from cnnclf.reporting.figures import picture_path
+
+    config = load_config(config_path, overrides)
+    if low >= high:
+        raise click.UsageError(f"--low {low:g} must be below --high {high:g}")
+    path = picture_path(Path(out or f"{config.name}-lr-find.png"))
+    config, data = prepare(ctx, config)
+    from cnnclf.reporting.plots import lr_find as draw
+    from cnnclf.tools import lr_find as finder
+
+    rates, losses = finder.sweep(config, data, steps, low, high)
+    suggested = finder.suggest(rates, losses)
+    click.echo(f"suggested learning rate: {suggested:.3g} (the loss falls fastest there)")
+    click.echo(f"  cnnclf train {config_path} --set train.optimizer.learning_rate={suggested:.3g}")
+    click.echo(draw(rates, losses, suggested, path))

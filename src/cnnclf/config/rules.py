@@ -152,6 +152,10 @@ def _check_train(cfg: Config, fail) -> None:
             "the batch per step is fixed, so the learning rate keeps its scale; "
             "set train.batch_size_per_replica: true to scale both",
         )
+    if train.time_budget is not None and train.fine_tune is not None:
+        fail(("train", "time_budget"), "a time budget plans one training phase; with fine_tune, set epochs instead")
+    if train.time_budget is not None and train.distribute == "multi_worker":
+        fail(("train", "time_budget"), "a time budget is measured on one machine; with multi_worker, set epochs")
     if train.ema is not None and train.lookahead is not None:
         fail(("train", "lookahead"), "train.ema and train.lookahead both average the weights: keep one of them")
     if train.mlflow is not None and holds_password(train.mlflow.tracking_uri):

@@ -1,6 +1,7 @@
 """The train: section of the config: optimizer, schedule, loss and metrics, epochs and batches,
 early stopping and checkpoints, fine-tuning, class weights, compute levers, distribution, tracking."""
 
+import re
 from typing import Literal
 
 from pydantic import (
@@ -95,6 +96,8 @@ class TrainConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # needs data.labels: onehot
     metrics: list[str] = ["accuracy"]
     epochs: int = Field(10, gt=0, le=100_000)
+    time_budget: float | None = None  # seconds of fitting ("90s", "5m", "1h"): epochs (at most `epochs`) and
+    # the schedule are planned from the speed measured on this machine before training (budget.py)
     batch_size: PositiveInt = 32  # images per training step
     eval_batch_size: Literal["auto"] | PositiveInt = "auto"  # images per validation/test step; auto: as
     # many as fit in 64 MB of activations (at least batch_size, at most 1024)
@@ -121,6 +124,19 @@ class TrainConfig(Section):
     # weighs images / (classes x its images) in the loss; or {class name: weight}, others 1
     tensorboard: bool = False  # TensorBoard logs in <run>/tensorboard
     mlflow: MlflowConfig | None = None  # log params, metrics, artifacts and the model to MLflow
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _seconds(cls, value):
+        """'90s', '5m', '1.5h' or a number of seconds -> seconds (at least 1, at most a week)."""
+        if isinstance(value, str):
+            found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*", value)
+            if not found:
+                raise ValueError("a time budget is seconds, or a number with s, m or h: 90s, 5m, 1h")
+            value = float(found[1]) * {"s": 1, None: 1, "m": 60, "min": 60, "h": 3600}[found[2]]
+        if value is not None and not (isinstance(value, (int, float)) and 1 <= value <= 7 * 24 * 3600):
+            raise ValueError("a time budget is 1 second to a week: 90s, 5m, 1h")
+        return value
 
     @field_validator("optimizer", mode="before")
     @classmethod

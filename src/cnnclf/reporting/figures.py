@@ -1,6 +1,8 @@
 """matplotlib as cnnclf draws with it: the Agg backend (nothing is shown), class names drawn as
 text (never as math), and one way to save a figure."""
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -29,4 +31,23 @@ def save(fig, path, tight: bool = True):
         fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": SOFTWARE})
     plt.close(fig)
+    return path
+
+
+def picture_path(path: Path) -> Path:
+    """A picture's path outside a run directory (a data grid, an lr-find plot): its folder made, and a
+    file there that cnnclf did not draw (SOFTWARE in its metadata) refused, never replaced."""
+    from PIL import Image
+
+    from cnnclf.errors import ConfigError
+
+    if path.exists():
+        try:
+            with Image.open(path) as image:
+                ours = image.info.get("Software") == SOFTWARE
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise ConfigError(f"{path}: exists, and cnnclf did not draw it; choose another --out or remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path

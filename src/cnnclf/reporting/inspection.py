@@ -10,7 +10,8 @@ from cnnclf.data.dataset import list_and_split, load
 from cnnclf.data.decoding import DECODE_ERRORS, GRAY_MODES, decode_image, image_header
 from cnnclf.data.images import IMBALANCED, first_of_each_class
 from cnnclf.data.sources import SOURCES
-from cnnclf.errors import ConfigError, DataError
+from cnnclf.errors import DataError
+from cnnclf.reporting.figures import picture_path
 
 
 def inspect(config, grid: Path) -> dict:
@@ -126,21 +127,7 @@ def _balance(parts: dict, class_names: list[str]) -> dict:
 def grid_path(config, out: Path | None = None) -> Path:
     """Where the grid of training images goes: `out`, or <config name>-data.png in the working folder;
     a file there that cnnclf did not draw is never replaced (checked before anything is read)."""
-    from PIL import Image
-
-    from cnnclf.reporting.figures import SOFTWARE
-
-    path = Path(out or f"{config.name}-data.png")
-    if path.exists():
-        try:
-            with Image.open(path) as image:
-                ours = image.info.get("Software") == SOFTWARE
-        except (OSError, ValueError):
-            ours = False
-        if not ours:
-            raise ConfigError(f"{path}: exists, and cnnclf did not draw it; choose another --out or remove it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return picture_path(Path(out or f"{config.name}-data.png"))
 
 
 def sample_grid(config, path: Path) -> Path:

@@ -231,3 +231,16 @@ def precision_recall(run: RunDir):
     )
     ax.legend(loc="lower left", fontsize=8, ncol=1 + len(curves) // 8)
     return save(fig, run.plots / "precision_recall.png")
+
+
+def lr_find(rates: np.ndarray, losses: np.ndarray, suggested: float, path):
+    """`cnnclf lr-find`'s plot: the smoothed loss against the learning rate, the suggestion marked."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(rates, losses, color="#2e86c1")
+    ax.axvline(suggested, color="black", linestyle="--", label=f"suggested {suggested:.2g} (steepest descent)")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss (smoothed)", title="Learning-rate range test")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # plain numbers, not math text
+    top = float(np.nanpercentile(losses, 95)) if len(losses) else 1.0
+    ax.set_ylim(min(losses.min(initial=0), 0) if len(losses) else 0, top * 1.2)
+    ax.legend(loc="upper left")
+    return save(fig, path)

@@ -40,6 +40,15 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
                 raise NonFiniteWeights(epoch + 1, weight.path)
 
 
+class LearningRate(keras.callbacks.Callback):
+    """The learning rate at each epoch's end, in its logs (history.csv's learning_rate column): where the
+    schedule is, warm-up, cosine or a time budget's, epoch by epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class Lookahead(keras.callbacks.Callback):
     """train.lookahead, airbench's: every `every_steps` steps and at each epoch's last step, the
     weights (batch normalization's statistics too) become share x their value at the previous move

@@ -31,8 +31,8 @@ from cnnclf.model.build import build_model
 from cnnclf.model.whitening import whitening_weights
 from cnnclf.rundir.directory import RunDir
 from cnnclf.rundir.provenance import environment, resumed
-from cnnclf.training import distribute
-from cnnclf.training.callbacks import EpochLines, Lookahead, StopOnNaN
+from cnnclf.training import budget, distribute
+from cnnclf.training.callbacks import EpochLines, LearningRate, Lookahead, StopOnNaN
 from cnnclf.training.compute import Compute, resolve, with_model
 from cnnclf.training.epoch_backup import TrainingState, publish_model
 from cnnclf.training.fitting import class_weights, fit_phases
@@ -56,6 +56,7 @@ class Session:
     strategy: object  # tf.distribute.Strategy
     compute: Compute
     class_weight: dict[int, float] | None = None  # train.class_weight, by class index
+    budget: dict | None = None  # train.time_budget's decision (budget.py), where it planned the epochs
 
     @property
     def chief(self) -> bool:
@@ -112,7 +113,7 @@ def resume(path, started: float | None = None, watch: tuple = (), *, finish: Fin
             raise NotARunError(f"{run.path}: this run completed; nothing to resume (`cnnclf train --from` reruns it)")
         config = run.read_config()
         data = load(config.data, config.seed, saved_split=run.saved_split())
-        session = prepare(config, data)
+        session = prepare(config, data, planned=False)  # a time budget's epochs are config.yaml's
         if not session.chief:  # a multi-worker run's other worker: continue from the chief's backup, in scratch
             scratch = RunDir(tempfile.mkdtemp(prefix="cnnclf-worker-"))
             shutil.copytree(run.path, scratch.path, dirs_exist_ok=True)
@@ -123,8 +124,10 @@ def resume(path, started: float | None = None, watch: tuple = (), *, finish: Fin
         return _fit_and_finish(run, session, started, watch, finish)
 
 
-def prepare(config: Config, data: Dataset) -> Session:
-    """Build and compile the model: every check that needs no run directory."""
+def prepare(config: Config, data: Dataset, planned: bool = True) -> Session:
+    """Build and compile the model: every check that needs no run directory. With train.time_budget,
+    the epochs are planned first (budget.py), unless `planned` is False (resume: config.yaml holds
+    the plan)."""
     if config.train.tensorboard:
         check_tensorboard()
     if config.train.mlflow is not None:
@@ -138,13 +141,23 @@ def prepare(config: Config, data: Dataset) -> Session:
         images = splits.train.gather(np.arange(min(settings.images, len(splits.train))))
         scale = 1 / 255 if config.data.normalize == "scale" else 1.0
         whitening = whitening_weights(images, settings.patch, settings.epsilon, scale)
-    with strategy.scope(), progress.step("building the model"):
-        model = build_model(config, splits.shape, splits.num_classes, compute.mixed_precision, whitening)
-        steps = steps_per_epoch(len(splits.train), compute.batch_size)
-        compile_model(model, config.train, config.data.labels, steps, compute)
+
+    def build(config: Config) -> keras.Model:
+        with strategy.scope():
+            model = build_model(config, splits.shape, splits.num_classes, compute.mixed_precision, whitening)
+            steps = steps_per_epoch(len(splits.train), compute.batch_size)
+            compile_model(model, config.train, config.data.labels, steps, compute)
+        return model
+
+    decision = None
+    if config.train.time_budget is not None and planned:
+        with progress.step("measuring this machine's speed for train.time_budget"):
+            config, decision = budget.plan(config, data, build, compute)
+    with progress.step("building the model"):
+        model = build(config)
     compute = with_model(compute, model, config.train)
     weights = class_weights(config.train.class_weight, splits.train.labels, splits.class_names)
-    return Session(config, data, distribute.fit_model(model, strategy), strategy, compute, weights)
+    return Session(config, data, distribute.fit_model(model, strategy), strategy, compute, weights, decision)
 
 
 def lookahead(train, images: int, batch_size: int) -> list:
@@ -181,7 +194,13 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple,
                 f"training images"
             )
     epoch_lines = EpochLines(train_cfg.epochs, started)
-    run.set_status("running", epochs_done=first_epoch, parameters=model.count_params(), class_names=splits.class_names)
+    run.set_status(
+        "running",
+        epochs_done=first_epoch,
+        parameters=model.count_params(),
+        class_names=splits.class_names,
+        **({"time_budget": session.budget} if session.budget else {}),
+    )
     trackers = [tensorboard(run)] if train_cfg.tensorboard and session.chief else []
     mlflow = MlflowLogger(train_cfg.mlflow, run, config) if train_cfg.mlflow and session.chief else None
     log_file = logging.FileHandler(run.log)
@@ -193,6 +212,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple,
             fit_started = time.time()
             callbacks = [
                 *lookahead(train_cfg, len(splits.train), session.compute.batch_size),
+                LearningRate(),  # before the callbacks that record the epoch
                 StopOnNaN(),
                 epoch_lines,
                 *filter(None, [early_stopping, checkpoint, mlflow]),

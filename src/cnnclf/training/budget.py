@@ -1,0 +1,87 @@
+"""train.time_budget: as many epochs as fit the budget on this machine, with the schedule fitted to them.
+
+Before the run's model is built, a throwaway copy of it (the same config, compiled the same way)
+trains a few steps and validates a few batches on the run's own data: the first execution of each
+traces its function and is not counted, the next ones are timed. From the images per second of
+each, an epoch's seconds follow (training plus validation), and the epochs are what fits in the
+budget's share (SAFETY of it: a CPU's speed moves between minutes) less the tracing the run's first
+epoch pays again. The run is then built with those
+epochs, so the warm-up, the cosine decay and lookahead end where the run does, never cut off. The
+decision is printed and kept in run.json; resume keeps the epochs config.yaml holds. The budget
+covers fitting; the start, evaluation and the plots come on top (run.json times each).
+"""
+
+import logging
+import time
+
+import numpy as np
+
+from cnnclf.config import Config, override
+
+log = logging.getLogger("cnnclf")
+
+SAFETY = 0.93  # of the budget, what the planned epochs may fill
+TIMED_SECONDS = 2.0  # at least this much training is timed, after the first execution
+MAX_TIMED_STEPS = 200
+
+
+def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, dict]:
+    """The config with the epochs that fit train.time_budget, and the decision. `build(config)`: a
+    compiled model of the config (the run's own builder); `measured`: the speeds (training, validation
+    images/s, and the seconds the first execution takes to trace), when a test injects them instead of
+    measuring."""
+    budget = config.train.time_budget
+    assert budget is not None
+    started = time.perf_counter()
+    train_rate, validation_rate, tracing = measured or _measure(config, data, build, compute)
+    splits = data.splits
+    epoch = len(splits.train) / train_rate + len(splits.validation) / validation_rate
+    epochs = max(1, min(100_000, int((SAFETY * budget - tracing) / epoch)))
+    decision = {
+        "budget_seconds": budget,
+        "train_images_per_second": round(train_rate, 1),
+        "validation_images_per_second": round(validation_rate, 1),
+        "epoch_seconds": round(epoch, 2),
+        "tracing_seconds": round(tracing, 2),
+        "epochs": epochs,
+        "measuring_seconds": round(time.perf_counter() - started, 2),
+    }
+    log.info(
+        f"time budget {budget:g} s: {train_rate:,.0f} images/s training and {validation_rate:,.0f} validating on "
+        f"this machine, {epoch:.1f} s an epoch: {epochs} epochs, the schedule fitted to them"
+        + ("" if epoch * epochs <= budget else "; one epoch is more than the budget")
+    )
+    return override(config, {"train.epochs": epochs}), decision
+
+
+def _measure(config: Config, data, build, compute) -> tuple[float, float, float]:
+    """Training and validation images per second of a throwaway copy of the model, timed after their
+    first execution (which traces), and the seconds that first training execution took."""
+    from cnnclf.data.pipeline import evaluation_batches, training_batches
+    from cnnclf.model.build import eval_batch_size
+
+    splits, onehot = data.splits, config.data.labels == "onehot"
+    model = build(config)
+    per_execution = compute.steps_per_execution
+    batches, steps = training_batches(
+        splits.train, compute.batch_size, config.seed, model.optimizer.iterations, splits.num_classes, onehot
+    )
+    started = time.perf_counter()
+    model.fit(batches.take(min(per_execution, steps)), epochs=1, shuffle=False, verbose=0)  # traces
+    tracing = time.perf_counter() - started  # the run's own first epoch pays it again
+    timed, images, started = 0, 0, time.perf_counter()
+    while time.perf_counter() - started < TIMED_SECONDS and timed < MAX_TIMED_STEPS:
+        take = min(per_execution, steps)
+        model.fit(batches.take(take), epochs=1, shuffle=False, verbose=0)
+        timed += take
+        images += min(take * compute.batch_size, len(splits.train))
+    train_rate = images / (time.perf_counter() - started)
+    validation = splits.validation if len(splits.validation) else splits.test
+    eval_size = eval_batch_size(model, config.train)
+    eval_batches = evaluation_batches(validation, eval_size, splits.num_classes, onehot)
+    model.evaluate(eval_batches.take(1), verbose=0)  # traces
+    started = time.perf_counter()
+    model.evaluate(eval_batches.take(2), verbose=0)
+    validation_rate = min(len(validation), 2 * eval_size) / max(time.perf_counter() - started, 1e-6)
+    del model
+    return float(train_rate), float(np.clip(validation_rate, 1.0, None)), tracing
