@@ -45,6 +45,23 @@ def augmented_run(tmp_path_factory, folder):
 
 
 @pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory, folder):
+    """Trained with the four training-only keys: MixUp and CutMix (in the data pipeline), RandAugment and
+    random erasing (layers in the model, inactive at inference)."""
+    layers = [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}}, {"GlobalAveragePooling2D": {}}]
+    tmp = tmp_path_factory.mktemp("mixed")
+    config = write_config(tmp / "run.yaml", {
+        "data": {"dataset": "custom", "source": "folder", "path": str(folder), "image_shape": [32, 32, 3],
+                 "labels": "onehot", "augment": {"mixup": 0.4, "cutmix": 1.0, "randaugment": 0.5, "erasing": 0.5}},
+        "model": {"layers": layers},
+        "train": {"epochs": 1, "batch_size": 16, "mixed_precision": "float32"},
+        "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
+    result = cnnclf("train", config)
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.split()[-1])
+
+
+@pytest.fixture(scope="module")
 def fine_tuned_run(fine_tuned):
     """A backbone from a weights file, frozen, then fine-tuned (batch norm in inference mode)."""
     return fine_tuned[0]
@@ -60,7 +77,7 @@ def predicted(run: Path, files: list[Path]) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["augmented_run", "fine_tuned_run"])
+@pytest.mark.parametrize("which", ["augmented_run", "mixed_run", "fine_tuned_run"])
 def test_every_export_gives_predicts_answers_on_the_same_files(request, which, tmp_path):
     run = request.getfixturevalue(which)
     files = sorted(Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["path"]).rglob("*.jpg"))[::3]

@@ -284,3 +284,36 @@ def test_lookahead_sets_steps_per_execution_and_excludes_the_ema():
     assert compute.resolve(cfg.train, tf.distribute.get_strategy()).steps_per_execution == 4
     assert compute.resolve(config({"layers": []}).train, tf.distribute.get_strategy()).steps_per_execution == 32
     assert cfg.train.lookahead.decay == pytest.approx(0.95**5)
+
+
+def test_mixup_and_cutmix_mix_labels_as_they_mix_images_and_draw_the_same_for_the_same_batch():
+    import tensorflow as tf
+
+    from cnnclf.data.pipeline import mixed
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 255, (8, 10, 12, 3)), tf.uint8)
+    labels = tf.one_hot([0, 1, 2, 0, 1, 2, 0, 1], 3)
+    for mixup, cutmix in ((0.4, 0.0), (0.0, 1.0), (0.4, 1.0)):
+        x, y = mixed(images, labels, 7, mixup, cutmix)
+        x, y = x.numpy(), y.numpy()
+        np.testing.assert_allclose(y.sum(1), 1, atol=1e-6)
+        share = y[0, 0]  # image 0 (class 0) with image 7 (class 1) reversed into it
+        if not cutmix:  # MixUp: every pixel the same blend
+            np.testing.assert_allclose(x[0], share * images[0].numpy() + (1 - share) * images[7].numpy(), atol=1e-3)
+        if not mixup:  # CutMix: pixels either image 0's or image 7's, in the labels' proportion
+            own = np.isclose(x[0], images[0].numpy()).all(-1)
+            assert set(np.unique(own)) <= {True, False} and own.mean() == pytest.approx(share, abs=1e-6)
+        again_x, again_y = mixed(images, labels, 7, mixup, cutmix)  # a resumed run draws the same
+        np.testing.assert_array_equal(again_x.numpy(), x)
+        np.testing.assert_array_equal(again_y.numpy(), y)
+
+
+def test_mixing_needs_one_hot_labels(tmp_path):
+    from cnnclf.config import load_config
+    from cnnclf.errors import ConfigError
+
+    path = tmp_path / "m.yaml"
+    path.write_text("model: {preset: s002_mnist}\ndata:\n  augment: {mixup: 0.2}\n")
+    with pytest.raises(ConfigError, match=r"m.yaml:3: mixup mixes labels as it mixes images: set data.labels: onehot"):
+        load_config(path)

@@ -164,6 +164,9 @@ def _check_train(cfg: Config, fail) -> None:
             "the URI holds a password or token, which every run would write into its config.yaml; leave it out "
             "and give it as MLFLOW_TRACKING_PASSWORD (an MLflow server) or PGPASSWORD (PostgreSQL)",
         )
+    mixing = [key for key in ("mixup", "cutmix") if getattr(data.augment, key)]
+    if mixing and data.labels != "onehot":
+        fail(("data", "augment", mixing[0]), f"{mixing[0]} mixes labels as it mixes images: set data.labels: onehot")
     if train.label_smoothing and data.labels != "onehot":
         fail(("train", "label_smoothing"), "label smoothing needs one-hot labels: set data.labels: onehot")
     for i, name in enumerate(train.metrics):

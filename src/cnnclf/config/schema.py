@@ -31,6 +31,12 @@ class AugmentConfig(Section):
     fill: Literal["reflect", "constant", "nearest"] = "reflect"  # what fills pixels moved in from outside
     test_flip: bool = False  # evaluate, predict and export average each image's probabilities over its flips
     test_shift: int = Field(0, ge=0)  # pixels; they also average over the image shifted this far down-right and up-left
+    # Mixing and erasing (timm's --mixup --cutmix --aa --reprob), training only; 0 is off:
+    mixup: float = Field(0.0, ge=0, le=10)  # MixUp's alpha: each batch blended with itself reversed, labels too
+    cutmix: float = Field(0.0, ge=0, le=10)  # CutMix's alpha: a box pasted from the reversed batch (with mixup:
+    # one of the two per batch)
+    randaugment: float = Field(0.0, ge=0, le=1)  # RandAugment's magnitude (Keras's layer, 2 ops per image)
+    erasing: float = Field(0.0, ge=0, le=1)  # random erasing: the share of images with a box erased
 
 
 Side = Annotated[int, Field(gt=0, le=4096)]  # pixels; larger inputs are beyond what cnnclf's models train on

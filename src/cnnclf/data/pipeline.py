@@ -40,6 +40,7 @@ def training_batches(
     first_epoch: int = 0,
     shard: tuple[int, int] = (0, 1),
     alternate_flips: bool = False,
+    mix: tuple[float, float] | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """One epoch of shuffled batches (Keras iterates it once per epoch), and its length in steps.
 
@@ -50,7 +51,8 @@ def training_batches(
     batches across epochs. `shard` (index, count): this worker's slice of every batch, so that
     workers of a multi-worker run read and decode only their own images. `alternate_flips`: image i
     is mirrored left to right in the epochs where i + epoch is odd, so it is seen both ways equally
-    often (airbench); such an index travels as -(i + 1) to the gather, which mirrors it.
+    often (airbench); such an index travels as -(i + 1) to the gather, which mirrors it. `mix`
+    (MixUp's alpha, CutMix's alpha; one-hot labels): each batch mixed with itself reversed (mixed).
     """
     n = len(part)
     steps = steps_per_epoch(n, batch_size)
@@ -66,7 +68,51 @@ def training_batches(
 
     batches = tf.data.Dataset.from_tensors(0).flat_map(epoch_order)
     batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
-    return _gather(_sliced(batches, shard), part, num_classes, onehot), steps
+    gathered = _gather(_sliced(batches, shard), part, num_classes, onehot)
+    if mix is not None and any(mix):
+        gathered = gathered.map(lambda x, y: mixed(x, y, seed, *mix), num_parallel_calls=part.parallel)
+    return gathered, steps
+
+
+def mixed(images, labels, seed: int, mixup: float, cutmix: float):
+    """A batch blended with itself reversed (MixUp, alpha `mixup`) or with a box of the reversed batch
+    pasted in (CutMix, alpha `cutmix`; with both, one of the two, at even odds), the one-hot labels
+    mixed in the same proportion (timm's). The draw is a pure function of the seed and the batch's
+    own images, so a resumed run mixes as an uninterrupted one did (Keras's layers draw from a
+    state of their own, which the data pipeline cannot save)."""
+    total = tf.reduce_sum(tf.cast(images, tf.int64)) + tf.reduce_sum(tf.cast(tf.argmax(labels, -1), tf.int64))
+    key = tf.stack([tf.cast(seed, tf.int32), tf.cast(total % 2_147_483_647, tf.int32)])
+    x, y = tf.cast(images, tf.float32), tf.cast(labels, tf.float32)
+    other_x, other_y = tf.reverse(x, [0]), tf.reverse(y, [0])
+
+    def beta(alpha: float, salt: int):
+        a = tf.random.stateless_gamma([], key + salt, alpha)
+        b = tf.random.stateless_gamma([], key + salt + 1, alpha)
+        return a / (a + b)
+
+    def blend():
+        share = beta(mixup, 10)
+        return share * x + (1 - share) * other_x, share * y + (1 - share) * other_y
+
+    def paste():
+        share = beta(cutmix, 20)
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+        side = tf.sqrt(1.0 - share)
+        box_h = tf.cast(side * tf.cast(height, tf.float32), tf.int32)
+        box_w = tf.cast(side * tf.cast(width, tf.float32), tf.int32)
+        centre = tf.random.stateless_uniform([2], key + 30, 0.0, 1.0)
+        top = tf.clip_by_value(tf.cast(centre[0] * tf.cast(height, tf.float32), tf.int32) - box_h // 2, 0, height)
+        left = tf.clip_by_value(tf.cast(centre[1] * tf.cast(width, tf.float32), tf.int32) - box_w // 2, 0, width)
+        bottom, right = tf.minimum(top + box_h, height), tf.minimum(left + box_w, width)
+        rows = tf.logical_and(tf.range(height) >= top, tf.range(height) < bottom)
+        columns = tf.logical_and(tf.range(width) >= left, tf.range(width) < right)
+        box = tf.cast(tf.logical_and(rows[:, None], columns[None, :]), tf.float32)[None, :, :, None]
+        kept = 1.0 - tf.cast((bottom - top) * (right - left), tf.float32) / tf.cast(height * width, tf.float32)
+        return x * (1 - box) + other_x * box, kept * y + (1 - kept) * other_y
+
+    if mixup and cutmix:
+        return tf.cond(tf.random.stateless_uniform([], key + 40) < 0.5, blend, paste)
+    return blend() if mixup else paste()
 
 
 def evaluation_batches(

@@ -137,6 +137,12 @@ def augmentation(augment, seed: int) -> list:
         layers.append(keras.layers.RandomRotation(augment.rotate, name="rotate", **common))
     if augment.zoom:
         layers.append(keras.layers.RandomZoom(augment.zoom, name="zoom", **common))
+    if augment.randaugment:  # Keras's own: 2 of its ops per image, at this magnitude, on 0-255 pixels
+        layers.append(keras.layers.RandAugment((0, 255), factor=augment.randaugment, seed=seed, name="randaugment"))
+    if augment.erasing:  # Keras's own: a random box erased (noise) in this share of the images
+        layers.append(
+            keras.layers.RandomErasing(factor=augment.erasing, value_range=(0, 255), seed=seed, name="erasing")
+        )
     return layers
 
 

@@ -64,6 +64,7 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
                 first_epoch=state.phase_start,
                 shard=shard,
                 alternate_flips=config.data.augment.alternate_flips,
+                mix=(config.data.augment.mixup, config.data.augment.cutmix),
             )[0],
         )
         validation = distribute.per_worker(
