@@ -15,17 +15,19 @@ import argparse
 import io
 import json
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
+from variants import HEADER, summary, train  # bench/variants.py: one runner for both
+
 COUNTS = {"airplane": 400, "cat": 200, "ship": 80, "frog": 40}
-REFERENCE = ("reference=model.preset=cifar10_bn;model.layers=null;data.image_shape=[64,64,3];"
-             "train.early_stopping=false;train.checkpoint={monitor: val_accuracy};data.augment.test_flip=false")
+REFERENCE = (
+    "reference=model.preset=cifar10_bn;model.layers=null;data.image_shape=[64,64,3];"
+    "train.early_stopping=false;train.checkpoint={monitor: val_accuracy};data.augment.test_flip=false"
+)
 
 
 def make_photos(zip_path: Path, out: Path, seed: int = 0) -> None:
@@ -71,26 +73,6 @@ def cnnclf(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return done
 
 
-def train(work: Path, config: str, seed: int, sets: list[str]) -> dict:
-    started = time.time()
-    overrides = [part for s in [f"seed={seed}", *sets] for part in ("--set", s)]
-    done = cnnclf("train", config, *overrides, cwd=work)
-    wall = time.time() - started
-    run = work / done.stdout.strip().splitlines()[-1]
-    metrics = json.loads((run / "metrics.json").read_text())
-    return {"seed": seed, "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
-            "wall_seconds": round(wall, 1), "epochs": json.loads((run / "run.json").read_text())["epochs_done"]}
-
-
-def summary(name: str, rows: list[dict]) -> str:
-    def spread(key):
-        values = [r[key] for r in rows]
-        return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
-    seconds = statistics.mean(r["wall_seconds"] for r in rows)
-    return f"| {name} | {spread('test_accuracy')} | {spread('balanced_accuracy')} | {seconds:.0f} |"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
@@ -116,7 +98,7 @@ def main() -> None:
                 results[name].append(train(work, "photos.yaml", seed, sets))
                 print(name, json.dumps(results[name][-1]), flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print("| config | test accuracy | balanced accuracy | seconds |\n|---|--:|--:|--:|")
+    print(HEADER)
     for name, rows in results.items():
         print(summary(name, rows))
 
