@@ -2,9 +2,10 @@
 
 A run goes through the packages in this order, each importing only those before it:
 
-    config/     the YAML file: schema, defaults, overrides, rules across keys
     data/       files or arrays -> checked images -> train / validation / test -> tf.data
     model/      presets, backbones, the builder, Keras name allow-lists, the loss, whitening, Grad-CAM
+    config/     the YAML file: schema, defaults, overrides, rules across keys (it reads the registries
+                of data/ and model/: sources, presets, Keras names)
     rundir/     the run directory: its files, status and lock; provenance (env.json)
     training/   compute levers, compiling, fitting phases, per-epoch backup, resume, tracking
     inference/  safe loading into one inference graph: evaluate, predict, export, serve
@@ -14,8 +15,8 @@ A run goes through the packages in this order, each importing only those before 
     api.py      the Python API: cnnclf.train(...), cnnclf.Run(...): predict, evaluate, export
     cli/        click commands: parse, call one library function, print
 
-config reads the registries of data/ and model/ (sources, presets, Keras names) and nothing else;
-training never imports inference or reporting, and those two never import each other.
+training never imports inference or reporting, and those two never import each other
+(tests/test_architecture.py checks the order, and every module's place in its package's map).
 
 Beside them, modules any stage may use:
 

@@ -167,7 +167,7 @@ def callback_state_fields(early_stopping, checkpoint) -> None:
     in one line, a Keras that renamed them."""
     missing = [
         f"EarlyStopping.{f}"
-        for f in EARLY_STOPPING_FIELDS
+        for f in (*EARLY_STOPPING_FIELDS, "best_weights")  # best_weights: saved apart, as arrays
         if early_stopping is not None and not hasattr(early_stopping, f)
     ]
     if checkpoint is not None and not hasattr(checkpoint, "best"):
@@ -240,3 +240,22 @@ def frozen_graph(concrete):
         )
         return None
     return convert_variables_to_constants_v2(concrete).graph
+
+
+def float_operations(graph) -> int | None:
+    """The floating-point operations of a frozen graph, by TensorFlow's v1 profiler (the only FLOP
+    counter it has); None where this TensorFlow has no v1 profiler."""
+    import tensorflow as tf
+
+    profiler = getattr(getattr(tf, "compat", None), "v1", None)
+    if profiler is None or not hasattr(profiler, "profiler"):
+        _warn_once(f"warning: {_missing('tf.compat.v1.profiler', 'the FLOP count')}")
+        return None
+    options = (
+        profiler.profiler.ProfileOptionBuilder(profiler.profiler.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
+    return profiler.profiler.profile(
+        graph=graph, run_meta=profiler.RunMetadata(), cmd="op", options=options
+    ).total_float_ops

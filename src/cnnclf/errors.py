@@ -116,7 +116,8 @@ def printable(text: object) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
-def first_line(error: BaseException, limit: int = 200) -> str:
-    """An exception's message cut to its first line (at most `limit` characters), or its class's name:
-    what a one-line error may quote of an error from a library."""
-    return (str(error).strip().splitlines() or [error.__class__.__name__])[0][:limit]
+def first_line(error: BaseException | str, limit: int = 200) -> str:
+    """An exception's message (or a text) cut to its first line, at most `limit` characters; an empty
+    exception gives its class's name: what a one-line error may quote of an error from a library."""
+    fallback = "" if isinstance(error, str) else error.__class__.__name__
+    return (str(error).strip().splitlines() or [fallback])[0][:limit]

@@ -19,7 +19,7 @@ import time
 
 from cnnclf import progress
 from cnnclf.config import Config, override
-from cnnclf.errors import DiskFull
+from cnnclf.errors import DiskFull, first_line
 from cnnclf.rundir.directory import RunDir, kept_description
 
 log = logging.getLogger("cnnclf")
@@ -116,7 +116,7 @@ def draw(run: RunDir) -> str | None:
     except Exception as e:  # noqa: BLE001 - the model and metrics are kept whatever a plot does
         if is_disk_full(e):
             raise DiskFull(run.plots) from None
-        message = f"{e.__class__.__name__}: {e}".splitlines()[0][:300]
+        message = first_line(f"{e.__class__.__name__}: {e}", 300)
         log.warning(
             f"drawing the plots failed ({message}); the model and metrics are kept; redraw them with "
             f"`cnnclf plot {run.path}`"

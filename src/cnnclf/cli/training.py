@@ -17,7 +17,7 @@ from cnnclf.cli.options import command, prepare, set_option, start_tensorflow, w
 @set_option
 @click.option("--name", help="Run-name prefix (default: the config's name, or its file name).")
 @click.option("--runs-dir", help="Where run directories go (default: output.runs_dir, runs/).")
-@click.option("--smoke", is_flag=True, help="A quick check: 20 images per class, one epoch.")
+@click.option("--smoke", is_flag=True, help="A quick check: a few images per class, one epoch.")
 @click.pass_context
 def train(ctx, config_path, from_run, overrides, name, runs_dir, smoke):
     """Train a classifier as CONFIG says; the run directory is the last line printed.

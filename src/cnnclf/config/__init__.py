@@ -1,9 +1,9 @@
 """The config: one YAML file says everything about an experiment.
 
 load_config(path, sets, values) reads the file safely (yaml_file.py), applies `--set key.path=value`
-overrides (keys.py), validates every key (schema.py, where every default lives) and the rules
-across keys (rules.py), and raises ConfigError naming the file and line or the --set, the key,
-what was found and the fix.
+overrides (keys.py), validates every key (schema.py, where every default lives; its sections in
+base.py, model_keys.py and train_keys.py) and the rules across keys (rules.py), and raises
+ConfigError naming the file and line or the --set, the key, what was found and the fix.
 """
 
 import re

@@ -56,7 +56,7 @@ class DataConfig(Section):
     skip_bad_images: bool = False  # image files: skip and count files that are not images
     labels: Literal["sparse", "onehot"] = "sparse"  # the loss follows: (sparse_)categorical_crossentropy
     test_split: float | None = Field(None, gt=0, lt=1)  # image files without a test part: this fraction
-    # becomes the test set (null: 0.2), chosen per file by a seeded hash of its path
+    # becomes the test set (null: split.py's DEFAULT_TEST_SPLIT), chosen per file by a seeded hash of its path
     validation: Literal["split", "test"] = "split"  # split: hold out validation_split of train
     validation_split: float = Field(0.1, gt=0, lt=1)  # fraction of train, stratified and seeded
     limit_train: PositiveInt | None = None  # stratified subset size (images), for smoke runs

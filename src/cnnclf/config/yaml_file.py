@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from cnnclf.errors import ConfigError
+from cnnclf.errors import ConfigError, first_line
 from cnnclf.reading import NotReadable, open_regular
 
 MAX_BYTES = 1 << 20  # a config is a page of text; a megabyte is not a config
@@ -197,4 +197,4 @@ def _quoted(text: str) -> str:
 
 
 def _problem(error: yaml.YAMLError) -> str:
-    return getattr(error, "problem", None) or str(error).splitlines()[0]
+    return getattr(error, "problem", None) or first_line(error)

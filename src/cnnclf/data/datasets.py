@@ -28,3 +28,12 @@ KNOWN = {
 }
 
 DATASETS = (*KNOWN, "custom")
+
+# This project's copies of the datasets (../shared/data; its README gives them): source and path
+# within that folder. `cnnclf init` finds them, `cnnclf bench` reads them.
+SHARED_DATA = "../shared/data"
+SHARED_COPIES = {
+    "mnist": ("idx", "mnist"),
+    "fashion_mnist": ("idx", "fashion-mnist"),
+    "cifar10": ("folder", "cifar10/cifar10-jpg.zip"),
+}

@@ -19,6 +19,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from cnnclf.errors import first_line
+
 MAX_PIXELS = 64_000_000
 # The Pillow formats of those suffixes, the only ones opened (a camera JPEG with a second picture, MPO, opens as JPEG)
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
@@ -118,8 +120,7 @@ def _upright(image: Image.Image) -> Image.Image:
 def reason(error: Exception) -> str:
     """What went wrong decoding a file, in one line (Pillow names its buffer, not the file: the
     caller names the file)."""
-    text = (str(error).splitlines() or [""])[0][:200]
-    return f"{error.__class__.__name__}: {text}"
+    return f"{error.__class__.__name__}: {first_line(str(error))}"
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:

@@ -26,7 +26,7 @@ import signal
 import socket
 import time
 
-from cnnclf.errors import ConfigError, plural, printable
+from cnnclf.errors import ConfigError, first_line, plural, printable
 
 log = logging.getLogger("cnnclf")
 
@@ -148,10 +148,10 @@ def _bounded_protocol(capacity: int):
             self._await_head()
             open_ = [c for c in self.connections if isinstance(c, Bounded) and not c.transport.is_closing()]
             if len(open_) > capacity:  # the one idle longest makes room (one closed already is still listed)
-                idle = [c for c in open_ if c is not self and c._waiting()]
+                idle = [c for c in open_ if c is not self and c.waiting()]
                 (min(idle, key=lambda c: c.idle_since) if idle else self).transport.close()
 
-        def _waiting(self) -> bool:  # for a request's head: no request is in progress
+        def waiting(self) -> bool:  # for a request's head: no request is in progress
             return self.cycle is None or self.cycle.response_complete
 
         def _await_head(self) -> None:
@@ -159,12 +159,12 @@ def _bounded_protocol(capacity: int):
             self.head_timer = self.loop.call_later(HEAD_SECONDS, self._head_late)
 
         def _head_late(self) -> None:
-            if self._waiting():
+            if self.waiting():
                 self.transport.close()
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if not self._waiting() and self.head_timer is not None:
+            if not self.waiting() and self.head_timer is not None:
                 self.head_timer.cancel()
                 self.head_timer = None
 
@@ -188,7 +188,7 @@ def _logs_in_one_line() -> None:
 
     class OneLine(logging.Handler):
         def emit(self, record):
-            line = (record.getMessage().splitlines() or [""])[0]
+            line = first_line(record.getMessage(), 1000)
             if line.startswith("Cancel ") or time.monotonic() - said.get(line, -REPEAT_SECONDS) < REPEAT_SECONDS:
                 return  # requests cut off by the shutdown are said once it is done
             said[line] = time.monotonic()

@@ -1,7 +1,8 @@
 """Plots drawn from a run directory's files alone (figures.py sets matplotlib up): every plot of a
 run and report.html (draw_all), the charts here and the image grids in image_grids.py."""
 
-import os
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -34,7 +35,7 @@ def draw_all(run: RunDir) -> list:
                 jobs.append(("top_losses", top_losses))
     if run.data_samples.exists():
         jobs.append(("data_samples", _data_samples))
-    _in_two_processes([lambda draw=draw: draw(run) for _, draw in jobs])
+    _in_two_processes([(draw, run) for _, draw in jobs])
     drawn = [run.plots / f"{name}.png" for name, _ in jobs]
     if drawn:
         drawn.append(write_report(run, drawn))
@@ -47,34 +48,18 @@ def _data_samples(run: RunDir):
 
 
 def _in_two_processes(jobs: list) -> None:
-    """Run the jobs, every other one in a forked child; an error in either raises here. The child runs
-    matplotlib alone, never TensorFlow (as the image-decoding workers, data/parts.py)."""
-    if len(jobs) < 2 or not hasattr(os, "fork"):
-        for job in jobs:
-            job()
+    """Run the jobs ((draw, run) pairs), every other one in a forked worker (the executor data/parts.py
+    decodes with); an error in either raises here. The worker runs matplotlib alone, never TensorFlow."""
+    if len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for draw, run in jobs:
+            draw(run)
         return
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: the odd jobs; what went wrong, if anything, back through the pipe
-        os.close(reader)
-        message = b""
-        try:
-            for job in jobs[1::2]:
-                job()
-        except BaseException as e:  # noqa: BLE001 - reported by the parent, which raises it
-            message = f"{e.__class__.__name__}: {e}".encode()[:4000]
-        os.write(writer, message)
-        os._exit(0)
-    os.close(writer)
-    try:
-        for job in jobs[0::2]:
-            job()
-    finally:
-        with os.fdopen(reader, "rb") as pipe:
-            failure = pipe.read().decode()
-        os.waitpid(pid, 0)
-    if failure:
-        raise RuntimeError(f"in the plotting process: {failure}")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as worker:
+        drawing = [worker.submit(draw, run) for draw, run in jobs[1::2]]
+        for draw, run in jobs[0::2]:
+            draw(run)
+        for future in drawing:
+            future.result()
 
 
 def learning_curves(run: RunDir):

@@ -56,7 +56,7 @@ class RunDir:
     log = property(lambda self: self.path / "train.log")
     plots = property(lambda self: self.path / "plots")
     backup = property(lambda self: self.path / "backup")
-    _status = property(lambda self: self.path / "run.json")
+    status_file = property(lambda self: self.path / "run.json")
     _lock = property(lambda self: self.path / "run.lock")
 
     @classmethod
@@ -80,7 +80,7 @@ class RunDir:
         run = cls(path)
         if not run.path.is_dir():
             raise NotARunError(f"{run.path}: no such run directory; `cnnclf runs` lists the runs")
-        if not run._status.is_file() or not run.config.is_file():
+        if not run.status_file.is_file() or not run.config.is_file():
             raise NotARunError(
                 f"{run.path}: not a cnnclf run directory (no run.json and config.yaml); "
                 f"pass a folder that `cnnclf train` made, like runs/<id>"
@@ -104,7 +104,7 @@ class RunDir:
         return load_config(self.config)
 
     def status(self) -> dict:
-        return self._read_json(self._status, "status")
+        return self._read_json(self.status_file, "status")
 
     def read_metrics(self) -> dict | None:
         return self._read_json(self.metrics, "metrics") if self.metrics.exists() else None
@@ -130,7 +130,7 @@ class RunDir:
     def class_names(self) -> list[str]:
         names = self.status().get("class_names")
         if not isinstance(names, list) or not names:
-            raise NotARunError(f"{self._status}: names no classes; the run never started training")
+            raise NotARunError(f"{self.status_file}: names no classes; the run never started training")
         return [str(n) for n in names]
 
     def _read_json(self, path: Path, what: str) -> dict:
@@ -140,19 +140,19 @@ class RunDir:
             raise NotARunError(
                 f"{path}: the run's {what} file is damaged ({e.__class__.__name__}); the run cannot be used as it is"
             ) from None
-        if not isinstance(value, dict) or (path == self._status and value.get("status") not in STATUSES):
+        if not isinstance(value, dict) or (path == self.status_file and value.get("status") not in STATUSES):
             raise NotARunError(f"{path}: the run's {what} file is damaged (not a cnnclf {what} record)")
         return value
 
     def set_status(self, status: str, **fields) -> None:
         assert status in STATUSES
-        state = self.status() if self._status.exists() else {}
+        state = self.status() if self.status_file.exists() else {}
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         state.update(fields, status=status, updated_at=now, host=socket.gethostname(), **process_identity())
         state.setdefault("started_at", now)
         if status != "failed":
             state.pop("error", None)
-        write_json(self._status, state)
+        write_json(self.status_file, state)
 
     # --- who is training it ------------------------------------------------------------------
 

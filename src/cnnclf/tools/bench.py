@@ -21,12 +21,13 @@ from pathlib import Path
 
 from cnnclf.atomic import write_text
 from cnnclf.config import load_config
+from cnnclf.data.datasets import SHARED_COPIES
 from cnnclf.errors import ConfigError, DataError
 from cnnclf.rundir.directory import RunDir
 from cnnclf.tools.flops import measure_peak_gflops, training_gflops_per_image
 
-DATA_FOLDERS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
-CIFAR_ZIP = "cifar10/cifar10-jpg.zip"
+DATA_FOLDERS = {name: SHARED_COPIES[name][1] for name in ("mnist", "fashion_mnist")}
+CIFAR_ZIP = SHARED_COPIES["cifar10"][1]
 
 
 @dataclass
@@ -78,7 +79,7 @@ def run_bench(
         config = load_config(path)
         figure = figures.get(config.name, {})
         if tutorial_code and Path(path).parent.name == "seeds" and figure.get("tutorial"):
-            _csv_copy(data_dir / "fashion-mnist", cache_dir, "fashion-mnist")
+            _csv_copy(data_dir / DATA_FOLDERS["fashion_mnist"], cache_dir, DATA_FOLDERS["fashion_mnist"])
             command = [
                 sys.executable,
                 str(work_dir / "tutorials.py"),

@@ -35,14 +35,5 @@ def training_gflops_per_image(run: RunDir) -> float:
     forward = tf.function(lambda x: model(x, training=False))
     concrete = forward.get_concrete_function(tf.TensorSpec([1, *model.input_shape[1:]], tf.float32))
     graph = compat.frozen_graph(concrete)
-    if graph is None:
-        return float("nan")
-    options = (
-        tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
-        .with_empty_output()
-        .build()
-    )
-    flops = tf.compat.v1.profiler.profile(
-        graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
-    ).total_float_ops
-    return 3 * flops / 1e9
+    flops = None if graph is None else compat.float_operations(graph)
+    return float("nan") if flops is None else 3 * flops / 1e9

@@ -22,18 +22,23 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnclf.data.datasets import SHARED_COPIES, SHARED_DATA
 from cnnclf.data.images import IMBALANCED
 
 # Where a copy of each dataset is often found: (source, path), the first that exists is used.
 LOCAL_COPIES = {
-    "mnist": [("idx", "data/mnist-sample"), ("idx", "../shared/data/mnist"), ("keras", "~/.keras/datasets/mnist.npz")],
+    "mnist": [
+        ("idx", "data/mnist-sample"),
+        (SHARED_COPIES["mnist"][0], f"{SHARED_DATA}/{SHARED_COPIES['mnist'][1]}"),
+        ("keras", "~/.keras/datasets/mnist.npz"),
+    ],
     "fashion_mnist": [
         ("idx", "data/fashion-mnist-sample"),
-        ("idx", "../shared/data/fashion-mnist"),
+        (SHARED_COPIES["fashion_mnist"][0], f"{SHARED_DATA}/{SHARED_COPIES['fashion_mnist'][1]}"),
         ("keras", "~/.keras/datasets/fashion-mnist"),
     ],
     "cifar10": [
-        ("folder", "../shared/data/cifar10/cifar10-jpg.zip"),
+        (SHARED_COPIES["cifar10"][0], f"{SHARED_DATA}/{SHARED_COPIES['cifar10'][1]}"),
         ("cifar", "~/.keras/datasets/cifar-10-batches-py"),
     ],
 }

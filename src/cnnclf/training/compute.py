@@ -16,6 +16,7 @@ class Compute:
     batch_size: int  # images per training step, across all replicas
     learning_rate_scale: int
     eval_batch_size: int | None = None  # known once the model is built
+    steps_per_epoch: int = 0  # training steps an epoch, known once the data is (with_data)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -60,3 +61,11 @@ def with_model(compute: Compute, model, train) -> Compute:
     return dataclasses.replace(
         compute, jit_compile=bool(model.jit_compile), eval_batch_size=eval_batch_size(model, train)
     )
+
+
+def with_data(compute: Compute, training_images: int) -> Compute:
+    """The levers that depend on the data: the training steps an epoch (the schedule, lookahead and the
+    progress bar count by it; the data pipeline's own definition, data/pipeline.py)."""
+    from cnnclf.data.pipeline import steps_per_epoch
+
+    return dataclasses.replace(compute, steps_per_epoch=steps_per_epoch(training_images, compute.batch_size))

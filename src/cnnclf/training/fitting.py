@@ -7,7 +7,7 @@ over; a run resumes in either phase, or between them.
 
 import numpy as np
 
-from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches, steps_per_epoch, training_batches
+from cnnclf.data.pipeline import errors_unwrapped, evaluation_batches, training_batches
 from cnnclf.errors import DataError, listing
 from cnnclf.training import distribute
 from cnnclf.training.epoch_backup import TrainingState
@@ -34,7 +34,7 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
     """Fit what is left of each phase, restoring the saved state first."""
     config, splits, model, compute = session.config, session.data.splits, session.model, session.compute
     train, onehot = config.train, config.data.labels == "onehot"
-    steps = steps_per_epoch(len(splits.train), compute.batch_size)
+    steps = compute.steps_per_epoch
     with session.strategy.scope():
         if state.phase == "fine_tune":  # the saved optimizer state is the fine-tuning optimizer's
             start_fine_tuning(model, config, steps, compute)

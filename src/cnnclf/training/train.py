@@ -24,7 +24,6 @@ from cnnclf import device, progress
 from cnnclf.atomic import write_json, write_text
 from cnnclf.config import Config
 from cnnclf.data.dataset import Dataset, load
-from cnnclf.data.pipeline import steps_per_epoch
 from cnnclf.data.split import write_split
 from cnnclf.errors import Interrupted, NotARunError, listing
 from cnnclf.model.build import build_model
@@ -33,7 +32,7 @@ from cnnclf.rundir.directory import RunDir
 from cnnclf.rundir.provenance import environment, resumed
 from cnnclf.training import budget, distribute
 from cnnclf.training.callbacks import EpochLines, LearningRate, Lookahead, StopOnNaN
-from cnnclf.training.compute import Compute, resolve, with_model
+from cnnclf.training.compute import Compute, resolve, with_data, with_model
 from cnnclf.training.epoch_backup import TrainingState, publish_model
 from cnnclf.training.fitting import class_weights, fit_phases
 from cnnclf.training.optimization import compile_model
@@ -134,7 +133,7 @@ def prepare(config: Config, data: Dataset, planned: bool = True) -> Session:
         connect_mlflow(config.train.mlflow)  # an unreachable or refused store fails before the run exists
     splits = data.splits
     strategy = distribute.strategy(config.train.distribute)
-    compute = resolve(config.train, strategy)
+    compute = with_data(resolve(config.train, strategy), len(splits.train))
     whitening = None
     if config.model.whiten is not None:
         settings = config.model.whiten
@@ -145,8 +144,7 @@ def prepare(config: Config, data: Dataset, planned: bool = True) -> Session:
     def build(config: Config) -> keras.Model:
         with strategy.scope():
             model = build_model(config, splits.shape, splits.num_classes, compute.mixed_precision, whitening)
-            steps = steps_per_epoch(len(splits.train), compute.batch_size)
-            compile_model(model, config.train, config.data.labels, steps, compute)
+            compile_model(model, config.train, config.data.labels, compute.steps_per_epoch, compute)
         return model
 
     decision = None
@@ -160,11 +158,11 @@ def prepare(config: Config, data: Dataset, planned: bool = True) -> Session:
     return Session(config, data, distribute.fit_model(model, strategy), strategy, compute, weights, decision)
 
 
-def lookahead(train, images: int, batch_size: int) -> list:
-    """The Lookahead callback where train.lookahead asks for it (its share follows the train phase's steps)."""
+def lookahead(train, steps: int) -> list:
+    """The Lookahead callback where train.lookahead asks for it (its share follows the train phase's
+    `steps` an epoch)."""
     if train.lookahead is None:
         return []
-    steps = steps_per_epoch(images, batch_size)
     return [Lookahead(train.lookahead.every_steps, train.lookahead.decay, steps, steps * train.epochs)]
 
 
@@ -211,7 +209,7 @@ def _fit_and_finish(run: RunDir, session: Session, started: float, watch: tuple,
         with outcome_recorded(run, state.first_epoch):
             fit_started = time.time()
             callbacks = [
-                *lookahead(train_cfg, len(splits.train), session.compute.batch_size),
+                *lookahead(train_cfg, session.compute.steps_per_epoch),
                 LearningRate(),  # before the callbacks that record the epoch
                 StopOnNaN(),
                 epoch_lines,
