@@ -1,8 +1,12 @@
-"""Helpers several test files share: configs and data of the error batteries, a PNG that only
+"""What the tests share beside their fixtures (conftest.py): the paths, running the CLI in-process,
+configs and data of every kind written to disk (tiny real data from the MNIST sample in data/,
+a user's photos, backbones' weights), exports run, the error batteries' configs, a PNG that only
 claims a size, and training in a process of its own, interrupted at a chosen epoch."""
 
 import csv
+import io
 import os
+import pickle
 import struct
 import subprocess
 import sys
@@ -11,8 +15,152 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
 
-from conftest import SAMPLE, png_bytes, tiny_config, write_config
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "mnist-sample"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def cnnclf(*args):
+    """Run the CLI in-process; the result has exit_code, stdout and stderr."""
+    from cnnclf.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], obj={"started": time.time()})
+
+
+def run_exported(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
+    """The probabilities an exported model (savedmodel, tflite or onnx) gives for images `x`."""
+    import tensorflow as tf
+
+    if fmt == "savedmodel":
+        loaded = tf.saved_model.load(str(path))  # referenced while it serves: its variables live in it
+        return loaded.signatures["serving_default"](pixels=tf.constant(x))["probabilities"].numpy()
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path))
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False, width=10_000))  # line numbers never depend on a path's length
+    return path
+
+
+def write_cifar(folder: Path, x_train, y_train, x_test, y_test, names=("a", "b", "c", "d"), protocol=2):
+    """The cifar-10-batches-py layout: pickled dicts with bytes keys, N x 3072 channel-first rows."""
+    folder.mkdir()
+
+    def dump(path, x, y):
+        rows = x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+        path.write_bytes(pickle.dumps({b"data": rows, b"labels": [int(v) for v in y]}, protocol=protocol))
+
+    half = len(x_train) // 2
+    dump(folder / "data_batch_1", x_train[:half], y_train[:half])
+    dump(folder / "data_batch_2", x_train[half:], y_train[half:])
+    dump(folder / "test_batch", x_test, y_test)
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [n.encode() for n in names]},
+                                                       protocol=protocol))
+
+
+def write_folder(folder: Path, x_train, y_train, x_test, y_test, names=None):
+    for part, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for i, (image, label) in enumerate(zip(x, y)):
+            path = folder / part / (names[label] if names else str(label)) / f"{i:04d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def tiny_config(runs_dir: Path, **train) -> dict:
+    """A config that trains for real on 1,000 MNIST sample images in a few seconds; in float32, so
+    that its numbers are the same whichever CPU runs the tests (auto is mixed_bfloat16 on AMX)."""
+    return {
+        "name": "tiny",
+        "data": {"dataset": "mnist", "source": "idx", "path": str(SAMPLE), "limit_train": 1000, "limit_test": 200},
+        "model": {"layers": [{"Conv2D": {"filters": 16, "kernel_size": 3, "activation": "relu"}},
+                             {"MaxPooling2D": {"pool_size": 2}}, {"Flatten": {}}]},
+        "train": {"epochs": 2, "batch_size": 16, "mixed_precision": "float32", **train},
+        "output": {"runs_dir": str(runs_dir), "plots": False},  # drawn only where a test looks at them
+    }
+
+
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")
+
+# --- a user's photos ---------------------------------------------------------------------------
+
+COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
+MODES = ("RGB", "L", "RGBA", "P")
+
+
+def photo(colour, size, mode="RGB", seed=0) -> Image.Image:
+    """A noisy picture with a square of the class's colour in the middle."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    pixels = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+    pixels[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = colour
+    image = Image.fromarray(pixels)
+    return image.convert(mode) if mode != "RGB" else image
+
+
+def photos(root: Path, counts=None, suffix=".jpg") -> Path:
+    """photos/<class>/*: mixed sizes and colour modes, imbalanced (cat 3x fox by default)."""
+    counts = counts or {"cat": 36, "dog": 24, "fox": 12}
+    for name, count in counts.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            size = [(40, 30), (32, 32), (24, 48), (64, 40)][i % 4]
+            mode = MODES[i % 4] if suffix == ".png" else ("RGB", "L")[i % 2]
+            photo(COLOURS[name], size, mode, seed=i).save(root / name / f"{i:03d}{suffix}")
+    return root
+
+
+# --- backbones ------------------------------------------------------------------------------------
+
+SMALL = {"name": "MobileNetV3Small", "weights": None}
+
+
+def backbone_config(tmp, root, backbone=None, augment=None, **train) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    return write_config(tmp / "bb.yaml", {
+        "data": {"dataset": "custom", "source": "folder", "path": str(root), "image_shape": [32, 32, 3],
+                 "augment": augment or {}},
+        "model": {"backbone": backbone or SMALL},
+        "train": {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "learning_rate": 0.01},
+                  "deterministic": True, **train},
+        "output": {"runs_dir": str(tmp / "runs"), "plots": False}})
+
+
+def weights_file(path: Path, name="MobileNetV3Small", seed=3) -> Path:
+    """A backbone's weights as a file, made here: what a download would bring."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
+    return path
+
+
+FINE_TUNING = dict(epochs=1, fine_tune={"epochs": 1, "learning_rate": 1e-4, "unfreeze": 10},
+                   augment={"flip": "horizontal", "zoom": 0.1})
+
+
+# --- the batteries' configs, and training interrupted ----------------------------------------------
 
 LAYERS = [{"Flatten": {}}]
 

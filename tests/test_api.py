@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, cnnclf, png_bytes
+from helpers import ROOT, cnnclf, png_bytes
 
 pytestmark = pytest.mark.slow  # trains for real, in a process of its own
 

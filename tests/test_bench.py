@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from cnnclf.tools.bench_report import markdown, write_section
-from conftest import ROOT, cnnclf
+from helpers import ROOT, cnnclf
 
 
 @pytest.mark.slow  # trains for real, in subprocesses

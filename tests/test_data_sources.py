@@ -14,7 +14,7 @@ from cnnclf.data.images import load_images
 from cnnclf.data.parts import InMemory
 from cnnclf.data.split import split_arrays
 from cnnclf.errors import DataError
-from conftest import ROOT, cnnclf, write_cifar, write_folder
+from helpers import ROOT, cnnclf, write_cifar, write_folder
 
 
 def data(**kwargs):

@@ -9,8 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import cnnclf
-from helpers import GRAY, GRAY_10, LAYERS, config, folder, npz, two_classes
+from helpers import GRAY, GRAY_10, LAYERS, cnnclf, config, folder, npz, two_classes
 
 
 def idx_folder(tmp, images=None, magic=2051, truncate=0):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cnnclf.data.decoding import decode_image
-from conftest import cnnclf, photos, run_exported, write_config
+from helpers import cnnclf, photos, run_exported, write_config
 
 FORMATS = ["savedmodel", "tflite", "onnx"]
 AUGMENT = {"flip": "horizontal", "translate": 0.1, "rotate": 0.05, "zoom": 0.1}
@@ -97,7 +97,7 @@ def test_every_export_gives_predicts_answers_on_the_same_files(request, which, t
 
 def readme_export_examples() -> tuple[str, dict[str, str]]:
     """README's "Using an export": the block that prepares an image, and each format's block."""
-    from conftest import ROOT
+    from helpers import ROOT
 
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Using an export"): text.index("## Serving a model")]

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import cnnclf, photos, write_config
-from helpers import history, resumable_config, signal_after_epochs, start_training
+from helpers import cnnclf, history, photos, resumable_config, signal_after_epochs, start_training, write_config
 
 pytestmark = pytest.mark.slow
 

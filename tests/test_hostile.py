@@ -16,8 +16,20 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import SAMPLE, cnnclf, photos, png_bytes, write_cifar
-from helpers import GRAY, GRAY_10, config, folder, npz, png_header_only, two_classes
+from helpers import (
+    GRAY,
+    GRAY_10,
+    SAMPLE,
+    cnnclf,
+    config,
+    folder,
+    npz,
+    photos,
+    png_bytes,
+    png_header_only,
+    two_classes,
+    write_cifar,
+)
 
 TINY = {"dataset": "mnist", "source": "idx", "path": str(SAMPLE)}
 
@@ -679,7 +691,7 @@ def test_training_skips_and_names_hostile_files_when_asked(tmp_path):
 
 def test_a_password_on_the_command_line_is_recorded_masked(tmp_path, monkeypatch):
     """env.json and run.lock record the command line: a database password in it is masked there."""
-    from conftest import tiny_config, write_config
+    from helpers import tiny_config, write_config
 
     monkeypatch.setattr("sys.argv", ["cnnclf", "train", "x.yaml", "--set",
                                      "tune.storage=postgresql://me:hun@ter2@db/s?password=hunter3"])

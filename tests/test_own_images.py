@@ -15,7 +15,7 @@ from PIL import Image
 from cnnclf.config import DataConfig
 from cnnclf.data.dataset import list_and_split, load
 from cnnclf.data.decoding import decode_image
-from conftest import COLOURS, MODES, cnnclf, photo, photos, write_config
+from helpers import COLOURS, MODES, cnnclf, photo, photos, write_config
 
 
 def data(path, **kwargs) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cnnclf, tiny_config, write_config
+from helpers import cnnclf, tiny_config, write_config
 
 
 def test_debug_and_set_work_after_the_command(tmp_path, monkeypatch):
@@ -107,7 +107,7 @@ def test_init_points_at_a_local_copy_or_says_how_to_get_one(tmp_path, monkeypatc
 
 
 def test_init_fits_a_custom_config_to_the_images(tmp_path):
-    from conftest import photos
+    from helpers import photos
 
     photos(tmp_path / "photos", counts={"cat": 150, "dog": 40, "fox": 30})
     result = cnnclf("init", "--dataset", "custom", "--path", tmp_path / "photos", "--out", tmp_path / "mine.yaml")

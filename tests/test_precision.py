@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import cnnclf, tiny_config, write_config
+from helpers import cnnclf, tiny_config, write_config
 
 
 @pytest.mark.parametrize("flags, expected", [({"amx_bf16", "avx512_bf16", "avx512f", "avx2"}, "mixed_bfloat16"),

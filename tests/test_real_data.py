@@ -8,7 +8,7 @@ import pytest
 
 from cnnclf.data.csv_files import write_csv
 from cnnclf.data.idx import read_idx
-from conftest import SHARED_DATA, cnnclf, needs_shared_data, write_config
+from helpers import SHARED_DATA, cnnclf, needs_shared_data, write_config
 
 pytestmark = pytest.mark.slow  # trains for real, in subprocesses and clusters
 

@@ -17,8 +17,7 @@ from cnnclf.atomic import write_json
 from cnnclf.errors import Interrupted
 from cnnclf.rundir.directory import RunDir
 from cnnclf.signals import deferred_interrupts, interrupts_raised
-from conftest import cnnclf, tiny_config, write_config
-from helpers import history, resumable_config, signal_after_epochs, start_training
+from helpers import cnnclf, history, resumable_config, signal_after_epochs, start_training, tiny_config, write_config
 
 
 @pytest.mark.slow

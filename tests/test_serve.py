@@ -15,8 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import cnnclf, png_bytes
-from helpers import png_header_only
+from helpers import cnnclf, png_bytes, png_header_only
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +47,7 @@ def server(tiny_run):
 @pytest.fixture(scope="module")
 def digits():
     from cnnclf.data.idx import read_idx
-    from conftest import SAMPLE
+    from helpers import SAMPLE
 
     return read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:4]
 

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from cnnclf.data.idx import read_idx
-from conftest import SAMPLE, cnnclf, run_exported, tiny_config, write_config
+from helpers import SAMPLE, cnnclf, run_exported, tiny_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,7 @@ def test_init_writes_a_valid_commented_starter(tmp_path, dataset):
 
 def test_data_inspect_reports_balance_duplicates_and_unreadable(tmp_path, formats, monkeypatch):
     monkeypatch.chdir(tmp_path)  # data inspect draws its grid in the working folder
-    from conftest import png_bytes
+    from helpers import png_bytes
 
     shutil.copytree(formats / "folder", tmp_path / "folder")
     (tmp_path / "folder/train/3/broken.png").write_bytes(b"garbage")
@@ -350,7 +350,7 @@ def test_each_answer_says_whether_it_is_unknown(trained_run, digit_files):
 def test_data_issues_puts_the_planted_wrong_labels_first(tmp_path):
     """Photos whose class is their colour, four of them moved into another class's folder: the models
     trained on the other folds call them by their colour, and cleanlab ranks them first."""
-    from conftest import COLOURS, photo
+    from helpers import COLOURS, photo
 
     root = tmp_path / "photos"
     for name, colour in COLOURS.items():  # in colour, every one (photos() makes some grayscale)

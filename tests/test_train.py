@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import cnnclf, tiny_config, write_config
+from helpers import cnnclf, tiny_config, write_config
 
 RUN_FILES = {"run.json", "run.lock", "config.yaml", "model.keras", "history.csv", "metrics.json", "predictions.npz",
              "calibration.json",

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cnnclf.model import backbones
-from conftest import FINE_TUNING, SMALL, backbone_config, cnnclf, weights_file, write_config
+from helpers import FINE_TUNING, SMALL, backbone_config, cnnclf, weights_file, write_config
 
 
 def backbone_weights(model_path: Path) -> list[np.ndarray]:
@@ -211,7 +211,7 @@ def digit_files_for_cam(tmp_path):
     from PIL import Image
 
     from cnnclf.data.idx import read_idx
-    from conftest import SAMPLE
+    from helpers import SAMPLE
 
     images = read_idx(SAMPLE / "t10k-images-idx3-ubyte.gz", "images")[:3]
     paths = []

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cnnclf.errors import Interrupted
-from conftest import cnnclf, tiny_config, write_config
+from helpers import cnnclf, tiny_config, write_config
 
 pytestmark = pytest.mark.slow  # trains for real, in subprocesses and clusters
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import cnnclf, tiny_config, write_config
+from helpers import cnnclf, tiny_config, write_config
 
 pytestmark = pytest.mark.slow  # a database server, several training processes
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from helpers import ROOT
 
 SOURCE = ROOT / "src" / "cnnclf"
 BASE = {"errors", "atomic", "device", "measures", "reading", "redaction", "signals", "progress", "compat", "startup", "__init__", "__version__"}  # any stage may use them

@@ -4,7 +4,7 @@ import pytest
 
 from cnnclf.config import load_config
 from cnnclf.errors import ConfigError
-from conftest import ROOT
+from helpers import ROOT
 
 GOOD = """\
 data:
