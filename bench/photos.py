@@ -13,7 +13,6 @@ mean and the spread of test accuracy and balanced accuracy over the seeds, and t
 
 import argparse
 import io
-import json
 import random
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from variants import HEADER, summary, train  # bench/variants.py: one runner for both
+from variants import run_variants  # bench/variants.py: one runner for both
 
 COUNTS = {"airplane": 400, "cat": 200, "ship": 80, "frog": 40}
 REFERENCE = (
@@ -86,21 +85,12 @@ def main() -> None:
     for spec in args.variant + ([REFERENCE] if args.reference else []):
         name, _, sets = spec.partition("=")
         variants[name] = sets.split(";")
-    results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="cnnclf-photos-") as folder:
         work = Path(folder)
         make_photos(zip_path, work / "photos")
         init = cnnclf("init", "--dataset", "custom", "--path", "photos", "--out", "photos.yaml", cwd=work)
         print(init.stderr, (work / "photos.yaml").read_text(), sep="\n", flush=True)
-        for name, sets in variants.items():
-            results[name] = []
-            for seed in range(args.seeds):
-                results[name].append(train(work, "photos.yaml", seed, sets))
-                print(name, json.dumps(results[name][-1]), flush=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(HEADER)
-    for name, rows in results.items():
-        print(summary(name, rows))
+        run_variants(work, "photos.yaml", variants, args.seeds, args.out, first_seed=0)
 
 
 if __name__ == "__main__":

@@ -78,16 +78,22 @@ def main() -> None:
     for spec in args.variant:
         name, _, sets = spec.partition("=")
         variants[name] = base + sets.split(";")
+    run_variants(args.work_dir, str(Path(args.config).resolve()), variants, args.seeds, args.json, args.first_seed)
+
+
+def run_variants(work: Path, config: str, variants: dict, seeds: int, out: Path, first_seed: int = 42) -> dict:
+    """Each variant over the seeds, the JSON rewritten after each run; the table printed at the end."""
     results: dict[str, list[dict]] = {}
     for name, sets in variants.items():
         results[name] = []
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
-            results[name].append(train(args.work_dir, str(Path(args.config).resolve()), seed, sets))
+        for seed in range(first_seed, first_seed + seeds):
+            results[name].append(train(work, config, seed, sets))
             print(name, json.dumps(results[name][-1]), flush=True)
-            args.json.write_text(json.dumps(results, indent=2) + "\n")
+            out.write_text(json.dumps(results, indent=2) + "\n")
     print(HEADER)
     for name, rows in results.items():
         print(summary(name, rows))
+    return results
 
 
 if __name__ == "__main__":

@@ -13,35 +13,31 @@ GRID_CLASSES = 20  # rows of the data grid: a picture a page tall, however many 
 
 def test_samples(run: RunDir):
     """Sample test images, misclassified first: true label, prediction and its probability."""
-    metrics = run.read_metrics() or {}
-    names = metrics["class_names"]
-    with np.load(run.predictions) as f:
-        images, index = f["sample_images"], f["sample_index"]
-        truth, probabilities = f["y_true"][index], f["probabilities"][index]
-    titles, colors = [], []
-    for true, p in zip(truth, probabilities):
-        predicted = int(p.argmax())
-        titles.append(f"{names[true]}\n→ {names[predicted]} {p[predicted]:.0%}")
-        colors.append(RIGHT if predicted == true else WRONG)
-    return _grid(
-        images, titles, colors, "Test samples (misclassified first): true → predicted", run.plots / "test_samples.png"
-    )
+    return _answers(run, "sample", "Test samples (misclassified first): true → predicted", "test_samples.png")
 
 
 def top_losses(run: RunDir):
     """The test images of highest loss (the model surest and wrong, or a label to check): the given
     class, the predicted one and its probability, and the loss."""
+    title = "Highest-loss test images: given → predicted (a mistake, or a label to check)"
+    return _answers(run, "loss", title, "top_losses.png", with_loss=True)
+
+
+def _answers(run: RunDir, kept: str, title: str, name: str, with_loss: bool = False):
+    """Test images kept in predictions.npz (`kept`: sample or loss) with their true class, the predicted
+    one and its probability (and the loss), right ones green, wrong ones red."""
     names = (run.read_metrics() or {})["class_names"]
     with np.load(run.predictions) as f:
-        images, index = f["loss_images"], f["loss_index"]
+        images, index = f[f"{kept}_images"], f[f"{kept}_index"]
         truth, probabilities = f["y_true"][index], f["probabilities"][index]
     titles, colors = [], []
     for true, p in zip(truth, probabilities):
         predicted = int(p.argmax())
-        titles.append(f"{names[true]} → {names[predicted]} {p[predicted]:.0%}\nloss {-np.log(max(p[true], 1e-12)):.2f}")
+        loss = f"\nloss {-np.log(max(p[true], 1e-12)):.2f}" if with_loss else ""
+        separator = " " if with_loss else "\n"
+        titles.append(f"{names[true]}{separator}→ {names[predicted]} {p[predicted]:.0%}{loss}")
         colors.append(RIGHT if predicted == true else WRONG)
-    title = "Highest-loss test images: given → predicted (a mistake, or a label to check)"
-    return _grid(images, titles, colors, title, run.plots / "top_losses.png")
+    return _grid(images, titles, colors, title, run.plots / name)
 
 
 def suspects(images: np.ndarray, titles: list[str], path):
