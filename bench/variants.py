@@ -82,14 +82,20 @@ def main() -> None:
 
 
 def run_variants(work: Path, config: str, variants: dict, seeds: int, out: Path, first_seed: int = 42) -> dict:
-    """Each variant over the seeds, the JSON rewritten after each run; the table printed at the end."""
+    """Each variant over the seeds, the JSON (the machine, the date, the config, each run) rewritten after
+    each run; the table printed at the end."""
+    import datetime
+
+    from cnnclf import device
+
     results: dict[str, list[dict]] = {}
+    header = {"device": device.describe(), "date": f"{datetime.date.today()}", "config": config}
     for name, sets in variants.items():
         results[name] = []
         for seed in range(first_seed, first_seed + seeds):
             results[name].append(train(work, config, seed, sets))
             print(name, json.dumps(results[name][-1]), flush=True)
-            out.write_text(json.dumps(results, indent=2) + "\n")
+            out.write_text(json.dumps({**header, "variants": results}, indent=2) + "\n")
     print(HEADER)
     for name, rows in results.items():
         print(summary(name, rows))

@@ -282,3 +282,20 @@ def test_a_time_budget_is_read_in_seconds_minutes_or_hours():
     assert [TrainConfig(time_budget=v).time_budget for v in ("90s", "5m", "1.5h", 42)] == [90, 300, 5400, 42]
     with pytest.raises(ValueError, match="a time budget is seconds, or a number with s, m or h"):
         TrainConfig(time_budget="soon")
+
+
+def test_a_time_budget_shorter_than_an_epoch_trains_part_of_one(tmp_path, monkeypatch):
+    """900 training images at 300 images/s take 3 s, 100 validating at 1,000 images/s 0.1 s: a 2 s budget
+    fits (0.93 x 2 - 0.1) / 3 = 59% of an epoch, 33 of its 57 steps; the schedule ends there."""
+    from cnnclf.training import budget
+
+    monkeypatch.setattr(budget, "_measure", lambda *args: (300.0, 1000.0, 0.0))
+    config = tiny_config(tmp_path / "runs", epochs=5, time_budget=2, lr_schedule="cosine")
+    result = cnnclf("train", write_config(tmp_path / "b.yaml", config))
+    assert result.exit_code == 0, result.stderr
+    assert "3.1 s an epoch: one epoch of 59% of the training images (33 steps)" in result.stderr
+    run = Path(result.stdout.split()[-1])
+    train = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert (train["epochs"], train["steps_per_epoch"]) == (1, 33)
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert len(rows) == 1 and float(rows[0]["learning_rate"]) < 1e-6  # the cosine ended with the partial epoch

@@ -96,8 +96,10 @@ class TrainConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # needs data.labels: onehot
     metrics: list[str] = ["accuracy"]
     epochs: int = Field(10, gt=0, le=100_000)
-    time_budget: float | None = None  # seconds of fitting ("90s", "5m", "1h"): epochs (at most `epochs`) and
-    # the schedule are planned from the speed measured on this machine before training (budget.py)
+    time_budget: float | None = None  # seconds of fitting ("90s", "5m", "1h"): the epochs (replacing `epochs`)
+    # and the schedule are planned from the speed measured on this machine before training (budget.py)
+    steps_per_epoch: PositiveInt | None = None  # train this many steps an epoch, not the whole training set:
+    # a time budget shorter than an epoch sets it (null: every training image, once an epoch)
     batch_size: PositiveInt = 32  # images per training step
     eval_batch_size: Literal["auto"] | PositiveInt = "auto"  # images per validation/test step; auto: as
     # many as fit in 64 MB of activations (at least batch_size, at most 1024)

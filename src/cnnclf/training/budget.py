@@ -5,7 +5,8 @@ trains a few steps and validates a few batches on the run's own data: the first 
 traces its function and is not counted, the next ones are timed. From the images per second of
 each, an epoch's seconds follow (training plus validation), and the epochs are what fits in the
 budget's share (SAFETY of it: a CPU's speed moves between minutes) less the tracing the run's first
-epoch pays again. The run is then built with those
+epoch pays again; a budget shorter than one epoch gets one epoch of as many steps as fit
+(train.steps_per_epoch). The run is then built with those
 epochs, so the warm-up, the cosine decay and lookahead end where the run does, never cut off. The
 decision is printed and kept in run.json; resume keeps the epochs config.yaml holds. The budget
 covers fitting; the start, evaluation and the plots come on top (run.json times each).
@@ -23,6 +24,7 @@ log = logging.getLogger("cnnclf")
 SAFETY = 0.93  # of the budget, what the planned epochs may fill
 TIMED_SECONDS = 2.0  # at least this much training is timed, after the first execution
 MAX_TIMED_STEPS = 200
+MIN_FRACTION = 0.05  # of an epoch, the least a budget plans (below, it is said to be too small)
 
 
 def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, dict]:
@@ -35,8 +37,14 @@ def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, d
     started = time.perf_counter()
     train_rate, validation_rate, tracing = measured or _measure(config, data, build, compute)
     splits = data.splits
-    epoch = len(splits.train) / train_rate + len(splits.validation) / validation_rate
-    epochs = max(1, min(100_000, int((SAFETY * budget - tracing) / epoch)))
+    training, validating = len(splits.train) / train_rate, len(splits.validation) / validation_rate
+    epoch, usable = training + validating, SAFETY * budget - tracing
+    epochs = max(1, min(100_000, int(usable / epoch)))
+    changes: dict = {"train.epochs": epochs, "train.steps_per_epoch": None}
+    fraction = 1.0
+    if usable < epoch:  # not one whole epoch: one epoch of as many steps as fit, then its validation
+        fraction = max((usable - validating) / training, MIN_FRACTION)
+        changes["train.steps_per_epoch"] = max(1, int(fraction * compute.steps_per_epoch))
     decision = {
         "budget_seconds": budget,
         "train_images_per_second": round(train_rate, 1),
@@ -44,14 +52,19 @@ def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, d
         "epoch_seconds": round(epoch, 2),
         "tracing_seconds": round(tracing, 2),
         "epochs": epochs,
+        "steps_per_epoch": changes["train.steps_per_epoch"],
         "measuring_seconds": round(time.perf_counter() - started, 2),
     }
+    planned = (
+        f"{epochs} epochs"
+        if fraction == 1.0
+        else f"one epoch of {fraction:.0%} of the training images ({changes['train.steps_per_epoch']} steps)"
+    )
     log.info(
         f"time budget {budget:g} s: {train_rate:,.0f} images/s training and {validation_rate:,.0f} validating on "
-        f"this machine, {epoch:.1f} s an epoch: {epochs} epochs, the schedule fitted to them"
-        + ("" if epoch * epochs <= budget else "; one epoch is more than the budget")
+        f"this machine, {epoch:.1f} s an epoch: {planned}, the schedule fitted to them"
     )
-    return override(config, {"train.epochs": epochs}), decision
+    return override(config, changes), decision
 
 
 def _measure(config: Config, data, build, compute) -> tuple[float, float, float]:

@@ -63,9 +63,11 @@ def with_model(compute: Compute, model, train) -> Compute:
     )
 
 
-def with_data(compute: Compute, training_images: int) -> Compute:
+def with_data(compute: Compute, training_images: int, train) -> Compute:
     """The levers that depend on the data: the training steps an epoch (the schedule, lookahead and the
-    progress bar count by it; the data pipeline's own definition, data/pipeline.py)."""
+    progress bar count by it): the data pipeline's own count (data/pipeline.py), or fewer where
+    train.steps_per_epoch says (a time budget shorter than an epoch)."""
     from cnnclf.data.pipeline import steps_per_epoch
 
-    return dataclasses.replace(compute, steps_per_epoch=steps_per_epoch(training_images, compute.batch_size))
+    steps = steps_per_epoch(training_images, compute.batch_size)
+    return dataclasses.replace(compute, steps_per_epoch=min(steps, train.steps_per_epoch or steps))

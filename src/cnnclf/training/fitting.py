@@ -81,6 +81,7 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
                 validation_data=validation,
                 callbacks=callbacks,
                 class_weight=session.class_weight,
+                steps_per_epoch=steps if config.train.steps_per_epoch else None,  # a partial epoch (time budget)
                 shuffle=False,
                 verbose=0,
             )

@@ -133,7 +133,7 @@ def prepare(config: Config, data: Dataset, planned: bool = True) -> Session:
         connect_mlflow(config.train.mlflow)  # an unreachable or refused store fails before the run exists
     splits = data.splits
     strategy = distribute.strategy(config.train.distribute)
-    compute = with_data(resolve(config.train, strategy), len(splits.train))
+    compute = with_data(resolve(config.train, strategy), len(splits.train), config.train)
     whitening = None
     if config.model.whiten is not None:
         settings = config.model.whiten
@@ -142,15 +142,17 @@ def prepare(config: Config, data: Dataset, planned: bool = True) -> Session:
         whitening = whitening_weights(images, settings.patch, settings.epsilon, scale)
 
     def build(config: Config) -> keras.Model:
+        steps = with_data(compute, len(splits.train), config.train).steps_per_epoch
         with strategy.scope():
             model = build_model(config, splits.shape, splits.num_classes, compute.mixed_precision, whitening)
-            compile_model(model, config.train, config.data.labels, compute.steps_per_epoch, compute)
+            compile_model(model, config.train, config.data.labels, steps, compute)
         return model
 
     decision = None
     if config.train.time_budget is not None and planned:
         with progress.step("measuring this machine's speed for train.time_budget"):
             config, decision = budget.plan(config, data, build, compute)
+        compute = with_data(compute, len(splits.train), config.train)
     with progress.step("building the model"):
         model = build(config)
     compute = with_model(compute, model, config.train)
