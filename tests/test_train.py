@@ -240,17 +240,18 @@ def test_the_sample_grid_shows_mistakes_of_every_class_the_rare_ones_first():
 
 
 def test_a_time_budget_plans_the_epochs_and_the_schedule_ends_with_the_run(tmp_path, monkeypatch):
-    """The speed is injected (no timing in tests): 1,000 training and 2,000 validation images/s make an
-    epoch of the tiny config (900 + 100 images) 0.95 s; a 3 s budget fits 2 epochs. The cosine schedule
-    ends at the last epoch's end; resume keeps the plan (config.yaml's epochs), measuring nothing."""
+    """The speed is injected (no timing in tests): 900 training and 2,000 validation images/s make an
+    epoch of the tiny config (900 + 100 images) 1.05 s; 93% of a 2.4 s budget fits 2 whole epochs with
+    6% left. The cosine schedule ends at the last epoch's end; resume keeps the plan (config.yaml's
+    epochs), measuring nothing."""
     from cnnclf.errors import Interrupted
     from cnnclf.training import budget, callbacks
 
-    monkeypatch.setattr(budget, "_measure", lambda *args: (1000.0, 2000.0, 0.0))
-    config = tiny_config(tmp_path / "runs", epochs=50, time_budget="3s", lr_schedule="cosine", warmup_epochs=0.5)
+    monkeypatch.setattr(budget, "_measure", lambda *args: (900.0, 2000.0, 0.0))
+    config = tiny_config(tmp_path / "runs", epochs=50, time_budget=2.4, lr_schedule="cosine", warmup_epochs=0.5)
     result = cnnclf("train", write_config(tmp_path / "b.yaml", config))
     assert result.exit_code == 0, result.stderr
-    assert "time budget 3 s: 1,000 images/s training and 2,000 validating on this machine, 1.0 s an epoch: 2 epochs" \
+    assert "time budget 2.4 s: 900 images/s training and 2,000 validating on this machine, 1.1 s an epoch: 2 epochs" \
         in result.stderr
     run = Path(result.stdout.split()[-1])
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
@@ -284,18 +285,24 @@ def test_a_time_budget_is_read_in_seconds_minutes_or_hours():
         TrainConfig(time_budget="soon")
 
 
-def test_a_time_budget_shorter_than_an_epoch_trains_part_of_one(tmp_path, monkeypatch):
-    """900 training images at 300 images/s take 3 s, 100 validating at 1,000 images/s 0.1 s: a 2 s budget
-    fits (0.93 x 2 - 0.1) / 3 = 59% of an epoch, 33 of its 57 steps; the schedule ends there."""
+@pytest.mark.parametrize("seconds, planned, epochs, steps", [
+    (2, "1 epoch of 59% of the training images (33 steps each)", 1, 33),  # (0.93 x 2 - 0.1) / 3 of an epoch
+    (8, "3 epochs of 79% of the training images (45 steps each)", 3, 45),  # 2 whole epochs would leave 17%
+])
+def test_a_time_budget_between_whole_epochs_trains_shorter_ones(tmp_path, monkeypatch, seconds, planned, epochs,
+                                                                  steps):
+    """900 training images at 300 images/s take 3 s, 100 validating at 1,000 images/s 0.1 s. A budget
+    shorter than an epoch trains part of one; where whole epochs would end more than a tenth early,
+    there is one more and each is shorter (other images each time); the schedule ends with the last."""
     from cnnclf.training import budget
 
     monkeypatch.setattr(budget, "_measure", lambda *args: (300.0, 1000.0, 0.0))
-    config = tiny_config(tmp_path / "runs", epochs=5, time_budget=2, lr_schedule="cosine")
+    config = tiny_config(tmp_path / "runs", epochs=5, time_budget=seconds, lr_schedule="cosine")
     result = cnnclf("train", write_config(tmp_path / "b.yaml", config))
     assert result.exit_code == 0, result.stderr
-    assert "3.1 s an epoch: one epoch of 59% of the training images (33 steps)" in result.stderr
+    assert f"3.1 s an epoch: {planned}" in result.stderr
     run = Path(result.stdout.split()[-1])
     train = yaml.safe_load((run / "config.yaml").read_text())["train"]
-    assert (train["epochs"], train["steps_per_epoch"]) == (1, 33)
+    assert (train["epochs"], train["steps_per_epoch"]) == (epochs, steps)
     rows = list(csv.DictReader((run / "history.csv").open()))
-    assert len(rows) == 1 and float(rows[0]["learning_rate"]) < 1e-6  # the cosine ended with the partial epoch
+    assert len(rows) == epochs and float(rows[-1]["learning_rate"]) < 1e-6  # the cosine ended with the last epoch

@@ -152,8 +152,6 @@ def _check_train(cfg: Config, fail) -> None:
             "the batch per step is fixed, so the learning rate keeps its scale; "
             "set train.batch_size_per_replica: true to scale both",
         )
-    if train.steps_per_epoch is not None and train.epochs != 1:
-        fail(("train", "steps_per_epoch"), "part of an epoch is trained once: set train.epochs: 1 (or leave it null)")
     if train.time_budget is not None and train.fine_tune is not None:
         fail(("train", "time_budget"), "a time budget plans one training phase; with fine_tune, set epochs instead")
     if train.time_budget is not None and train.distribute == "multi_worker":

@@ -98,8 +98,8 @@ class TrainConfig(Section):
     epochs: int = Field(10, gt=0, le=100_000)
     time_budget: float | None = None  # seconds of fitting ("90s", "5m", "1h"): the epochs (replacing `epochs`)
     # and the schedule are planned from the speed measured on this machine before training (budget.py)
-    steps_per_epoch: PositiveInt | None = None  # train this many steps an epoch, not the whole training set:
-    # a time budget shorter than an epoch sets it (null: every training image, once an epoch)
+    steps_per_epoch: PositiveInt | None = None  # epochs of this many steps, fewer than the training images
+    # make (each epoch other images); a time budget sets it to end where the budget does (null: them all)
     batch_size: PositiveInt = 32  # images per training step
     eval_batch_size: Literal["auto"] | PositiveInt = "auto"  # images per validation/test step; auto: as
     # many as fit in 64 MB of activations (at least batch_size, at most 1024)

@@ -41,6 +41,7 @@ def training_batches(
     shard: tuple[int, int] = (0, 1),
     alternate_flips: bool = False,
     mix: tuple[float, float] | None = None,
+    steps: int | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """One epoch of shuffled batches (Keras iterates it once per epoch), and its length in steps.
 
@@ -53,9 +54,11 @@ def training_batches(
     is mirrored left to right in the epochs where i + epoch is odd, so it is seen both ways equally
     often (airbench); such an index travels as -(i + 1) to the gather, which mirrors it. `mix`
     (MixUp's alpha, CutMix's alpha; one-hot labels): each batch mixed with itself reversed (mixed).
+    `steps`: an epoch of this many steps, fewer than the images make (a time budget's): each epoch the
+    first batches of its own order, so the epochs see different images.
     """
     n = len(part)
-    steps = steps_per_epoch(n, batch_size)
+    steps = min(steps or steps_per_epoch(n, batch_size), steps_per_epoch(n, batch_size))
 
     def epoch_order(_):
         epoch = tf.cast(tf.convert_to_tensor(step_counter.value), tf.int64) // steps + first_epoch
@@ -64,7 +67,7 @@ def training_batches(
         )
         if alternate_flips:
             order = tf.where((order + epoch) % 2 == 1, -order - 1, order)
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).take(steps)
 
     batches = tf.data.Dataset.from_tensors(0).flat_map(epoch_order)
     batches = batches.apply(tf.data.experimental.assert_cardinality(steps))

@@ -65,6 +65,7 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
                 shard=shard,
                 alternate_flips=config.data.augment.alternate_flips,
                 mix=(config.data.augment.mixup, config.data.augment.cutmix),
+                steps=steps,
             )[0],
         )
         validation = distribute.per_worker(
@@ -81,7 +82,6 @@ def fit_phases(session, state: TrainingState, callbacks: list, progress) -> None
                 validation_data=validation,
                 callbacks=callbacks,
                 class_weight=session.class_weight,
-                steps_per_epoch=steps if config.train.steps_per_epoch else None,  # a partial epoch (time budget)
                 shuffle=False,
                 verbose=0,
             )
