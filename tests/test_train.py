@@ -247,7 +247,7 @@ def test_a_time_budget_plans_the_epochs_and_the_schedule_ends_with_the_run(tmp_p
     from cnnclf.errors import Interrupted
     from cnnclf.training import budget, callbacks
 
-    monkeypatch.setattr(budget, "_measure", lambda *args: (900.0, 2000.0, 0.0))
+    monkeypatch.setattr(budget, "_measure", lambda *args: (900.0, 2000.0, 0.0, 0.0))
     config = tiny_config(tmp_path / "runs", epochs=50, time_budget=2.4, lr_schedule="cosine", warmup_epochs=0.5)
     result = cnnclf("train", write_config(tmp_path / "b.yaml", config))
     assert result.exit_code == 0, result.stderr
@@ -296,7 +296,7 @@ def test_a_time_budget_between_whole_epochs_trains_shorter_ones(tmp_path, monkey
     there is one more and each is shorter (other images each time); the schedule ends with the last."""
     from cnnclf.training import budget
 
-    monkeypatch.setattr(budget, "_measure", lambda *args: (300.0, 1000.0, 0.0))
+    monkeypatch.setattr(budget, "_measure", lambda *args: (300.0, 1000.0, 0.0, 0.0))
     config = tiny_config(tmp_path / "runs", epochs=5, time_budget=seconds, lr_schedule="cosine")
     result = cnnclf("train", write_config(tmp_path / "b.yaml", config))
     assert result.exit_code == 0, result.stderr

@@ -3,7 +3,7 @@
 Before the run's model is built, a throwaway copy of it (the same config, compiled the same way)
 trains a few steps and validates a few batches on the run's own data: the first execution of each
 traces its function and is not counted, the next ones are timed. From the images per second of
-each, an epoch's seconds follow (training plus validation), and the epochs are what fits in the
+each, an epoch's seconds follow (training, validation and the epoch's save), and the epochs are what fits in the
 budget's share (SAFETY of it: a CPU's speed moves between minutes) less the tracing the run's first
 epoch pays again. Where whole epochs would leave over a tenth of the budget unused (one epoch of
 Fashion-MNIST takes 117 s on the AMD EPYC: a 4-minute budget held one), there is one epoch more and
@@ -33,14 +33,15 @@ LEFT_UNUSED = 0.1  # of the budget, the most whole epochs may leave unused; beyo
 def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, dict]:
     """The config with the epochs that fit train.time_budget, and the decision. `build(config)`: a
     compiled model of the config (the run's own builder); `measured`: the speeds (training, validation
-    images/s, and the seconds the first execution takes to trace), when a test injects them instead of
-    measuring."""
+    images/s, the seconds the first execution takes to trace, those an epoch's end takes to save), when
+    a test injects them instead of measuring."""
     budget = config.train.time_budget
     assert budget is not None
     started = time.perf_counter()
-    train_rate, validation_rate, tracing = measured or _measure(config, data, build, compute)
+    train_rate, validation_rate, tracing, saving = measured or _measure(config, data, build, compute)
     splits = data.splits
-    training, validating = len(splits.train) / train_rate, len(splits.validation) / validation_rate
+    training = len(splits.train) / train_rate
+    validating = len(splits.validation) / validation_rate + saving  # each epoch's, whatever its length
     epoch, usable = training + validating, SAFETY * budget - tracing
     epochs = max(1, min(100_000, int(usable / epoch)))
     if usable - epochs * epoch > LEFT_UNUSED * usable:  # whole epochs would end early: one more, each shorter
@@ -55,6 +56,7 @@ def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, d
         "validation_images_per_second": round(validation_rate, 1),
         "epoch_seconds": round(epoch, 2),
         "tracing_seconds": round(tracing, 2),
+        "saving_seconds": round(saving, 2),
         "epochs": epochs,
         "steps_per_epoch": changes["train.steps_per_epoch"],
         "measuring_seconds": round(time.perf_counter() - started, 2),
@@ -71,28 +73,33 @@ def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, d
     return override(config, changes), decision
 
 
-def _measure(config: Config, data, build, compute) -> tuple[float, float, float]:
+def _measure(config: Config, data, build, compute) -> tuple[float, float, float, float]:
     """Training and validation images per second of a throwaway copy of the model, timed after their
-    first execution (which traces), and the seconds that first training execution took."""
+    first execution (which traces), in one call each (each call into Keras costs a start of its own);
+    the seconds of that first training execution, which the run's first epoch pays again; and the
+    seconds an epoch's end takes to save (the state resume continues from, and the kept model)."""
+    import tempfile
+    from pathlib import Path
+
     from cnnclf.data.pipeline import evaluation_batches, training_batches
     from cnnclf.model.build import eval_batch_size
 
     splits, onehot = data.splits, config.data.labels == "onehot"
     model = build(config)
-    per_execution = compute.steps_per_execution
     batches, steps = training_batches(
         splits.train, compute.batch_size, config.seed, model.optimizer.iterations, splits.num_classes, onehot
     )
+    first = min(compute.steps_per_execution, steps)
     started = time.perf_counter()
-    model.fit(batches.take(min(per_execution, steps)), epochs=1, shuffle=False, verbose=0)  # traces
-    tracing = time.perf_counter() - started  # the run's own first epoch pays it again
-    timed, images, started = 0, 0, time.perf_counter()
-    while time.perf_counter() - started < TIMED_SECONDS and timed < MAX_TIMED_STEPS:
-        take = min(per_execution, steps)
-        model.fit(batches.take(take), epochs=1, shuffle=False, verbose=0)
-        timed += take
-        images += min(take * compute.batch_size, len(splits.train))
-    train_rate = images / (time.perf_counter() - started)
+    model.fit(batches.take(first), epochs=1, shuffle=False, verbose=0)  # traces
+    tracing = time.perf_counter() - started
+    started = time.perf_counter()
+    model.fit(batches.take(first), epochs=1, shuffle=False, verbose=0)  # one execution, traced: its pace
+    once = time.perf_counter() - started
+    timed = min(steps, max(first, int(first * TIMED_SECONDS / max(once, 1e-3))), MAX_TIMED_STEPS)
+    started = time.perf_counter()
+    model.fit(batches.repeat().take(timed), epochs=1, shuffle=False, verbose=0)
+    train_rate = timed * compute.batch_size / (time.perf_counter() - started)
     validation = splits.validation if len(splits.validation) else splits.test
     eval_size = eval_batch_size(model, config.train)
     eval_batches = evaluation_batches(validation, eval_size, splits.num_classes, onehot)
@@ -100,5 +107,9 @@ def _measure(config: Config, data, build, compute) -> tuple[float, float, float]
     started = time.perf_counter()
     model.evaluate(eval_batches.take(2), verbose=0)
     validation_rate = min(len(validation), 2 * eval_size) / max(time.perf_counter() - started, 1e-6)
+    with tempfile.TemporaryDirectory() as folder:  # what an epoch's end writes: about the model, twice
+        started = time.perf_counter()
+        model.save(Path(folder) / "model.keras")
+        saving = 2 * (time.perf_counter() - started)
     del model
-    return float(train_rate), float(np.clip(validation_rate, 1.0, None)), tracing
+    return float(train_rate), float(np.clip(validation_rate, 1.0, None)), tracing, saving
