@@ -277,6 +277,23 @@ def test_a_time_budget_plans_the_epochs_and_the_schedule_ends_with_the_run(tmp_p
     assert [float(r["learning_rate"]) for r in csv.DictReader((interrupted / "history.csv").open())] == rates
 
 
+def test_a_time_budget_measures_this_machine_with_a_throwaway_model(tmp_path):
+    """Unmocked: the speeds come from training and validating a copy of the model, the plan from them
+    (no timing asserted, only that the decision is made of what was measured)."""
+    config = tiny_config(tmp_path / "runs", epochs=50, time_budget=3, lr_schedule="cosine")
+    result = cnnclf("train", write_config(tmp_path / "b.yaml", config))
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.split()[-1])
+    decision = json.loads((run / "run.json").read_text())["time_budget"]
+    assert decision["train_images_per_second"] > 0 and decision["validation_images_per_second"] > 0
+    assert decision["tracing_seconds"] >= 0 and decision["saving_seconds"] > 0
+    epoch = 900 / decision["train_images_per_second"] + 100 / decision["validation_images_per_second"]
+    assert decision["epoch_seconds"] == pytest.approx(epoch + decision["saving_seconds"], abs=0.02)
+    assert 1 <= decision["epochs"] <= 100_000
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == decision["epochs"]
+    assert len(list(csv.DictReader((run / "history.csv").open()))) == decision["epochs"]
+
+
 def test_a_time_budget_is_read_in_seconds_minutes_or_hours():
     from cnnclf.config import TrainConfig
 
