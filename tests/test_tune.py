@@ -202,3 +202,31 @@ def test_the_dashboard_answers_only_loopback_names_and_refuses_a_port_in_use(tmp
         server.send_signal(signal.SIGINT)
         _, rest = server.communicate(timeout=60)
     assert "tensorflow" not in said + rest  # -X importtime lists every module imported: TensorFlow is not
+
+
+def test_a_thread_that_loses_the_database_leaves_the_one_line_to_the_study(monkeypatch):
+    """Optuna's heartbeat thread meets a stopped database too; its traceback must not precede the line."""
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    from cnnclf.errors import RunError
+    from cnnclf.tools.study import database_errors
+
+    printed = []  # what Python's own hook would print, in turn
+    monkeypatch.setattr(threading, "excepthook", lambda args: printed.append(args.exc_type))
+
+    def lost():
+        raise RuntimeError("commit failed") from OperationalError("SELECT", {}, ConnectionRefusedError())
+
+    def run(target):
+        thread = threading.Thread(target=target)
+        thread.start(), thread.join()
+
+    with pytest.raises(RunError, match="stopped answering"), database_errors("postgresql://u:pw@127.0.0.1/db"):
+        run(lost)
+        raise OperationalError("SELECT", {}, ConnectionRefusedError("refused"))
+    with database_errors("sqlite:///x.db"):
+        run(lambda: 1 / 0)  # any other thread's failure is still printed
+    run(lost)  # and outside a study, Python's hook again
+    assert printed == [ZeroDivisionError, RuntimeError]

@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -159,6 +160,14 @@ def database_errors(url: str):
     is one line, exit 1: the study continues once it is back."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    def quiet_heartbeat(args):  # Optuna's heartbeat thread meets the lost database too: the line below says it
+        if any(isinstance(c, SQLAlchemyError) for c in _chain(args.exc_value)):
+            log.debug("%s lost the study's database", args.thread.name if args.thread else "a thread",
+                      exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        else:
+            default(args)
+
+    default, threading.excepthook = threading.excepthook, quiet_heartbeat
     try:
         yield
     except Exception as e:
@@ -169,6 +178,8 @@ def database_errors(url: str):
             f"the study's database {shown(url)} stopped answering ({first_line(getattr(cause, 'orig', None) or cause)}"
             f"); once it is back, run the same command again to continue the study"
         ) from None
+    finally:
+        threading.excepthook = default
 
 
 def _chain(error: BaseException | None):
