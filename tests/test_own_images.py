@@ -116,6 +116,17 @@ def test_a_zip_of_a_flat_folder_and_a_manifest_list_the_same_files(tmp_path):
     assert zipped[0].class_names == listed[0].class_names == ["cat", "dog"]
 
 
+def test_a_manifest_s_split_column_keeps_each_row_in_its_part_as_the_folder_layout_names_them(tmp_path):
+    root = photos(tmp_path / "photos", counts={"cat": 8, "dog": 8})
+    written = {"train": "train", "Val": "validation", "valid": "validation", "validation": "validation", "test": "test"}
+    rows = {str(p.relative_to(tmp_path)): (p.parent.name, list(written)[i % 5])
+            for i, p in enumerate(sorted(root.rglob("*.jpg")))}
+    with open(tmp_path / "list.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "label", "split"], *([name, *row] for name, row in rows.items())])
+    files, parts, _ = list_and_split(DataConfig(**data(tmp_path / "list.csv", source="manifest")), seed=1)
+    assert {name: part for name, part in zip(files.names, parts)} == {n: written[s] for n, (_, s) in rows.items()}
+
+
 @pytest.mark.slow
 def test_a_manifest_with_string_labels_and_a_split_column_trains(tmp_path):
     root = photos(tmp_path / "imgs", counts={"cat": 12, "dog": 12})

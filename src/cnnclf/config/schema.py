@@ -49,7 +49,7 @@ class DataConfig(Section):
     test_path: str | None = None  # csv: the test CSV; folder: test folder if not <path>/test
     path_column: str = "path"  # manifest: the column of image paths, relative to the CSV's folder
     label_column: str = "label"  # csv and manifest: the column of labels (manifest labels may be names)
-    split_column: str = "split"  # manifest: train or test per row, if the column exists
+    split_column: str = "split"  # manifest: train, val or test per row, if the column exists
     image_shape: tuple[Side, Side, Literal[1, 3]] | None = None  # [height, width, channels]
     resize: Literal["stretch", "crop", "pad"] = "stretch"  # image files of another aspect: stretch them, crop
     # the centre to the aspect, or pad (letterbox) them, then resize

@@ -3,10 +3,12 @@
     path,label,split
     cats/001.jpg,cat,train
     dogs/042.png,dog,test
+    dogs/007.png,dog,val
 
 Paths are relative to the CSV's folder (absolute ones are taken as they are); labels are class
-names (strings) or class indices; the split column (train or test) is optional, and without it
-a test set is carved out (data.test_split). Column names: data.path_column, data.label_column,
+names (strings) or class indices; the split column (train, val|valid|validation or test, as the
+folder layout names them) is optional: without it a test set is carved out (data.test_split), and
+without validation rows validation is carved out of the training rows (data.validation_split). Column names: data.path_column, data.label_column,
 data.split_column. Read with the csv module: pandas, imported before TensorFlow, would stay
 resident for the whole run.
 """
@@ -21,7 +23,7 @@ from cnnclf.data.csv_files import row_length
 from cnnclf.data.files import FolderReader, ImageFiles, checked_name
 from cnnclf.errors import DataError, listing
 
-SPLITS = ("train", "test")
+SPLITS = {"train": "train", "test": "test", "val": "validation", "valid": "validation", "validation": "validation"}
 
 
 def list_files(cfg) -> ImageFiles:
@@ -70,9 +72,9 @@ def list_files(cfg) -> ImageFiles:
                 f"fill it in or remove the row"
             )
         lines.setdefault(os.path.realpath(root / name), []).append((line, name))
-        part = row[split_at].strip().lower() if split_at is not None else ""
-        if split_at is not None and part not in SPLITS:
-            raise DataError(f"{path}:{line}: split {row[split_at]!r} is not train or test")
+        part = SPLITS.get(row[split_at].strip().lower()) if split_at is not None else ""
+        if part is None:
+            raise DataError(f"{path}:{line}: split {row[split_at]!r} is not train, val or test")
         names.append(name)
         labels.append(label)
         parts.append(part)
