@@ -241,17 +241,17 @@ def test_the_sample_grid_shows_mistakes_of_every_class_the_rare_ones_first():
 
 def test_a_time_budget_plans_the_epochs_and_the_schedule_ends_with_the_run(tmp_path, monkeypatch):
     """The speed is injected (no timing in tests): 900 training and 2,000 validation images/s make an
-    epoch of the tiny config (900 + 100 images) 1.05 s; 93% of a 2.4 s budget fits 2 whole epochs with
-    6% left. The cosine schedule ends at the last epoch's end; resume keeps the plan (config.yaml's
+    epoch of the tiny config (900 + 100 images) 1.05 s; 93% of a 2.3 s budget fits 2 whole epochs with
+    2% left. The cosine schedule ends at the last epoch's end; resume keeps the plan (config.yaml's
     epochs), measuring nothing."""
     from cnnclf.errors import Interrupted
     from cnnclf.training import budget, callbacks
 
     monkeypatch.setattr(budget, "_measure", lambda *args: (900.0, 2000.0, 0.0, 0.0))
-    config = tiny_config(tmp_path / "runs", epochs=50, time_budget=2.4, lr_schedule="cosine", warmup_epochs=0.5)
+    config = tiny_config(tmp_path / "runs", epochs=50, time_budget=2.3, lr_schedule="cosine", warmup_epochs=0.5)
     result = cnnclf("train", write_config(tmp_path / "b.yaml", config))
     assert result.exit_code == 0, result.stderr
-    assert "time budget 2.4 s: 900 images/s training and 2,000 validating on this machine, 1.1 s an epoch: 2 epochs" \
+    assert "time budget 2.3 s: 900 images/s training and 2,000 validating on this machine, 1.1 s an epoch: 2 epochs" \
         in result.stderr
     run = Path(result.stdout.split()[-1])
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
@@ -305,11 +305,13 @@ def test_a_time_budget_is_read_in_seconds_minutes_or_hours():
 @pytest.mark.parametrize("seconds, planned, epochs, steps", [
     (2, "1 epoch of 59% of the training images (33 steps each)", 1, 33),  # (0.93 x 2 - 0.1) / 3 of an epoch
     (8, "3 epochs of 79% of the training images (45 steps each)", 3, 45),  # 2 whole epochs would leave 17%
+    (3.6, "2 epochs of 52% of the training images (29 steps each)", 2, 29),  # 1 whole epoch would leave 7%
 ])
 def test_a_time_budget_between_whole_epochs_trains_shorter_ones(tmp_path, monkeypatch, seconds, planned, epochs,
                                                                   steps):
     """900 training images at 300 images/s take 3 s, 100 validating at 1,000 images/s 0.1 s. A budget
-    shorter than an epoch trains part of one; where whole epochs would end more than a tenth early,
+    shorter than an epoch trains part of one; where whole epochs would leave more than 3% of it unused
+    (beyond the 7% kept in reserve),
     there is one more and each is shorter (other images each time); the schedule ends with the last."""
     from cnnclf.training import budget
 
