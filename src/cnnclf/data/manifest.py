@@ -8,9 +8,9 @@
 Paths are relative to the CSV's folder (absolute ones are taken as they are); labels are class
 names (strings) or class indices; the split column (train, val|valid|validation or test, as the
 folder layout names them) is optional: without it a test set is carved out (data.test_split), and
-without validation rows validation is carved out of the training rows (data.validation_split). Column names: data.path_column, data.label_column,
-data.split_column. Read with the csv module: pandas, imported before TensorFlow, would stay
-resident for the whole run.
+without validation rows validation is carved out of the training rows (data.validation_split).
+Column names: data.path_column, data.label_column, data.split_column. Read with the csv module:
+pandas, imported before TensorFlow, would stay resident for the whole run.
 """
 
 import csv

@@ -162,8 +162,11 @@ def database_errors(url: str):
 
     def quiet_heartbeat(args):  # Optuna's heartbeat thread meets the lost database too: the line below says it
         if any(isinstance(c, SQLAlchemyError) for c in _chain(args.exc_value)):
-            log.debug("%s lost the study's database", args.thread.name if args.thread else "a thread",
-                      exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+            log.debug(
+                "%s lost the study's database",
+                args.thread.name if args.thread else "a thread",
+                exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+            )
         else:
             default(args)
 
