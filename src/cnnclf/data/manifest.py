@@ -72,9 +72,10 @@ def list_files(cfg) -> ImageFiles:
                 f"fill it in or remove the row"
             )
         lines.setdefault(os.path.realpath(root / name), []).append((line, name))
-        part = SPLITS.get(row[split_at].strip().lower()) if split_at is not None else ""
+        written = row[split_at] if split_at is not None else ""
+        part = SPLITS.get(written.strip().lower()) if split_at is not None else ""
         if part is None:
-            raise DataError(f"{path}:{line}: split {row[split_at]!r} is not train, val or test")
+            raise DataError(f"{path}:{line}: split {written!r} is not train, val or test")
         names.append(name)
         labels.append(label)
         parts.append(part)
