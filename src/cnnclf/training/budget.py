@@ -2,10 +2,12 @@
 
 Before the run's model is built, a throwaway copy of it (the same config, compiled the same way)
 trains a few steps and validates a few batches on the run's own data: the first execution of each
-traces its function and is not counted, the next ones are timed. From the images per second of
-each, an epoch's seconds follow (training, validation and the epoch's save), and the epochs are what fits in the
+traces its function and is not counted, the next ones are timed, two of each of different lengths:
+their difference gives a step's seconds, the rest the seconds each pass over the data takes to
+start. From these an epoch's seconds follow (training, validation, their starts and the epoch's
+save), and the epochs are what fits in the
 budget's share (SAFETY of it: a CPU's speed moves between minutes) less the tracing the run's first
-epoch pays again. Where whole epochs would leave over a tenth of the budget unused (one epoch of
+epoch pays again. Where whole epochs would leave more of it unused than LEFT_UNUSED (one epoch of
 Fashion-MNIST takes 117 s on the AMD EPYC: a 4-minute budget held one), there is one epoch more and
 each is shorter (train.steps_per_epoch: each epoch the first steps of its own order); a budget
 shorter than one epoch gets one short epoch. The run is then built with those
@@ -41,10 +43,10 @@ def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, d
     budget = config.train.time_budget
     assert budget is not None
     started = time.perf_counter()
-    train_rate, validation_rate, tracing, saving = measured or _measure(config, data, build, compute)
+    train_rate, validation_rate, tracing, per_epoch = measured or _measure(config, data, build, compute)
     splits = data.splits
     training = len(splits.train) / train_rate
-    validating = len(splits.validation) / validation_rate + saving  # each epoch's, whatever its length
+    validating = len(splits.validation) / validation_rate + per_epoch  # each epoch's, whatever its length
     epoch, usable = training + validating, SAFETY * budget - tracing
     epochs = max(1, min(100_000, int(usable / epoch)))
     if usable - epochs * epoch > LEFT_UNUSED * budget:  # whole epochs would end early: one more, each shorter
@@ -59,7 +61,7 @@ def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, d
         "validation_images_per_second": round(validation_rate, 1),
         "epoch_seconds": round(epoch, 2),
         "tracing_seconds": round(tracing, 2),
-        "saving_seconds": round(saving, 2),
+        "per_epoch_seconds": round(per_epoch, 2),
         "epochs": epochs,
         "steps_per_epoch": changes["train.steps_per_epoch"],
         "measuring_seconds": round(time.perf_counter() - started, 2),
@@ -79,8 +81,8 @@ def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, d
 def _measure(config: Config, data, build, compute) -> tuple[float, float, float, float]:
     """Training and validation images per second of a throwaway copy of the model, timed after their
     first call (which traces); the seconds that tracing took beyond the step, which the run's first
-    epoch pays again; and the seconds an epoch's end takes to save (the state resume continues from,
-    and the kept model)."""
+    epoch pays again; and each epoch's fixed seconds: starting its passes over the training and the
+    validation data, and saving at its end (the state resume continues from, and the kept model)."""
     import tempfile
     from pathlib import Path
 
@@ -96,29 +98,43 @@ def _measure(config: Config, data, build, compute) -> tuple[float, float, float,
     model.fit(batches.take(1), epochs=1, shuffle=False, verbose=0)  # traces, then one step
     first = time.perf_counter() - started
     # one step at a time (an execution of the run's is up to 32 steps: 80 s of CIFAR-10's on the AMD
-    # EPYC), more in one call until the call takes long enough that its start does not count
-    timed, seconds = 0, 0.0
-    while seconds < TIMED_SECONDS / 2 and timed < min(steps, MAX_TIMED_STEPS):
+    # EPYC), more in each call until a call is long enough to time; each call starts a pass over the
+    # data (as each epoch does), so a step's time is the difference of the last two calls, over their
+    # difference in steps: timed whole, the start counted as steps made the speed 10-27% too slow
+    calls = [(0, 0.0)]
+    while len(calls) < 3 or (calls[-1][1] < TIMED_SECONDS / 2 and calls[-1][0] < min(steps, MAX_TIMED_STEPS)):
+        timed, seconds = calls[-1]
         timed = min(steps, MAX_TIMED_STEPS, max(2 * timed, int(timed * TIMED_SECONDS / max(seconds, 1e-3)), 1))
         started = time.perf_counter()
         model.fit(batches.repeat().take(timed), epochs=1, shuffle=False, verbose=0)
-        seconds = time.perf_counter() - started
-    train_rate = timed * compute.batch_size / seconds
-    tracing = max(first - seconds / timed, 0.0)
+        calls.append((timed, time.perf_counter() - started))
+    step, start = _per_item(calls)
     validation = splits.validation if len(splits.validation) else splits.test
     eval_size = eval_batch_size(model, config.train)
     eval_batches = evaluation_batches(validation, eval_size, splits.num_classes, onehot)
     started = time.perf_counter()
     model.evaluate(eval_batches.take(1), verbose=0)  # traces, then one batch
-    first = time.perf_counter() - started
-    started = time.perf_counter()
-    model.evaluate(eval_batches.take(2), verbose=0)
-    seconds = max(time.perf_counter() - started, 1e-6)
-    validation_rate = min(len(validation), 2 * eval_size) / seconds
-    tracing += max(first - seconds / 2, 0.0)
+    first_evaluation = time.perf_counter() - started
+    evaluations = [(0, 0.0)]
+    for batches_timed in (1, 3):  # images, not batches: a small validation split has fewer than 3
+        started = time.perf_counter()
+        model.evaluate(eval_batches.take(batches_timed), verbose=0)
+        evaluations.append((min(batches_timed * eval_size, len(validation)), time.perf_counter() - started))
+    image, evaluation_start = _per_item(evaluations)
+    batch = image * min(eval_size, len(validation))
+    tracing = max(first - step - start, 0.0) + max(first_evaluation - batch - evaluation_start, 0.0)
     with tempfile.TemporaryDirectory() as folder:  # what an epoch's end writes: about the model, twice
         started = time.perf_counter()
         model.save(Path(folder) / "model.keras")
         saving = 2 * (time.perf_counter() - started)
     del model
-    return float(train_rate), float(np.clip(validation_rate, 1.0, None)), tracing, saving
+    train_rate, validation_rate = compute.batch_size / step, 1 / image
+    return float(train_rate), float(np.clip(validation_rate, 1.0, None)), tracing, start + evaluation_start + saving
+
+
+def _per_item(calls: list[tuple[int, float]]) -> tuple[float, float]:
+    """From calls of (items, seconds), the seconds an item takes (the last two calls' difference) and
+    those a call takes to start, whatever its length."""
+    (before, earlier), (items, seconds) = calls[-2], calls[-1]
+    each = (seconds - earlier) / (items - before) if seconds > earlier and items > before else seconds / items
+    return max(each, 1e-6), max(seconds - items * each, 0.0)
