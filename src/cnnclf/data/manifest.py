@@ -21,9 +21,10 @@ import numpy as np
 
 from cnnclf.data.csv_files import row_length
 from cnnclf.data.files import FolderReader, ImageFiles, checked_name
+from cnnclf.data.image_folder import VALIDATION_FOLDERS
 from cnnclf.errors import DataError, listing
 
-SPLITS = {"train": "train", "test": "test", "val": "validation", "valid": "validation", "validation": "validation"}
+SPLITS = {"train": "train", "test": "test", **dict.fromkeys(VALIDATION_FOLDERS, "validation")}  # as folders
 
 
 def list_files(cfg) -> ImageFiles:
@@ -72,8 +73,8 @@ def list_files(cfg) -> ImageFiles:
                 f"fill it in or remove the row"
             )
         lines.setdefault(os.path.realpath(root / name), []).append((line, name))
-        written = row[split_at] if split_at is not None else ""
-        part = SPLITS.get(written.strip().lower()) if split_at is not None else ""
+        written = row[split_at] if split_at is not None else None
+        part = "" if written is None else SPLITS.get(written.strip().lower())
         if part is None:
             raise DataError(f"{path}:{line}: split {written!r} is not train, val or test")
         names.append(name)

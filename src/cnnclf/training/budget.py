@@ -38,8 +38,8 @@ LEFT_UNUSED = 0.03
 def plan(config: Config, data, build, compute, measured=None) -> tuple[Config, dict]:
     """The config with the epochs that fit train.time_budget, and the decision. `build(config)`: a
     compiled model of the config (the run's own builder); `measured`: the speeds (training, validation
-    images/s, the seconds the first execution takes to trace, those an epoch's end takes to save), when
-    a test injects them instead of measuring."""
+    images/s, the seconds the first execution takes to trace, each epoch's fixed seconds), when a test
+    injects them instead of measuring."""
     budget = config.train.time_budget
     assert budget is not None
     started = time.perf_counter()
